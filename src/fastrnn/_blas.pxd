@@ -1,0 +1,9 @@
+# The one place fastrnn calls BLAS.  All matrices are row-major (C order); the column-major
+# Fortran BLAS is reached by swapping operands: C = op(A) @ op(B) in row-major is
+# C^T = op(B)^T @ op(A)^T in column-major, i.e. the same buffers with A and B exchanged.
+from cython cimport floating
+
+cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
+               floating alpha, const floating* a, int lda,
+               const floating* b, int ldb,
+               floating beta, floating* c, int ldc) noexcept nogil

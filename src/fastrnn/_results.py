@@ -1,0 +1,13 @@
+"""Result types returned by the backward functions (shared by the kernels' API and the reference)."""
+from collections import namedtuple
+
+RNNGrads = namedtuple("RNNGrads", ["dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"])
+RNNGrads.__doc__ = """Gradients of an Elman RNN layer: dx (T, B, I), dh0 (B, H), dw_ih (H, I),
+dw_hh (H, H), db_ih (H,) and db_hh (H,) (None when the forward had no bias)."""
+
+GRUGrads = namedtuple("GRUGrads", RNNGrads._fields)
+GRUGrads.__doc__ = """Gradients of a GRU layer; fields as RNNGrads with 3*H gate rows (r|z|n)."""
+
+LSTMGrads = namedtuple("LSTMGrads", ["dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"])
+LSTMGrads.__doc__ = """Gradients of an LSTM layer; as RNNGrads plus dc0 (B, H), with 4*H gate rows
+(i|f|g|o)."""
