@@ -1,0 +1,385 @@
+"""NumPy-in, NumPy-out recurrent layers: forward and backward-through-time of one layer in one
+direction, on the compiled kernels.
+
+Conventions (PyTorch's, so weights move between the libraries unchanged):
+
+- ``x`` is time-major ``(T, B, I)``; states ``h0``, ``c0``, ``hT``, ``cT`` are ``(B, H)``;
+  outputs ``y`` are ``(T, B, H)``.
+- Weights ``w_ih (G*H, I)``, ``w_hh (G*H, H)``, biases ``b_ih``, ``b_hh`` ``(G*H,)``, with the
+  gate blocks stacked in rows: RNN G=1, LSTM G=4 (i|f|g|o), GRU G=3 (r|z|n).
+- ``lengths`` (optional, ``(B,)`` integers in ``1..T``) gives each row's valid prefix, with
+  PyTorch packed-sequence semantics: outputs past a row's end are 0, its final state is the
+  state at its last valid step, and with ``reverse=True`` the row's recurrence starts at its
+  own last valid step.
+
+Dtypes: the compute dtype is x's (float32 or float64; float16 is computed in float32). Every
+other float argument is cast to it; every result (outputs, states, gradients) has x's dtype.
+Non-contiguous and read-only arrays are accepted (copied only where needed).
+
+Empty inputs: B == 0 or T == 0 is allowed and gives empty outputs; with T == 0 the final
+state is the initial state (zero steps leave it unchanged), and backward passes dhT to dh0.
+
+With ``training=True`` (default) the forward returns a cache holding what backward needs;
+the backward consumes it (its buffers are overwritten), so each cache serves ONE backward
+call.  The cache keeps references to x and the weights: do not modify them in place between
+forward and backward.  With ``training=False`` nothing is kept (cache is None) and the
+workspace is O(B*G*H) beyond the outputs.
+"""
+import numbers
+
+import numpy as np
+
+from fastrnn import _gru, _lstm, _rnn
+from fastrnn._results import GRUGrads, LSTMGrads, RNNGrads
+
+__all__ = [
+    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+    "gru_forward", "gru_backward", "RNNGrads", "LSTMGrads", "GRUGrads",
+]
+
+_BLAS_INT_MAX = 2**31 - 1
+
+
+class Cache:
+    """What a backward call needs from its forward call.  Opaque; single use."""
+
+    __slots__ = ("kind", "variant", "x", "w_ih", "w_hh", "lengths", "reverse", "saved",
+                 "has_b_ih", "has_b_hh", "out_dtype", "consumed")
+
+    def __init__(self, kind, variant, x, w_ih, w_hh, lengths, reverse, saved, has_b_ih,
+                 has_b_hh, out_dtype):
+        self.kind = kind
+        self.variant = variant
+        self.x = x
+        self.w_ih = w_ih
+        self.w_hh = w_hh
+        self.lengths = lengths
+        self.reverse = reverse
+        self.saved = saved
+        self.has_b_ih = has_b_ih
+        self.has_b_hh = has_b_hh
+        self.out_dtype = out_dtype
+        self.consumed = False
+
+    def __repr__(self):
+        T, B, I = self.x.shape
+        state = "consumed" if self.consumed else "ready"
+        return (f"<fastrnn {self.kind} cache T={T} B={B} I={I} H={self.w_hh.shape[1]} "
+                f"dtype={self.x.dtype} {state}>")
+
+
+# ----------------------------------------------------------------------------------------
+# validation
+
+def _float_array(name, value, dtype=None):
+    """`value` as an ndarray of a float dtype; TypeError for anything else."""
+    if value is None:
+        raise TypeError(f"{name} must be an array, got None")
+    arr = value if isinstance(value, np.ndarray) else _as_array(name, value)
+    if arr.dtype.kind != "f" or arr.dtype.itemsize > 8:
+        raise TypeError(f"{name} must hold float16, float32 or float64 data, got dtype "
+                        f"{arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr
+
+
+def _as_array(name, value):
+    if hasattr(value, "detach") and hasattr(value, "cpu"):      # a torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"{name} must be array-like, got {type(value).__name__}") from exc
+
+
+def _compute_dtype(x):
+    return np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
+
+
+def _check_shape(name, arr, expected, meaning):
+    if arr.shape != expected:
+        raise ValueError(f"{name} must have shape {meaning} = {expected}, got {arr.shape}")
+
+
+def _ready(name, value, shape, meaning, dtype, optional=True):
+    """Validated, C-contiguous array of `dtype` and `shape`, or None if allowed."""
+    if value is None:
+        if optional:
+            return None
+        raise TypeError(f"{name} must be an array of shape {meaning}, got None")
+    arr = _float_array(name, value)
+    _check_shape(name, arr, shape, meaning)
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _check_flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _prepare_x(x):
+    x = _float_array("x", x)
+    if x.ndim != 3:
+        raise ValueError(f"x must be 3-D (T, B, I), time-major, got shape {x.shape}")
+    return x, _compute_dtype(x), x.dtype
+
+
+def _prepare_weights(G, w_ih, w_hh, b_ih, b_hh, I, dtype):
+    gate_rows = {1: "H", 3: "3*H", 4: "4*H"}[G]
+    w_hh = _float_array("w_hh", w_hh)
+    if w_hh.ndim != 2 or w_hh.shape[1] < 1 or w_hh.shape[0] != G * w_hh.shape[1]:
+        raise ValueError(f"w_hh must have shape ({gate_rows}, H) with H >= 1, got "
+                         f"{w_hh.shape}")
+    H = w_hh.shape[1]
+    if I < 1:
+        raise ValueError(f"x must have input size I >= 1 (x.shape[2]), got {I}")
+    w_ih = _ready("w_ih", w_ih, (G * H, I), f"({gate_rows}, I)", dtype, optional=False)
+    w_hh = np.ascontiguousarray(w_hh, dtype=dtype)
+    b_ih = _ready("b_ih", b_ih, (G * H,), f"({gate_rows},)", dtype)
+    b_hh = _ready("b_hh", b_hh, (G * H,), f"({gate_rows},)", dtype)
+    return w_ih, w_hh, b_ih, b_hh, H
+
+
+def _prepare_lengths(lengths, T, B):
+    """int64 (B,) lengths, or None when absent or when every row is full (same result)."""
+    if lengths is None:
+        return None
+    arr = _as_array("lengths", lengths)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths must have shape (B,) = ({B},), got {arr.shape}")
+    if B and (arr.min() < 1 or arr.max() > T):
+        raise ValueError(f"lengths must be in [1, T] = [1, {T}], got values from "
+                         f"{arr.min()} to {arr.max()}")
+    if B == 0 or arr.min() == T:
+        return None
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _prepare_forward(G, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
+    x, dtype, out_dtype = _prepare_x(x)
+    T, B, I = x.shape
+    w_ih, w_hh, b_ih, b_hh, H = _prepare_weights(G, w_ih, w_hh, b_ih, b_hh, I, dtype)
+    if T * B > _BLAS_INT_MAX or T * B * max(I, H) > 2**62:
+        raise ValueError(f"x is too large: T*B = {T * B} rows exceeds the 32-bit BLAS limit")
+    states = [_ready(name, s, (B, H), "(B, H)", dtype) for name, s in states]
+    lengths = _prepare_lengths(lengths, T, B)
+    reverse = _check_flag("reverse", reverse)
+    training = _check_flag("training", training)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    return x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype
+
+
+def _check_cache(cache, kind):
+    if cache is None:
+        raise ValueError(f"cache is None: {kind}_forward ran with training=False, which "
+                         f"keeps nothing for backward")
+    if not isinstance(cache, Cache):
+        raise TypeError(f"cache must be the cache returned by {kind}_forward, got "
+                        f"{type(cache).__name__}")
+    if cache.kind != kind:
+        raise TypeError(f"cache comes from {cache.kind}_forward; {kind}_backward needs the "
+                        f"cache of {kind}_forward")
+    if cache.consumed:
+        raise ValueError("cache was already used by a backward call, which overwrote its "
+                         "buffers; run the forward again for another backward")
+
+
+def _prepare_backward(cache, kind, grads):
+    """Validated output gradients [(name, value), ...] in the cache's dtype."""
+    _check_cache(cache, kind)
+    T, B, _ = cache.x.shape
+    H = cache.w_hh.shape[1]
+    out = []
+    for name, value in grads:
+        shape, meaning = ((T, B, H), "(T, B, H)") if name == "dy" else ((B, H), "(B, H)")
+        out.append(_ready(name, value, shape, meaning, cache.x.dtype))
+    return out
+
+
+def _cast(out_dtype, *arrays):
+    return [a if a is None or a.dtype == out_dtype else a.astype(out_dtype) for a in arrays]
+
+
+def _empty_forward(x, states, H, out_dtype):
+    """Results of a forward with T == 0 or B == 0 (no kernel call)."""
+    T, B, _ = x.shape
+    y = np.zeros((T, B, H), out_dtype)
+    finals = [np.zeros((B, H), out_dtype) if s is None else s.astype(out_dtype)
+              for s in states]
+    return y, finals
+
+
+def _empty_backward(cache, state_grads):
+    """Gradients for a forward with T == 0 or B == 0: states pass through unchanged."""
+    T, B, I = cache.x.shape
+    dtype = cache.x.dtype
+    d_states = [np.zeros((B, cache.w_hh.shape[1]), dtype) if d is None else d.copy()
+                for d in state_grads]
+    dx = np.zeros((T, B, I), dtype)
+    return dx, d_states, np.zeros_like(cache.w_ih), np.zeros_like(cache.w_hh)
+
+
+def _bias_grads(cache, db_ih, db_hh):
+    return (db_ih if cache.has_b_ih else None), (db_hh if cache.has_b_hh else None)
+
+
+def _sum_bias(b_ih, b_hh):
+    if b_ih is None:
+        return b_hh
+    if b_hh is None:
+        return b_ih
+    return b_ih + b_hh
+
+
+def _is_empty(x):
+    return x.shape[0] == 0 or x.shape[1] == 0
+
+
+# ----------------------------------------------------------------------------------------
+# Elman RNN
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", lengths=None,
+                reverse=False, training=True):
+    """Elman RNN over a sequence: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``.
+
+    x (T, B, I); h0 (B, H) or None; w_ih (H, I); w_hh (H, H); b_ih, b_hh (H,) or None;
+    nonlinearity "tanh" or "relu".  Returns ``y (T, B, H), hT (B, H), cache``.
+    """
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype = \
+        _prepare_forward(1, x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, reverse,
+                         training)
+    relu = nonlinearity == "relu"
+    if _is_empty(x):
+        y, (hT,) = _empty_forward(x, [h0], w_hh.shape[1], out_dtype)
+        saved = None
+    else:
+        y, hT, saved = _rnn.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), h0, lengths,
+                                    reverse, training, relu)
+        y, hT = _cast(out_dtype, y, hT)
+    cache = Cache("rnn", relu, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,
+                  b_hh is not None, out_dtype) if training else None
+    return y, hT, cache
+
+
+def rnn_backward(dy, dhT, cache):
+    """Gradients of an rnn_forward call.  dy (T, B, H) or None; dhT (B, H) or None.
+
+    Returns ``RNNGrads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)`` (db_* None without bias).
+    """
+    dy, dhT = _prepare_backward(cache, "rnn", [("dy", dy), ("dhT", dhT)])
+    cache.consumed = True
+    if _is_empty(cache.x):
+        dx, (dh0,), dw_ih, dw_hh = _empty_backward(cache, [dhT])
+        db = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
+    else:
+        dx, dh0, dw_ih, dw_hh, db = _rnn.backward(
+            dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
+            cache.saved, True, cache.variant)
+    cache.saved = None
+    db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
+    return RNNGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
+
+
+# ----------------------------------------------------------------------------------------
+# LSTM
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse=False,
+                 training=True):
+    """LSTM over a sequence (gate blocks i|f|g|o):
+    ``c' = f*c + i*g,  h' = o*tanh(c')``.
+
+    x (T, B, I); h0, c0 (B, H) or None; w_ih (4H, I); w_hh (4H, H); b_ih, b_hh (4H,) or None.
+    Returns ``y (T, B, H), hT (B, H), cT (B, H), cache``.
+    """
+    x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype = \
+        _prepare_forward(4, x, [("h0", h0), ("c0", c0)], w_ih, w_hh, b_ih, b_hh, lengths,
+                         reverse, training)
+    if _is_empty(x):
+        y, (hT, cT) = _empty_forward(x, [h0, c0], w_hh.shape[1], out_dtype)
+        saved = None
+    else:
+        y, hT, cT, saved = _lstm.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), h0, c0,
+                                         lengths, reverse, training)
+        y, hT, cT = _cast(out_dtype, y, hT, cT)
+    cache = Cache("lstm", None, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,
+                  b_hh is not None, out_dtype) if training else None
+    return y, hT, cT, cache
+
+
+def lstm_backward(dy, dhT, dcT, cache):
+    """Gradients of an lstm_forward call.  dy (T, B, H), dhT, dcT (B, H); each may be None.
+
+    Returns ``LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``.
+    """
+    dy, dhT, dcT = _prepare_backward(cache, "lstm", [("dy", dy), ("dhT", dhT), ("dcT", dcT)])
+    cache.consumed = True
+    if _is_empty(cache.x):
+        dx, (dh0, dc0), dw_ih, dw_hh = _empty_backward(cache, [dhT, dcT])
+        db = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
+    else:
+        dx, dh0, dc0, dw_ih, dw_hh, db = _lstm.backward(
+            dy, dhT, dcT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
+            cache.saved, True)
+    cache.saved = None
+    db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
+    return LSTMGrads(*_cast(cache.out_dtype, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh))
+
+
+# ----------------------------------------------------------------------------------------
+# GRU
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True, lengths=None,
+                reverse=False, training=True):
+    """GRU over a sequence (gate blocks r|z|n), ``h' = (1-z)*n + z*h`` with
+    ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))`` when reset_after (PyTorch, Keras default)
+    or ``n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)`` otherwise (Cho et al. 2014).
+
+    x (T, B, I); h0 (B, H) or None; w_ih (3H, I); w_hh (3H, H); b_ih, b_hh (3H,) or None.
+    Returns ``y (T, B, H), hT (B, H), cache``.
+    """
+    reset_after = _check_flag("reset_after", reset_after)
+    x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype = \
+        _prepare_forward(3, x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, reverse,
+                         training)
+    if _is_empty(x):
+        y, (hT,) = _empty_forward(x, [h0], w_hh.shape[1], out_dtype)
+        saved = None
+    else:
+        H = w_hh.shape[1]
+        b_hn = None
+        if reset_after and b_hh is not None:
+            # b_hn stays inside r * (W_hn h + b_hn); b_hr, b_hz join the input side
+            b_hn = np.ascontiguousarray(b_hh[2 * H:])
+            b_hh = np.concatenate([b_hh[:2 * H], np.zeros(H, b_hh.dtype)])
+        y, hT, saved = _gru.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), b_hn, h0, lengths,
+                                    reverse, training, reset_after)
+        y, hT = _cast(out_dtype, y, hT)
+    cache = Cache("gru", reset_after, x, w_ih, w_hh, lengths, reverse, saved,
+                  b_ih is not None, b_hh is not None, out_dtype) if training else None
+    return y, hT, cache
+
+
+def gru_backward(dy, dhT, cache):
+    """Gradients of a gru_forward call.  dy (T, B, H) or None; dhT (B, H) or None.
+
+    Returns ``GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``.
+    """
+    dy, dhT = _prepare_backward(cache, "gru", [("dy", dy), ("dhT", dhT)])
+    cache.consumed = True
+    if _is_empty(cache.x):
+        dx, (dh0,), dw_ih, dw_hh = _empty_backward(cache, [dhT])
+        db_ih = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
+        db_hh = db_ih.copy()
+    else:
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _gru.backward(
+            dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
+            cache.saved, True, cache.variant)
+    cache.saved = None
+    db_ih, db_hh = _bias_grads(cache, db_ih, db_hh)
+    return GRUGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
