@@ -22,3 +22,21 @@ cdef inline floating tanh_(floating v) noexcept nogil:
 
 cdef inline floating relu(floating v) noexcept nogil:
     return v if v > 0 else 0
+
+
+# Array versions (vectorized, runtime CPU dispatch): y[:n] = act(x[:n]); x may equal y.
+from fastrnn._simd cimport sigmoid_f32, sigmoid_f64, tanh_f32, tanh_f64
+
+
+cdef inline void sigmoid_v(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        sigmoid_f32(x, y, n)
+    else:
+        sigmoid_f64(x, y, n)
+
+
+cdef inline void tanh_v(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        tanh_f32(x, y, n)
+    else:
+        tanh_f64(x, y, n)

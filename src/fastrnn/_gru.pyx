@@ -14,7 +14,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from fastrnn._activations cimport sigmoid, tanh_
+from fastrnn._activations cimport sigmoid_v, tanh_v
 from fastrnn._blas cimport gemm
 from fastrnn._common cimport (INFER_ROWS, column_sums, copy_or_zero, cur_slot, data_or_null,
                               input_side_grads, is_active, prev_slot, step_preactivations,
@@ -45,6 +45,7 @@ cdef void gru_forward_kernel(
     cdef floating* g
     cdef floating* g_row
     cdef floating* hh_row
+    cdef floating* hn_row
     cdef floating* h_prev
     cdef floating* h_cur
     cdef floating* y_t
@@ -75,27 +76,26 @@ cdef void gru_forward_kernel(
                     memset(aux_t + b * H, 0, H * sizeof(floating))
                 continue
             g_row = g + b * GH
+            k = b * H
             if reset_after:
                 hh_row = hh + b * GH
+                for j in range(2 * H):
+                    g_row[j] += hh_row[j]
+                sigmoid_v(g_row, g_row, 2 * H)              # r, z
+                hn_row = aux_t + k if keep else hh_row + 2 * H
                 for j in range(H):
-                    k = b * H + j
-                    r = sigmoid(g_row[j] + hh_row[j])
-                    z = sigmoid(g_row[H + j] + hh_row[H + j])
                     hn = hh_row[2 * H + j] + (b_hn[j] if b_hn != NULL else 0)
-                    n = tanh_(g_row[2 * H + j] + r * hn)
-                    h_cur[k] = n + z * (h_prev[k] - n)
-                    y_t[k] = h_cur[k]
-                    if keep:
-                        g_row[j] = r
-                        g_row[H + j] = z
-                        g_row[2 * H + j] = n
-                        aux_t[k] = hn
-            else:
+                    hn_row[j] = hn
+                    g_row[2 * H + j] += g_row[j] * hn
+                tanh_v(g_row + 2 * H, g_row + 2 * H, H)     # n
                 for j in range(H):
-                    r = sigmoid(g_row[j])
-                    g_row[j] = r
-                    g_row[H + j] = sigmoid(g_row[H + j])
-                    aux_t[b * H + j] = r * h_prev[b * H + j]
+                    n = g_row[2 * H + j]
+                    h_cur[k + j] = n + g_row[H + j] * (h_prev[k + j] - n)
+                memcpy(y_t + k, h_cur + k, H * sizeof(floating))
+            else:
+                sigmoid_v(g_row, g_row, 2 * H)              # r, z
+                for j in range(H):
+                    aux_t[k + j] = g_row[j] * h_prev[k + j]
         if not reset_after:
             # G[t][:, 2H:] += (r*h_prev) @ W_hn.T
             gemm(False, True, <int>B, <int>H, <int>H, <floating>1, aux_t, <int>H,
@@ -104,13 +104,12 @@ cdef void gru_forward_kernel(
                 if not is_active(lengths, b, t):
                     continue
                 g_row = g + b * GH
+                k = b * H
+                tanh_v(g_row + 2 * H, g_row + 2 * H, H)     # n
                 for j in range(H):
-                    k = b * H + j
-                    z = g_row[H + j]
-                    n = tanh_(g_row[2 * H + j])
-                    g_row[2 * H + j] = n
-                    h_cur[k] = n + z * (h_prev[k] - n)
-                    y_t[k] = h_cur[k]
+                    n = g_row[2 * H + j]
+                    h_cur[k + j] = n + g_row[H + j] * (h_prev[k + j] - n)
+                memcpy(y_t + k, h_cur + k, H * sizeof(floating))
     k = cur_slot(T - 1, step_time(T - 1, T, reverse), reverse, keep)
     memcpy(hT, hs + k * BH, BH * sizeof(floating))
 

@@ -12,7 +12,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from fastrnn._activations cimport sigmoid, tanh_
+from fastrnn._activations cimport sigmoid_v, tanh_v
 from fastrnn._blas cimport gemm
 from fastrnn._common cimport (INFER_ROWS, copy_or_zero, cur_slot, data_or_null, input_side_grads, is_active,
                               prev_slot, step_preactivations, step_time)
@@ -33,7 +33,7 @@ cdef void lstm_forward_kernel(
         floating* gates,            # OUT (chunk, B, 4H): post-activation gates when keep
         floating* hs,               # OUT (T+1 | 2, B, H) hidden-state slots
         floating* cs,               # OUT (T+1 | 2, B, H) cell-state slots
-        floating* tanh_c,           # OUT (T, B, H) tanh(c_t) when keep, else unused
+        floating* tanh_c,           # OUT (T, B, H) tanh(c_t) when keep, else WORK (B, H)
         floating* y,                # OUT (T, B, H)
         floating* hT, floating* cT  # OUT (B, H)
         ) noexcept nogil:
@@ -47,7 +47,9 @@ cdef void lstm_forward_kernel(
     cdef floating* c_cur
     cdef floating* y_t
     cdef floating* tc_t
-    cdef floating gi, gf, gg, go, c, tc
+    cdef floating* tc_row
+    cdef floating* tc_work = tanh_c
+    cdef Py_ssize_t k
 
     first = T if (reverse and keep) else 0
     copy_or_zero(hs + first * BH, h0, BH)
@@ -71,22 +73,17 @@ cdef void lstm_forward_kernel(
                 memset(y_t + b * H, 0, H * sizeof(floating))
                 continue
             g_row = g + b * GH
+            k = b * H
+            sigmoid_v(g_row, g_row, 2 * H)                  # i, f
+            tanh_v(g_row + 2 * H, g_row + 2 * H, H)         # g
+            sigmoid_v(g_row + 3 * H, g_row + 3 * H, H)      # o
             for j in range(H):
-                gi = sigmoid(g_row[j])
-                gf = sigmoid(g_row[H + j])
-                gg = tanh_(g_row[2 * H + j])
-                go = sigmoid(g_row[3 * H + j])
-                c = gf * c_prev[b * H + j] + gi * gg
-                tc = tanh_(c)
-                c_cur[b * H + j] = c
-                h_cur[b * H + j] = go * tc
-                y_t[b * H + j] = go * tc
-                if keep:
-                    g_row[j] = gi
-                    g_row[H + j] = gf
-                    g_row[2 * H + j] = gg
-                    g_row[3 * H + j] = go
-                    tc_t[b * H + j] = tc
+                c_cur[k + j] = g_row[H + j] * c_prev[k + j] + g_row[j] * g_row[2 * H + j]
+            tc_row = (tc_t if keep else tc_work) + k
+            tanh_v(c_cur + k, tc_row, H)
+            for j in range(H):
+                h_cur[k + j] = g_row[3 * H + j] * tc_row[j]
+            memcpy(y_t + k, h_cur + k, H * sizeof(floating))
     t = cur_slot(T - 1, step_time(T - 1, T, reverse), reverse, keep)
     memcpy(hT, hs + t * BH, BH * sizeof(floating))
     memcpy(cT, cs + t * BH, BH * sizeof(floating))
@@ -186,7 +183,7 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
     gates = np.empty((chunk, B, 4 * H), dtype)
     hs = np.empty((T + 1 if training else 2, B, H), dtype)
     cs = np.empty_like(hs)
-    tanh_c = np.empty((T, B, H), dtype) if training else None
+    tanh_c = np.empty((T if training else 1, B, H), dtype)
     y = np.empty((T, B, H), dtype)
     hT = np.empty((B, H), dtype)
     cT = np.empty((B, H), dtype)

@@ -11,7 +11,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from fastrnn._activations cimport relu, tanh_
+from fastrnn._activations cimport relu, tanh_v
 from fastrnn._blas cimport gemm
 from fastrnn._common cimport (INFER_ROWS, copy_or_zero, cur_slot, data_or_null,
                               input_side_grads, is_active, prev_slot, step_preactivations,
@@ -57,10 +57,12 @@ cdef void rnn_forward_kernel(
                 memcpy(h_cur + b * H, h_prev + b * H, H * sizeof(floating))
                 memset(y_t + b * H, 0, H * sizeof(floating))
                 continue
-            for j in range(b * H, (b + 1) * H):
-                h = relu(a[j]) if use_relu else tanh_(a[j])
-                h_cur[j] = h
-                y_t[j] = h
+            if use_relu:
+                for j in range(b * H, (b + 1) * H):
+                    h_cur[j] = relu(a[j])
+            else:
+                tanh_v(a + b * H, h_cur + b * H, H)
+            memcpy(y_t + b * H, h_cur + b * H, H * sizeof(floating))
     k = cur_slot(T - 1, step_time(T - 1, T, reverse), reverse, keep)
     memcpy(hT, hs + k * BH, BH * sizeof(floating))
 

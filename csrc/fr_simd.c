@@ -1,0 +1,226 @@
+/* Vectorized activations with runtime dispatch; see fr_simd.h.
+ *
+ * The math is written as plain, branch-free C loops that the compiler vectorizes for each
+ * target: exp by Cody-Waite range reduction (x = n ln2 + r, |r| <= ln2/2) and a Taylor
+ * polynomial for exp(r), with 2^n built directly in the exponent bits; tanh by its odd Taylor
+ * series for |x| < 0.4 and 1 - 2 / (exp(2|x|) + 1) above (at most a few ulp of cancellation).
+ */
+#include "fr_simd.h"
+
+#include <stdint.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FR_X86_DISPATCH 1
+#endif
+
+#if defined(__clang__)
+#define FR_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define FR_IVDEP _Pragma("GCC ivdep")
+#else
+#define FR_IVDEP
+#endif
+
+#if defined(__GNUC__)
+#define FR_INLINE static inline __attribute__((always_inline))
+#else
+#define FR_INLINE static inline
+#endif
+
+/* ---- scalar building blocks (inlined into each target's loop) ------------------------- */
+
+typedef union { float f; int32_t i; } fr_bits32;
+typedef union { double f; int64_t i; } fr_bits64;
+
+FR_INLINE float fr_expf(float x)
+{
+    const float magic = 12582912.0f;                  /* 1.5 * 2^23: ulp 1 */
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    fr_bits32 t, scale;
+    t.f = x * 1.44269504088896341f + magic;            /* round(x / ln2) + magic */
+    float n = t.f - magic;
+    float r = x - n * 0.693359375f;                    /* ln2 = 0.693359375 - 2.12194440e-4 */
+    r = r + n * 2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    scale.i = (t.i - 0x4B400000 + 127) << 23;          /* 2^n */
+    return p * scale.f;
+}
+
+FR_INLINE double fr_exp(double x)
+{
+    const double magic = 6755399441055744.0;           /* 1.5 * 2^52: ulp 1 */
+    x = x < -708.0 ? -708.0 : (x > 709.0 ? 709.0 : x);
+    fr_bits64 t, scale;
+    t.f = x * 1.4426950408889634 + magic;
+    double n = t.f - magic;
+    double r = x - n * 6.93147180369123816490e-01;     /* ln2 hi */
+    r = r - n * 1.90821492927058770002e-10;            /* ln2 lo */
+    double p = 1.0 / 6227020800.0;                     /* 1/13! */
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    scale.i = (t.i - (int64_t)0x4338000000000000LL + 1023) << 52;
+    return p * scale.f;
+}
+
+FR_INLINE float fr_sigmoidf(float x)
+{
+    float s = 1.0f / (1.0f + fr_expf(-x));
+    return x != x ? x : s;
+}
+
+FR_INLINE double fr_sigmoidd(double x)
+{
+    double s = 1.0 / (1.0 + fr_exp(-x));
+    return x != x ? x : s;
+}
+
+FR_INLINE float fr_tanhf(float x)
+{
+    float a = x < 0 ? -x : x;
+    float big = 1.0f - 2.0f / (fr_expf(2.0f * a) + 1.0f);
+    float z = x * x;                                   /* odd Taylor series to x^13 */
+    float p = 0x1.d6d3d0p-9f;
+    p = p * z - 0x1.226e36p-7f;
+    p = p * z + 0x1.664f48p-6f;
+    p = p * z - 0x1.ba1ba2p-5f;
+    p = p * z + 0x1.111112p-3f;
+    p = p * z - 0x1.555556p-2f;
+    float small = a + a * (p * z);
+    float t = a < 0.4f ? small : big;
+    t = x < 0 ? -t : t;
+    return x != x ? x : t;
+}
+
+FR_INLINE double fr_tanhd(double x)
+{
+    double a = x < 0 ? -x : x;
+    double big = 1.0 - 2.0 / (fr_exp(2.0 * a) + 1.0);
+    double z = x * x;                                  /* odd Taylor series to x^29 */
+    double p = 0x1.5ef2da474e5b7p-19;
+    p = p * z - 0x1.b0f72d3ee24e9p-18;
+    p = p * z + 0x1.0b132d39a6050p-16;
+    p = p * z - 0x1.497d8eea25259p-15;
+    p = p * z + 0x1.967e18afcafadp-14;
+    p = p * z - 0x1.f57d7734d1664p-13;
+    p = p * z + 0x1.3558248036744p-11;
+    p = p * z - 0x1.7da36452b75e3p-10;
+    p = p * z + 0x1.d6d3d0e157de0p-9;
+    p = p * z - 0x1.226e355e6c23dp-7;
+    p = p * z + 0x1.664f4882c10fap-6;
+    p = p * z - 0x1.ba1ba1ba1ba1cp-5;
+    p = p * z + 0x1.1111111111111p-3;
+    p = p * z - 0x1.5555555555555p-2;
+    double small = a + a * (p * z);
+    double t = a < 0.4 ? small : big;
+    t = x < 0 ? -t : t;
+    return x != x ? x : t;
+}
+
+/* ---- the array loops, instantiated per target ------------------------------------------ */
+
+#define FR_DEFINE_LOOPS(SUFFIX, ATTR)                                                       \
+    ATTR static void sigmoid_f32_##SUFFIX(const float *x, float *y, ptrdiff_t n)           \
+    {                                                                                       \
+        FR_IVDEP for (ptrdiff_t i = 0; i < n; i++) y[i] = fr_sigmoidf(x[i]);               \
+    }                                                                                       \
+    ATTR static void sigmoid_f64_##SUFFIX(const double *x, double *y, ptrdiff_t n)         \
+    {                                                                                       \
+        FR_IVDEP for (ptrdiff_t i = 0; i < n; i++) y[i] = fr_sigmoidd(x[i]);               \
+    }                                                                                       \
+    ATTR static void tanh_f32_##SUFFIX(const float *x, float *y, ptrdiff_t n)              \
+    {                                                                                       \
+        FR_IVDEP for (ptrdiff_t i = 0; i < n; i++) y[i] = fr_tanhf(x[i]);                  \
+    }                                                                                       \
+    ATTR static void tanh_f64_##SUFFIX(const double *x, double *y, ptrdiff_t n)            \
+    {                                                                                       \
+        FR_IVDEP for (ptrdiff_t i = 0; i < n; i++) y[i] = fr_tanhd(x[i]);                  \
+    }
+
+FR_DEFINE_LOOPS(generic, )
+#ifdef FR_X86_DISPATCH
+FR_DEFINE_LOOPS(avx2, __attribute__((target("avx2,fma"))))
+FR_DEFINE_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,prefer-vector-width=512"))))
+#endif
+
+/* ---- dispatch ------------------------------------------------------------------------- */
+
+typedef struct {
+    void (*sigmoid_f32)(const float *, float *, ptrdiff_t);
+    void (*sigmoid_f64)(const double *, double *, ptrdiff_t);
+    void (*tanh_f32)(const float *, float *, ptrdiff_t);
+    void (*tanh_f64)(const double *, double *, ptrdiff_t);
+} fr_table;
+
+#define FR_TABLE(SUFFIX) {sigmoid_f32_##SUFFIX, sigmoid_f64_##SUFFIX, tanh_f32_##SUFFIX, \
+                          tanh_f64_##SUFFIX}
+
+static const fr_table fr_tables[] = {
+    FR_TABLE(generic),
+#ifdef FR_X86_DISPATCH
+    FR_TABLE(avx2),
+    FR_TABLE(avx512),
+#endif
+};
+
+static int fr_level = -1;                    /* -1: not chosen yet */
+
+int fr_simd_supported(void)
+{
+#ifdef FR_X86_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+        return FR_SIMD_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return FR_SIMD_AVX2;
+#endif
+    return FR_SIMD_GENERIC;
+}
+
+int fr_simd_select(int level)
+{
+    int best = fr_simd_supported();
+    if (level < FR_SIMD_GENERIC) level = FR_SIMD_GENERIC;
+    fr_level = level < best ? level : best;
+    return fr_level;
+}
+
+int fr_simd_level(void)
+{
+    if (fr_level < 0) fr_simd_select(FR_SIMD_AVX512);
+    return fr_level;
+}
+
+const char *fr_simd_name(int level)
+{
+    switch (level) {
+    case FR_SIMD_AVX512: return "avx512";
+    case FR_SIMD_AVX2: return "avx2";
+    default: return "generic";
+    }
+}
+
+#define FR_CURRENT (&fr_tables[fr_simd_level()])
+
+void fr_sigmoid_f32(const float *x, float *y, ptrdiff_t n) { FR_CURRENT->sigmoid_f32(x, y, n); }
+void fr_sigmoid_f64(const double *x, double *y, ptrdiff_t n) { FR_CURRENT->sigmoid_f64(x, y, n); }
+void fr_tanh_f32(const float *x, float *y, ptrdiff_t n) { FR_CURRENT->tanh_f32(x, y, n); }
+void fr_tanh_f64(const double *x, double *y, ptrdiff_t n) { FR_CURRENT->tanh_f64(x, y, n); }
