@@ -21,7 +21,7 @@ cdef inline floating tanh_(floating v) noexcept nogil:
 
 
 cdef inline floating relu(floating v) noexcept nogil:
-    return v if v > 0 else 0
+    return 0 if v <= 0 else v        # NaN propagates (NaN <= 0 is false)
 
 
 # Array versions (vectorized, runtime CPU dispatch): y[:n] = act(x[:n]); x may equal y.

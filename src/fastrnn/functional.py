@@ -135,6 +135,12 @@ def _prepare_weights(G, w_ih, w_hh, b_ih, b_hh, I, dtype):
     H = w_hh.shape[1]
     if I < 1:
         raise ValueError(f"x must have input size I >= 1 (x.shape[2]), got {I}")
+    if I > _BLAS_INT_MAX:
+        raise ValueError(f"x is too large: input size I = {I} (x.shape[2]) exceeds the 32-bit "
+                         f"BLAS limit {_BLAS_INT_MAX}")
+    if G * H > _BLAS_INT_MAX:
+        raise ValueError(f"w_hh is too large: {gate_rows} = {G * H} gate rows exceed the "
+                         f"32-bit BLAS limit {_BLAS_INT_MAX}")
     w_ih = _ready("w_ih", w_ih, (G * H, I), f"({gate_rows}, I)", dtype, optional=False)
     w_hh = np.ascontiguousarray(w_hh, dtype=dtype)
     b_ih = _ready("b_ih", b_ih, (G * H,), f"({gate_rows},)", dtype)
@@ -162,9 +168,10 @@ def _prepare_lengths(lengths, T, B):
 def _prepare_forward(G, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
     x, dtype, out_dtype = _prepare_x(x)
     T, B, I = x.shape
+    if T * B > _BLAS_INT_MAX:
+        raise ValueError(f"x is too large: T*B = {T * B} rows exceeds the 32-bit BLAS limit "
+                         f"{_BLAS_INT_MAX}")
     w_ih, w_hh, b_ih, b_hh, H = _prepare_weights(G, w_ih, w_hh, b_ih, b_hh, I, dtype)
-    if T * B > _BLAS_INT_MAX or T * B * max(I, H) > 2**62:
-        raise ValueError(f"x is too large: T*B = {T * B} rows exceeds the 32-bit BLAS limit")
     states = [_ready(name, s, (B, H), "(B, H)", dtype) for name, s in states]
     lengths = _prepare_lengths(lengths, T, B)
     reverse = _check_flag("reverse", reverse)
