@@ -6,6 +6,8 @@ No -march=native: wheels must run on any x86-64 / aarch64 CPU.
 import os
 import sys
 
+import tempfile
+
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -21,6 +23,32 @@ else:
     if DEBUG:
         extra_compile_args = ["-O0", "-g"]
 
+
+
+def openmp_flags():
+    """-fopenmp if the C compiler accepts it (the recurrences split hidden units across
+    threads with OpenMP); FASTRNN_OPENMP=0 builds single-threaded kernels."""
+    if os.environ.get("FASTRNN_OPENMP", "1") in ("", "0") or sys.platform == "win32":
+        return []
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.sysconfig import customize_compiler
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "omp.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+        try:
+            objs = compiler.compile([src], output_dir=tmp, extra_postargs=["-fopenmp"])
+            compiler.link_executable(objs, os.path.join(tmp, "omp"), extra_postargs=["-fopenmp"])
+        except Exception:
+            print("fastrnn: the C compiler does not support OpenMP; kernels run single-threaded")
+            return []
+    return ["-fopenmp"]
+
+
+OPENMP = openmp_flags()
+
 directives = {
     "language_level": 3,
     "boundscheck": DEBUG,
@@ -31,7 +59,7 @@ directives = {
 }
 
 MODULES = ["_blas", "_simd", "_rnn", "_lstm", "_gru"]
-C_SOURCES = {"_simd": ["csrc/fr_simd.c"]}
+C_SOURCES = {"_simd": ["csrc/fr_simd.c", "csrc/fr_gemm.c"]}
 
 extensions = [
     Extension(
@@ -39,7 +67,8 @@ extensions = [
         [f"src/fastrnn/{name}.pyx"] + C_SOURCES.get(name, []),
         include_dirs=[np.get_include(), "csrc"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=extra_compile_args,
+        extra_compile_args=extra_compile_args + OPENMP,
+        extra_link_args=OPENMP,
     )
     for name in MODULES
 ]

@@ -154,10 +154,32 @@ FR_INLINE double fr_tanhd(double x)
         FR_IVDEP for (ptrdiff_t i = 0; i < n; i++) y[i] = fr_tanhd(x[i]);                  \
     }
 
-FR_DEFINE_LOOPS(generic, )
+/* Fused LSTM step for n units of one row: g points at the i-block pre-activations of the
+ * first unit (f, g, o blocks at g + H, g + 2H, g + 3H); activations are written back in place
+ * (what backward needs), then c' = f*c + i*g, tc = tanh(c'), h' = o*tc. */
+#define FR_DEFINE_LSTM(SUFFIX, ATTR, T, SIG, TANH)                                          \
+    ATTR static void lstm_fwd_##SUFFIX(ptrdiff_t n, T *g, ptrdiff_t H, const T *c_prev,     \
+                                       T *c_cur, T *h_cur, T *tc)                           \
+    {                                                                                       \
+        T *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;                           \
+        FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) {                                        \
+            T i = SIG(gi[j]), f = SIG(gf[j]), c = TANH(gg[j]), o = SIG(go[j]);              \
+            gi[j] = i; gf[j] = f; gg[j] = c; go[j] = o;                                     \
+            c = f * c_prev[j] + i * c;                                                      \
+            T t = TANH(c);                                                                  \
+            c_cur[j] = c; tc[j] = t; h_cur[j] = o * t;                                      \
+        }                                                                                   \
+    }
+
+#define FR_DEFINE_ALL(SUFFIX, ATTR)                                                         \
+    FR_DEFINE_LOOPS(SUFFIX, ATTR)                                                           \
+    FR_DEFINE_LSTM(f32_##SUFFIX, ATTR, float, fr_sigmoidf, fr_tanhf)                        \
+    FR_DEFINE_LSTM(f64_##SUFFIX, ATTR, double, fr_sigmoidd, fr_tanhd)
+
+FR_DEFINE_ALL(generic, )
 #ifdef FR_X86_DISPATCH
-FR_DEFINE_LOOPS(avx2, __attribute__((target("avx2,fma"))))
-FR_DEFINE_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,prefer-vector-width=512"))))
+FR_DEFINE_ALL(avx2, __attribute__((target("avx2,fma"))))
+FR_DEFINE_ALL(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,prefer-vector-width=512"))))
 #endif
 
 /* ---- dispatch ------------------------------------------------------------------------- */
@@ -167,10 +189,13 @@ typedef struct {
     void (*sigmoid_f64)(const double *, double *, ptrdiff_t);
     void (*tanh_f32)(const float *, float *, ptrdiff_t);
     void (*tanh_f64)(const double *, double *, ptrdiff_t);
+    void (*lstm_fwd_f32)(ptrdiff_t, float *, ptrdiff_t, const float *, float *, float *, float *);
+    void (*lstm_fwd_f64)(ptrdiff_t, double *, ptrdiff_t, const double *, double *, double *,
+                         double *);
 } fr_table;
 
 #define FR_TABLE(SUFFIX) {sigmoid_f32_##SUFFIX, sigmoid_f64_##SUFFIX, tanh_f32_##SUFFIX, \
-                          tanh_f64_##SUFFIX}
+                          tanh_f64_##SUFFIX, lstm_fwd_f32_##SUFFIX, lstm_fwd_f64_##SUFFIX}
 
 static const fr_table fr_tables[] = {
     FR_TABLE(generic),
@@ -224,3 +249,15 @@ void fr_sigmoid_f32(const float *x, float *y, ptrdiff_t n) { FR_CURRENT->sigmoid
 void fr_sigmoid_f64(const double *x, double *y, ptrdiff_t n) { FR_CURRENT->sigmoid_f64(x, y, n); }
 void fr_tanh_f32(const float *x, float *y, ptrdiff_t n) { FR_CURRENT->tanh_f32(x, y, n); }
 void fr_tanh_f64(const double *x, double *y, ptrdiff_t n) { FR_CURRENT->tanh_f64(x, y, n); }
+
+void fr_lstm_fwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, float *c_cur,
+                     float *h_cur, float *tc)
+{
+    FR_CURRENT->lstm_fwd_f32(n, g, H, c_prev, c_cur, h_cur, tc);
+}
+
+void fr_lstm_fwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev, double *c_cur,
+                     double *h_cur, double *tc)
+{
+    FR_CURRENT->lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc);
+}

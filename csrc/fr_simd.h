@@ -21,6 +21,40 @@ void fr_sigmoid_f64(const double *x, double *y, ptrdiff_t n);
 void fr_tanh_f32(const float *x, float *y, ptrdiff_t n);
 void fr_tanh_f64(const double *x, double *y, ptrdiff_t n);
 
+/* Fused LSTM forward step over n units of one row (see fr_simd.c). */
+void fr_lstm_fwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, float *c_cur,
+                     float *h_cur, float *tc);
+void fr_lstm_fwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev, double *c_cur,
+                     double *h_cur, double *tc);
+
+/* Packed-panel products for the per-step recurrent GEMM (fr_gemm.c).
+ * A panel holds FR_NR consecutive output columns of the right operand B (K, N), k-major:
+ * panel[k * FR_NR + j] = B[k, col0 + j] for j < width, 0 for width <= j < FR_NR.
+ * B is read from w as w[k * ldw + n], or w[n * ldw + k] when trans (B = w^T). */
+#define FR_NR_F32 16
+#define FR_NR_F64 8
+void fr_pack_panel_f32(const float *w, ptrdiff_t ldw, int trans, ptrdiff_t K, ptrdiff_t col0,
+                       int width, float *panel);
+void fr_pack_panel_f64(const double *w, ptrdiff_t ldw, int trans, ptrdiff_t K, ptrdiff_t col0,
+                       int width, double *panel);
+/* npanels panels one after another (K * FR_NR elements each), panel q from columns
+ * col0[q] .. col0[q] + width[q] - 1. */
+void fr_pack_panels_f32(const float *w, ptrdiff_t ldw, int trans, ptrdiff_t K, ptrdiff_t npanels,
+                        const ptrdiff_t *col0, const int *width, float *panels);
+void fr_pack_panels_f64(const double *w, ptrdiff_t ldw, int trans, ptrdiff_t K,
+                        ptrdiff_t npanels, const ptrdiff_t *col0, const int *width,
+                        double *panels);
+/* For each panel q (stored one after another, K * FR_NR elements each):
+ * C[0:M, col0[q] : col0[q] + width[q]] (+)= A (M, K; row stride lda) @ panel_q.
+ * Every output is summed in k order, so results do not depend on how panels or rows are
+ * split between calls (threads). */
+void fr_gemm_panels_f32(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                        const float *panels, ptrdiff_t npanels, const ptrdiff_t *col0,
+                        const int *width, float *C, ptrdiff_t ldc, int accumulate);
+void fr_gemm_panels_f64(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda,
+                        const double *panels, ptrdiff_t npanels, const ptrdiff_t *col0,
+                        const int *width, double *C, ptrdiff_t ldc, int accumulate);
+
 /* Kernel levels, best last.  fr_simd_select returns the level in use afterwards. */
 enum { FR_SIMD_GENERIC = 0, FR_SIMD_AVX2 = 1, FR_SIMD_AVX512 = 2 };
 int fr_simd_supported(void);          /* best level this CPU and build can run */

@@ -7,6 +7,7 @@
 See fastrnn.functional for the conventions (PyTorch weight layout, time-major x).
 """
 from fastrnn import functional
+from fastrnn._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
-__all__ = ["functional", "__version__"]
+__all__ = ["functional", "get_num_threads", "set_num_threads", "__version__"]

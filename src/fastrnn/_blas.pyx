@@ -4,8 +4,73 @@
 (k, n), and lda/ldb/ldc are row strides in elements.  `_gemm` is a Python entry point used by
 the tests to compare the wrapper with NumPy.
 """
+import ctypes
+import glob
+import os
+
 import numpy as np
+from cython.parallel cimport parallel, prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+ctypedef int (*local_threads_fn)(int) noexcept nogil
+
+cdef enum:
+    SPLIT_ROWS = 128
+cdef local_threads_fn _local_threads = NULL
+
+
+def _find_blas_library():
+    """Path of the BLAS library scipy.linalg.cython_blas is linked against, or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split()
+                path = parts[len(parts) - 1] if parts else ""
+                if "openblas" in os.path.basename(path).lower() and "scipy" in path:
+                    return path
+    except OSError:
+        pass
+    import scipy
+    hits = glob.glob(os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)),
+                                  "scipy.libs", "*openblas*"))
+    return hits[0] if hits else None
+
+
+BLAS_LIBRARY = _find_blas_library()
+_blas_handle = None
+if BLAS_LIBRARY is not None:
+    try:
+        _blas_handle = ctypes.CDLL(BLAS_LIBRARY)
+        _fn = _blas_handle.openblas_set_num_threads_local
+        _local_threads = <local_threads_fn><size_t>ctypes.cast(_fn, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        _local_threads = NULL
+
+
+def blas_info():
+    """dict: library path, OpenBLAS core and configuration, thread count (when available)."""
+    info = {"library": BLAS_LIBRARY, "thread_local_control": _local_threads != NULL}
+    if _blas_handle is not None:
+        for key, names in (("core", ("scipy_openblas_get_corename", "openblas_get_corename")),
+                           ("config", ("scipy_openblas_get_config", "openblas_get_config"))):
+            for name in names:
+                fn = getattr(_blas_handle, name, None)
+                if fn is not None:
+                    fn.restype = ctypes.c_char_p
+                    info[key] = fn().decode()
+                    break
+        for name in ("scipy_openblas_get_num_threads", "openblas_get_num_threads"):
+            fn = getattr(_blas_handle, name, None)
+            if fn is not None:
+                info["threads"] = fn()
+                break
+    return info
+
+
+cdef int blas_local_threads(int n) noexcept nogil:
+    if _local_threads == NULL:
+        return -1
+    return _local_threads(n)
 
 
 cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -45,3 +110,24 @@ def _gemm(a, b, c, bint trans_a=False, bint trans_b=False, alpha=1.0, beta=0.0):
     else:
         raise TypeError(f"_gemm: c must be float32 or float64, got {c.dtype}")
     return c
+
+
+cdef void gemm_split(bint trans_a, bint trans_b, int m, int n, int k,
+                     const floating* a, int lda, const floating* b, int ldb,
+                     bint accumulate, floating* c, int ldc, int nthreads) noexcept nogil:
+    # Blocks of SPLIT_ROWS rows whatever nthreads, so every BLAS call (and so every result
+    # bit) is the same for any thread count.
+    cdef int part, m0, m1
+    cdef int nblocks = (m + SPLIT_ROWS - 1) // SPLIT_ROWS
+    cdef floating beta = 1 if accumulate else 0
+    if nthreads > nblocks:
+        nthreads = nblocks if nblocks > 0 else 1
+    with parallel(num_threads=nthreads):
+        blas_local_threads(1)
+        for part in prange(nblocks, schedule="static"):
+            m0 = part * SPLIT_ROWS
+            m1 = min(m, m0 + SPLIT_ROWS)
+            gemm(trans_a, trans_b, m1 - m0, n, k, <floating>1,
+                 a + (m0 if trans_a else <Py_ssize_t>m0 * lda), lda, b, ldb, beta,
+                 c + <Py_ssize_t>m0 * ldc, ldc)
+        blas_local_threads(0)

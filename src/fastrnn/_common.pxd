@@ -10,16 +10,24 @@
 #   Variable lengths: row b is active at time t iff t < lengths[b], in both directions;
 #   an inactive row keeps its state and outputs zeros, so a reverse row starts at its own
 #   last valid step.  lengths == NULL means every row is active everywhere.
+import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from fastrnn._blas cimport gemm
+from cython.parallel cimport parallel, prange
+from fastrnn._blas cimport gemm, gemm_split
 
 # Inference computes input projections this many rows at a time (bounded workspace).
 cdef enum:
     INFER_ROWS = 1024
+
+
+cdef inline _check_double(x):
+    """The kernels take native float32 or float64 only (functional.py converts the rest)."""
+    if x.dtype != np.float64:
+        raise TypeError(f"kernel input must be native float32 or float64, got {x.dtype}")
 
 
 cdef inline void* data_or_null(object a):
@@ -59,59 +67,97 @@ cdef inline void copy_or_zero(floating* dst, const floating* src, Py_ssize_t n) 
 
 cdef inline void input_projection(Py_ssize_t rows, Py_ssize_t GH, Py_ssize_t I,
                                   const floating* x, const floating* w_ih,
-                                  const floating* bias, floating* out) noexcept nogil:
+                                  const floating* bias, floating* out,
+                                  int nthreads) noexcept nogil:
     """out (rows, GH) = x (rows, I) @ w_ih.T + bias, bias (GH,) or NULL."""
     cdef Py_ssize_t r
-    cdef floating beta = 0
     if bias != NULL:
         for r in range(rows):
             memcpy(out + r * GH, bias, GH * sizeof(floating))
-        beta = 1
-    # out += x @ w_ih.T
-    gemm(False, True, <int>rows, <int>GH, <int>I, <floating>1, x, <int>I, w_ih, <int>I,
-         beta, out, <int>GH)
-
-
-cdef inline floating* step_preactivations(
-        Py_ssize_t s, Py_ssize_t t, Py_ssize_t T, Py_ssize_t chunk, bint reverse,
-        Py_ssize_t B, Py_ssize_t I, Py_ssize_t GH,
-        const floating* x, const floating* w_ih, const floating* bias,
-        floating* gates) noexcept nogil:
-    """Pointer to the (B, GH) input projections of time t inside `gates`, which holds `chunk`
-    consecutive time steps (chunk == T in training).  When step s starts a new chunk, the
-    projections of the whole chunk are computed first with one GEMM."""
-    cdef Py_ssize_t first = s - s % chunk
-    cdef Py_ssize_t n = chunk if first + chunk <= T else T - first
-    cdef Py_ssize_t t_lo = T - first - n if reverse else first
-    if s == first:
-        input_projection(n * B, GH, I, x + t_lo * B * I, w_ih, bias, gates)
-    return gates + (t - t_lo) * B * GH
+    # out (+)= x @ w_ih.T
+    gemm_split(False, True, <int>rows, <int>GH, <int>I, x, <int>I, w_ih, <int>I,
+               bias != NULL, out, <int>GH, nthreads)
 
 
 cdef inline void column_sums(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
-                             const floating* a, floating* out) noexcept nogil:
-    """out (cols,) = a[:, :cols].sum(axis=0) for a (rows, ld); fixed summation order."""
-    cdef Py_ssize_t r, j
+                             const floating* a, floating* out, int nthreads) noexcept nogil:
+    """out (cols,) = a[:, :cols].sum(axis=0) for a (rows, ld); each column summed in row
+    order by one thread (the result does not depend on nthreads)."""
+    cdef Py_ssize_t part, r, j, j0, j1
     cdef const floating* row
-    memset(out, 0, cols * sizeof(floating))
-    for r in range(rows):
-        row = a + r * ld
-        for j in range(cols):
-            out[j] += row[j]
+    if nthreads > cols:
+        nthreads = <int>cols
+    with parallel(num_threads=nthreads):
+        for part in prange(nthreads, schedule="static"):
+            j0 = cols * part // nthreads
+            j1 = cols * (part + 1) // nthreads
+            memset(out + j0, 0, (j1 - j0) * sizeof(floating))
+            for r in range(rows):
+                row = a + r * ld
+                for j in range(j0, j1):
+                    out[j] += row[j]
 
 
 cdef inline void input_side_grads(Py_ssize_t rows, Py_ssize_t I, Py_ssize_t GH,
                                   const floating* x, const floating* w_ih,
                                   const floating* d_gates, floating* dx, floating* dw_ih,
-                                  floating* db) noexcept nogil:
+                                  floating* db, int nthreads) noexcept nogil:
     """Gradients through the input projection, as large GEMMs over all rows = T*B.
     d_gates (rows, GH) are the pre-activation gradients on the input side."""
     # dW_ih = dG.T @ X
-    gemm(True, False, <int>GH, <int>I, <int>rows, <floating>1, d_gates, <int>GH, x, <int>I,
-         <floating>0, dw_ih, <int>I)
+    gemm_split(True, False, <int>GH, <int>I, <int>rows, d_gates, <int>GH, x, <int>I,
+               False, dw_ih, <int>I, nthreads)
     # dX = dG @ W_ih
-    gemm(False, False, <int>rows, <int>I, <int>GH, <floating>1, d_gates, <int>GH, w_ih,
-         <int>I, <floating>0, dx, <int>I)
+    gemm_split(False, False, <int>rows, <int>I, <int>GH, d_gates, <int>GH, w_ih, <int>I,
+               False, dx, <int>I, nthreads)
     # db = dG.sum(0)
     if db != NULL:
-        column_sums(rows, GH, GH, d_gates, db)
+        column_sums(rows, GH, GH, d_gates, db, nthreads)
+
+
+# ---- packed-panel recurrent products (csrc/fr_gemm.c) ---------------------------------------
+# The recurrent weight is packed once per call into panels of NR columns (NR = 16 floats or
+# 8 doubles).  Forward: panels grouped by blocks of NR hidden units, one panel per gate
+# (fastrnn._simd.unit_block_layout); each thread owns whole unit blocks, so it computes its
+# units' gates and their elementwise update without waiting for the other threads.
+from fastrnn._simd cimport (FR_NR_F32, FR_NR_F64, gemm_panels_f32, gemm_panels_f64,
+                            pack_panels_f32, pack_panels_f64)
+
+
+cdef inline Py_ssize_t panel_cols(const floating* any_array) noexcept nogil:
+    if floating is float:
+        return FR_NR_F32
+    else:
+        return FR_NR_F64
+
+
+cdef inline void pack_panels(const floating* w, Py_ssize_t ldw, bint trans, Py_ssize_t K,
+                             Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
+                             floating* panels) noexcept nogil:
+    if floating is float:
+        pack_panels_f32(w, ldw, trans, K, npanels, col0, width, panels)
+    else:
+        pack_panels_f64(w, ldw, trans, K, npanels, col0, width, panels)
+
+
+cdef inline void gemm_panels(Py_ssize_t M, Py_ssize_t K, const floating* A, Py_ssize_t lda,
+                             const floating* panels, Py_ssize_t npanels,
+                             const Py_ssize_t* col0, const int* width, floating* C,
+                             Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    """C[:, col0[q]:col0[q]+width[q]] (+)= A (M, K) @ panel q, for each of npanels panels."""
+    if floating is float:
+        gemm_panels_f32(M, K, A, lda, panels, npanels, col0, width, C, ldc, accumulate)
+    else:
+        gemm_panels_f64(M, K, A, lda, panels, npanels, col0, width, C, ldc, accumulate)
+
+
+cdef inline Py_ssize_t chunk_projection(
+        Py_ssize_t s0, Py_ssize_t n, Py_ssize_t T, bint reverse,
+        Py_ssize_t B, Py_ssize_t I, Py_ssize_t GH,
+        const floating* x, const floating* w_ih, const floating* bias,
+        floating* gates, int nthreads) noexcept nogil:
+    """Input projections of the n steps s0 .. s0+n-1 into `gates` (n, B, GH), in time order.
+    Returns the first time index held, so time t is at gates + (t - t_lo) * B * GH."""
+    cdef Py_ssize_t t_lo = T - s0 - n if reverse else s0
+    input_projection(n * B, GH, I, x + t_lo * B * I, w_ih, bias, gates, nthreads)
+    return t_lo

@@ -14,13 +14,93 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
+from cython.parallel cimport parallel, prange
 from fastrnn._activations cimport sigmoid_v, tanh_v
-from fastrnn._blas cimport gemm
-from fastrnn._common cimport (INFER_ROWS, column_sums, copy_or_zero, cur_slot, data_or_null,
-                              input_side_grads, is_active, prev_slot, step_preactivations,
-                              step_time)
+from fastrnn._blas cimport gemm_split
+from fastrnn._common cimport (_check_double, INFER_ROWS, chunk_projection, column_sums, copy_or_zero,
+                              cur_slot, data_or_null, gemm_panels, input_side_grads,
+                              is_active, pack_panels, panel_cols, prev_slot, step_time)
+from fastrnn._simd import unit_block_layout
 
 cnp.import_array()
+
+
+cdef void gru_forward_a(
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        bint reset_after, const floating* panels, const Py_ssize_t* col0, const int* width,
+        const floating* b_hn, const int64_t* lengths, floating* g, floating* hh,
+        const floating* h_prev, floating* h_cur, floating* aux_t, floating* y_t,
+        bint keep) noexcept nogil:
+    """Units u0 .. u0+nu-1, every row.  reset_after: the whole step (hh = h_prev @ W_hh.T for
+    the unit block's three gates, then the update).  Otherwise the first half: r and z
+    (their recurrent terms accumulate into g) and aux = r * h_prev."""
+    cdef Py_ssize_t GH = 3 * H
+    cdef Py_ssize_t b, j, k
+    cdef floating* g_row
+    cdef floating* hh_row
+    cdef floating* hn_row
+    cdef floating n, hn
+    if reset_after:
+        gemm_panels(B, H, h_prev, H, panels, 3, col0, width, hh, GH, False)
+    else:
+        gemm_panels(B, H, h_prev, H, panels, 2, col0, width, g, GH, True)
+    for b in range(B):
+        k = b * H + u0
+        if not is_active(lengths, b, t):
+            if not reset_after:
+                memset(aux_t + k, 0, nu * sizeof(floating))
+            else:
+                memcpy(h_cur + k, h_prev + k, nu * sizeof(floating))
+                memset(y_t + k, 0, nu * sizeof(floating))
+            continue
+        g_row = g + b * GH + u0
+        if reset_after:
+            hh_row = hh + b * GH + u0
+            for j in range(nu):
+                g_row[j] += hh_row[j]
+                g_row[H + j] += hh_row[H + j]
+            sigmoid_v(g_row, g_row, nu)                     # r
+            sigmoid_v(g_row + H, g_row + H, nu)             # z
+            hn_row = aux_t + k if keep else hh_row + 2 * H
+            for j in range(nu):
+                hn = hh_row[2 * H + j] + (b_hn[u0 + j] if b_hn != NULL else 0)
+                hn_row[j] = hn
+                g_row[2 * H + j] += g_row[j] * hn
+            tanh_v(g_row + 2 * H, g_row + 2 * H, nu)        # n
+            for j in range(nu):
+                n = g_row[2 * H + j]
+                h_cur[k + j] = n + g_row[H + j] * (h_prev[k + j] - n)
+            memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
+        else:
+            sigmoid_v(g_row, g_row, nu)                     # r
+            sigmoid_v(g_row + H, g_row + H, nu)             # z
+            for j in range(nu):
+                aux_t[k + j] = g_row[j] * h_prev[k + j]
+
+
+cdef void gru_forward_b(
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        const floating* panel, const Py_ssize_t* col0, const int* width,
+        const int64_t* lengths, floating* g, const floating* aux_t, const floating* h_prev,
+        floating* h_cur, floating* y_t) noexcept nogil:
+    """reset_after=False, second half for units u0 .. u0+nu-1: n from (r*h) @ W_hn.T, then h."""
+    cdef Py_ssize_t GH = 3 * H
+    cdef Py_ssize_t b, j, k
+    cdef floating* g_row
+    cdef floating n
+    gemm_panels(B, H, aux_t, H, panel, 1, col0, width, g + 2 * H, GH, True)
+    for b in range(B):
+        k = b * H + u0
+        if not is_active(lengths, b, t):
+            memcpy(h_cur + k, h_prev + k, nu * sizeof(floating))
+            memset(y_t + k, 0, nu * sizeof(floating))
+            continue
+        g_row = g + b * GH + u0
+        tanh_v(g_row + 2 * H, g_row + 2 * H, nu)            # n
+        for j in range(nu):
+            n = g_row[2 * H + j]
+            h_cur[k + j] = n + g_row[H + j] * (h_prev[k + j] - n)
+        memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
 
 
 cdef void gru_forward_kernel(
@@ -33,6 +113,11 @@ cdef void gru_forward_kernel(
         const floating* h0,         # IN  (B, H) or NULL (zeros)
         const int64_t* lengths,     # IN  (B,) or NULL
         bint reverse, bint keep, Py_ssize_t chunk,
+        const Py_ssize_t* col0_a, const int* width_a,   # panels a: per unit block r|z|n
+        const Py_ssize_t* col0_n, const int* width_n,   #   (r|z if not reset_after); n: W_hn
+        Py_ssize_t nub, int nthreads,
+        floating* panels_a,         # WORK (G_a * nub, H, NR) packed W_hh.T
+        floating* panels_n,         # WORK (nub, H, NR) packed W_hn.T (not reset_after)
         floating* gates,            # OUT (chunk, B, 3H): post-activation r|z|n when keep
         floating* hs,               # OUT (T+1 | 2, B, H) hidden-state slots
         floating* aux,              # OUT (T | 1, B, H): W_hn h + b_hn (reset_after) or r*h
@@ -41,77 +126,106 @@ cdef void gru_forward_kernel(
         floating* hT                # OUT (B, H)
         ) noexcept nogil:
     cdef Py_ssize_t GH = 3 * H, BH = B * H
-    cdef Py_ssize_t s, t, b, j, k
+    cdef Py_ssize_t G_a = 3 if reset_after else 2
+    cdef Py_ssize_t NR = panel_cols(gates)
+    cdef Py_ssize_t s, s0, n, t, t_lo, ub
     cdef floating* g
-    cdef floating* g_row
-    cdef floating* hh_row
-    cdef floating* hn_row
-    cdef floating* h_prev
-    cdef floating* h_cur
-    cdef floating* y_t
-    cdef floating* aux_t
-    cdef floating r, z, n, hn
 
+    s = t = 0
+    g = NULL
+    pack_panels(w_hh, H, True, H, G_a * nub, col0_a, width_a, panels_a)
+    if not reset_after:
+        pack_panels(w_hh + 2 * H * H, H, True, H, nub, col0_n, width_n, panels_n)
     copy_or_zero(hs + (T if (reverse and keep) else 0) * BH, h0, BH)
-    for s in range(T):
-        t = step_time(s, T, reverse)
-        g = step_preactivations(s, t, T, chunk, reverse, B, I, GH, x, w_ih, bias, gates)
-        h_prev = hs + prev_slot(s, t, reverse, keep) * BH
-        h_cur = hs + cur_slot(s, t, reverse, keep) * BH
-        y_t = y + t * BH
-        aux_t = aux + (t * BH if keep else 0)
-        if reset_after:
-            # HH = h_prev @ W_hh.T
-            gemm(False, True, <int>B, <int>GH, <int>H, <floating>1, h_prev, <int>H, w_hh,
-                 <int>H, <floating>0, hh, <int>GH)
-        else:
-            # G[t][:, :2H] += h_prev @ W_hh[:2H].T
-            gemm(False, True, <int>B, <int>(2 * H), <int>H, <floating>1, h_prev, <int>H, w_hh,
-                 <int>H, <floating>1, g, <int>GH)
-        for b in range(B):
-            if not is_active(lengths, b, t):
-                memcpy(h_cur + b * H, h_prev + b * H, H * sizeof(floating))
-                memset(y_t + b * H, 0, H * sizeof(floating))
+    s0 = 0
+    while s0 < T:
+        n = min(chunk, T - s0)
+        t_lo = chunk_projection(s0, n, T, reverse, B, I, GH, x, w_ih, bias, gates, nthreads)
+        with parallel(num_threads=nthreads):
+            for s in range(s0, s0 + n):
+                t = step_time(s, T, reverse)
+                g = gates + (t - t_lo) * B * GH
+                for ub in prange(nub, schedule="static"):
+                    gru_forward_a(col0_n[ub], width_n[ub], t, B, H, reset_after,
+                                  panels_a + G_a * ub * H * NR, col0_a + G_a * ub,
+                                  width_a + G_a * ub, b_hn, lengths, g, hh,
+                                  hs + prev_slot(s, t, reverse, keep) * BH,
+                                  hs + cur_slot(s, t, reverse, keep) * BH,
+                                  aux + (t * BH if keep else 0), y + t * BH, keep)
                 if not reset_after:
-                    memset(aux_t + b * H, 0, H * sizeof(floating))
-                continue
-            g_row = g + b * GH
-            k = b * H
+                    for ub in prange(nub, schedule="static"):
+                        gru_forward_b(col0_n[ub], width_n[ub], t, B, H,
+                                      panels_n + ub * H * NR, col0_n + ub, width_n + ub,
+                                      lengths, g, aux + (t * BH if keep else 0),
+                                      hs + prev_slot(s, t, reverse, keep) * BH,
+                                      hs + cur_slot(s, t, reverse, keep) * BH, y + t * BH)
+        s0 += n
+    t = cur_slot(T - 1, step_time(T - 1, T, reverse), reverse, keep)
+    memcpy(hT, hs + t * BH, BH * sizeof(floating))
+
+
+cdef void gru_backward_a(
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        bint reset_after, const int64_t* lengths, const floating* dy_t, floating* g_t,
+        const floating* h_prev, floating* aux_t, floating* work, const floating* dh,
+        floating* dh_next) noexcept nogil:
+    """Units u0 .. u0+nu-1, every row: gate gradients from dh; dh_next = dh * z.
+    reset_after: also dr, d(W_hn h + b_hn) into aux_t and the hh-side gradients into work."""
+    cdef Py_ssize_t GH = 3 * H
+    cdef Py_ssize_t b, j, k
+    cdef floating* g_row
+    cdef floating* w_row
+    cdef floating r, z, n, dh_j, dn
+    for b in range(B):
+        g_row = g_t + b * GH + u0
+        k = b * H + u0
+        if not is_active(lengths, b, t):
+            for j in range(3):
+                memset(g_row + j * H, 0, nu * sizeof(floating))
+            memcpy(dh_next + k, dh + k, nu * sizeof(floating))
             if reset_after:
-                hh_row = hh + b * GH
-                for j in range(2 * H):
-                    g_row[j] += hh_row[j]
-                sigmoid_v(g_row, g_row, 2 * H)              # r, z
-                hn_row = aux_t + k if keep else hh_row + 2 * H
-                for j in range(H):
-                    hn = hh_row[2 * H + j] + (b_hn[j] if b_hn != NULL else 0)
-                    hn_row[j] = hn
-                    g_row[2 * H + j] += g_row[j] * hn
-                tanh_v(g_row + 2 * H, g_row + 2 * H, H)     # n
-                for j in range(H):
-                    n = g_row[2 * H + j]
-                    h_cur[k + j] = n + g_row[H + j] * (h_prev[k + j] - n)
-                memcpy(y_t + k, h_cur + k, H * sizeof(floating))
-            else:
-                sigmoid_v(g_row, g_row, 2 * H)              # r, z
-                for j in range(H):
-                    aux_t[k + j] = g_row[j] * h_prev[k + j]
-        if not reset_after:
-            # G[t][:, 2H:] += (r*h_prev) @ W_hn.T
-            gemm(False, True, <int>B, <int>H, <int>H, <floating>1, aux_t, <int>H,
-                 w_hh + 2 * H * H, <int>H, <floating>1, g + 2 * H, <int>GH)
-            for b in range(B):
-                if not is_active(lengths, b, t):
-                    continue
-                g_row = g + b * GH
-                k = b * H
-                tanh_v(g_row + 2 * H, g_row + 2 * H, H)     # n
-                for j in range(H):
-                    n = g_row[2 * H + j]
-                    h_cur[k + j] = n + g_row[H + j] * (h_prev[k + j] - n)
-                memcpy(y_t + k, h_cur + k, H * sizeof(floating))
-    k = cur_slot(T - 1, step_time(T - 1, T, reverse), reverse, keep)
-    memcpy(hT, hs + k * BH, BH * sizeof(floating))
+                for j in range(3):
+                    memset(work + b * GH + u0 + j * H, 0, nu * sizeof(floating))
+                memset(aux_t + k, 0, nu * sizeof(floating))
+            continue
+        w_row = work + b * GH + u0
+        for j in range(nu):
+            r = g_row[j]
+            z = g_row[H + j]
+            n = g_row[2 * H + j]
+            dh_j = dh[k + j] + (dy_t[k + j] if dy_t != NULL else 0)
+            dn = dh_j * (1 - z) * (1 - n * n)
+            g_row[H + j] = dh_j * (h_prev[k + j] - n) * z * (1 - z)
+            g_row[2 * H + j] = dn
+            dh_next[k + j] = dh_j * z
+            if reset_after:
+                g_row[j] = dn * aux_t[k + j] * r * (1 - r)
+                aux_t[k + j] = dn * r                 # d(W_hn h + b_hn)
+                w_row[j] = g_row[j]
+                w_row[H + j] = g_row[H + j]
+                w_row[2 * H + j] = aux_t[k + j]
+
+
+cdef void gru_backward_b(
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        const floating* panel, const Py_ssize_t* col0, const int* width,
+        const int64_t* lengths, floating* g_t, const floating* h_prev, floating* work,
+        floating* dh_next) noexcept nogil:
+    """reset_after=False, units u0 .. u0+nu-1: d(r*h) = dn @ W_hn, then dr and dh_next."""
+    cdef Py_ssize_t GH = 3 * H
+    cdef Py_ssize_t b, j, k
+    cdef floating* g_row
+    cdef floating r
+    gemm_panels(B, H, g_t + 2 * H, GH, panel, 1, col0, width, work, H, False)
+    for b in range(B):
+        if not is_active(lengths, b, t):
+            continue
+        g_row = g_t + b * GH + u0
+        k = b * H + u0
+        for j in range(nu):
+            r = g_row[j]
+            g_row[j] = work[k + j] * h_prev[k + j] * r * (1 - r)
+            dh_next[k + j] += work[k + j] * r
 
 
 cdef void gru_backward_kernel(
@@ -127,8 +241,11 @@ cdef void gru_backward_kernel(
         const floating* hs,         # IN  (T+1, B, H)
         floating* aux,              # IN/OUT (T, B, H): reset_after: W_hn h + b_hn in,
                                     #   d(W_hn h + b_hn) out; else r*h_prev (kept)
+        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        floating* panels_hh,        # WORK (nub, 3H | 2H, NR): W_hh (or W_hh[:2H]) by unit block
+        floating* panels_n,         # WORK (nub, H, NR): W_hn by unit block (not reset_after)
         floating* work,             # WORK (B, 3H): reset_after: hh-side dG; else d(r*h) (B, H)
-        floating* dh, floating* dh_next,   # WORK (B, H) each; dh ends as dh0
+        floating* dh0, floating* work_h,   # OUT dh0 (B, H); WORK (B, H)
         floating* dx,               # OUT (T, B, I)
         floating* dw_ih,            # OUT (3H, I)
         floating* dw_hh,            # OUT (3H, H)
@@ -136,111 +253,83 @@ cdef void gru_backward_kernel(
         floating* db_hh             # OUT (3H,) or NULL
         ) noexcept nogil:
     cdef Py_ssize_t GH = 3 * H, BH = B * H, TB = T * B
-    cdef Py_ssize_t s, t, b, j, k
+    cdef Py_ssize_t K_hh = GH if reset_after else 2 * H
+    cdef Py_ssize_t NR = panel_cols(gates)
+    cdef Py_ssize_t s, t, ub
     cdef const floating* h_prev
-    cdef const floating* dy_t
     cdef floating* g_t
-    cdef floating* g_row
-    cdef floating* w_row
-    cdef floating* aux_t
-    cdef floating* swap
-    cdef floating r, z, n, dh_j, dn
+    cdef floating* bufs[2]
 
-    copy_or_zero(dh, dhT, BH)
-    for s in range(T):
-        t = step_time(T - 1 - s, T, reverse)          # forward steps in reverse order
-        h_prev = hs + prev_slot(0, t, reverse, True) * BH
-        dy_t = dy + t * BH if dy != NULL else NULL
-        g_t = gates + t * B * GH
-        aux_t = aux + t * BH
-        for b in range(B):
-            g_row = g_t + b * GH
-            if not is_active(lengths, b, t):
-                memset(g_row, 0, GH * sizeof(floating))
-                memcpy(dh_next + b * H, dh + b * H, H * sizeof(floating))
-                if reset_after:
-                    memset(work + b * GH, 0, GH * sizeof(floating))
-                    memset(aux_t + b * H, 0, H * sizeof(floating))
-                continue
-            w_row = work + b * GH
-            for j in range(H):
-                k = b * H + j
-                r = g_row[j]
-                z = g_row[H + j]
-                n = g_row[2 * H + j]
-                dh_j = dh[k] + (dy_t[k] if dy_t != NULL else 0)
-                dn = dh_j * (1 - z) * (1 - n * n)
-                g_row[H + j] = dh_j * (h_prev[k] - n) * z * (1 - z)
-                g_row[2 * H + j] = dn
-                dh_next[k] = dh_j * z
-                if reset_after:
-                    g_row[j] = dn * aux_t[k] * r * (1 - r)
-                    aux_t[k] = dn * r                 # d(W_hn h + b_hn)
-                    w_row[j] = g_row[j]
-                    w_row[H + j] = g_row[H + j]
-                    w_row[2 * H + j] = aux_t[k]
-        if reset_after:
-            # dh_next += [dr, dz, dn*r] @ W_hh
-            gemm(False, False, <int>B, <int>H, <int>GH, <floating>1, work, <int>GH, w_hh,
-                 <int>H, <floating>1, dh_next, <int>H)
-        else:
-            # d(r*h) = dn @ W_hn
-            gemm(False, False, <int>B, <int>H, <int>H, <floating>1, g_t + 2 * H, <int>GH,
-                 w_hh + 2 * H * H, <int>H, <floating>0, work, <int>H)
-            for b in range(B):
-                if not is_active(lengths, b, t):
-                    continue
-                g_row = g_t + b * GH
-                for j in range(H):
-                    k = b * H + j
-                    r = g_row[j]
-                    g_row[j] = work[k] * h_prev[k] * r * (1 - r)
-                    dh_next[k] += work[k] * r
-            # dh_next += [dr, dz] @ W_hh[:2H]
-            gemm(False, False, <int>B, <int>H, <int>(2 * H), <floating>1, g_t, <int>GH, w_hh,
-                 <int>H, <floating>1, dh_next, <int>H)
-        swap = dh
-        dh = dh_next
-        dh_next = swap
+    s = t = 0
+    g_t = NULL
+    bufs[0] = dh0
+    bufs[1] = work_h
+    pack_panels(w_hh, H, False, K_hh, nub, col0, width, panels_hh)
+    if not reset_after:
+        pack_panels(w_hh + 2 * H * H, H, False, H, nub, col0, width, panels_n)
+    copy_or_zero(dh0, dhT, BH)
+    with parallel(num_threads=nthreads):
+        for s in range(T):
+            t = step_time(T - 1 - s, T, reverse)          # forward steps in reverse order
+            g_t = gates + t * B * GH
+            for ub in prange(nub, schedule="static"):
+                gru_backward_a(col0[ub], width[ub], t, B, H, reset_after, lengths,
+                               dy + t * BH if dy != NULL else NULL, g_t,
+                               hs + prev_slot(0, t, reverse, True) * BH, aux + t * BH, work,
+                               bufs[s & 1], bufs[(s + 1) & 1])
+            if not reset_after:
+                for ub in prange(nub, schedule="static"):
+                    gru_backward_b(col0[ub], width[ub], t, B, H, panels_n + ub * H * NR,
+                                   col0 + ub, width + ub, lengths, g_t,
+                                   hs + prev_slot(0, t, reverse, True) * BH, work,
+                                   bufs[(s + 1) & 1])
+            # dh_next[:, units] += [dr, dz, (dn*r)] @ W_hh[:K_hh, units]
+            for ub in prange(nub, schedule="static"):
+                gemm_panels(B, K_hh, work if reset_after else g_t, GH,
+                            panels_hh + ub * K_hh * NR, 1, col0 + ub, width + ub,
+                            bufs[(s + 1) & 1], H, True)
     if T % 2 == 1:
-        memcpy(dh_next, dh, BH * sizeof(floating))   # result back into the caller's dh
+        memcpy(dh0, work_h, BH * sizeof(floating))
 
     h_prev = hs + (BH if reverse else 0)
     # dW_hh[:2H] = dG[:, :2H].T @ H_prev
-    gemm(True, False, <int>(2 * H), <int>H, <int>TB, <floating>1, gates, <int>GH, h_prev,
-         <int>H, <floating>0, dw_hh, <int>H)
+    gemm_split(True, False, <int>(2 * H), <int>H, <int>TB, gates, <int>GH, h_prev, <int>H,
+               False, dw_hh, <int>H, nthreads)
     if reset_after:
         # dW_hn = d(W_hn h).T @ H_prev
-        gemm(True, False, <int>H, <int>H, <int>TB, <floating>1, aux, <int>H, h_prev, <int>H,
-             <floating>0, dw_hh + 2 * H * H, <int>H)
+        gemm_split(True, False, <int>H, <int>H, <int>TB, aux, <int>H, h_prev, <int>H,
+                   False, dw_hh + 2 * H * H, <int>H, nthreads)
     else:
         # dW_hn = dn.T @ (r*h_prev)
-        gemm(True, False, <int>H, <int>H, <int>TB, <floating>1, gates + 2 * H, <int>GH, aux,
-             <int>H, <floating>0, dw_hh + 2 * H * H, <int>H)
-    input_side_grads(TB, I, GH, x, w_ih, gates, dx, dw_ih, db_ih)
+        gemm_split(True, False, <int>H, <int>H, <int>TB, gates + 2 * H, <int>GH, aux, <int>H,
+                   False, dw_hh + 2 * H * H, <int>H, nthreads)
+    input_side_grads(TB, I, GH, x, w_ih, gates, dx, dw_ih, db_ih, nthreads)
     if db_hh != NULL:
         if reset_after:
-            column_sums(TB, 2 * H, GH, gates, db_hh)
-            column_sums(TB, H, H, aux, db_hh + 2 * H)
+            column_sums(TB, 2 * H, GH, gates, db_hh, nthreads)
+            column_sums(TB, H, H, aux, db_hh + 2 * H, nthreads)
         else:
             memcpy(db_hh, db_ih, GH * sizeof(floating))
 
 
+
+
 def forward(x, w_ih, w_hh, bias, b_hn, h0, lengths, bint reverse, bint training,
-            bint reset_after):
+            bint reset_after, int nthreads=1):
     """y (T,B,H), hT (B,H), saved: (gates, hs, aux) when training else None.
 
     bias (3H,) is everything added on the input side: b_ih + [b_hr, b_hz, b_hn], except that
     with reset_after the b_hn block is left out and passed as b_hn (H,) instead."""
     if x.dtype == np.float32:
         return _forward(<float*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, b_hn, h0, lengths,
-                        reverse, training, reset_after)
+                        reverse, training, reset_after, nthreads)
+    _check_double(x)
     return _forward(<double*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, b_hn, h0, lengths,
-                    reverse, training, reset_after)
+                    reverse, training, reset_after, nthreads)
 
 
 cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint reverse,
-              bint training, bint reset_after):
+              bint training, bint reset_after, int nthreads):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t chunk = T if training else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
@@ -250,6 +339,18 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint r
     hh = np.empty((B, 3 * H), dtype) if reset_after else None
     y = np.empty((T, B, H), dtype)
     hT = np.empty((B, H), dtype)
+    col0_a, width_a, nub_obj = unit_block_layout(3 if reset_after else 2, H, dtype)
+    col0_n, width_n, _ = unit_block_layout(1, H, dtype)
+    cdef Py_ssize_t nub = nub_obj
+    panels_a = np.empty(((3 if reset_after else 2) * nub, H, panel_cols(xp)), dtype)
+    panels_n = None if reset_after else np.empty((nub, H, panel_cols(xp)), dtype)
+    cdef const Py_ssize_t* col0_a_p = <Py_ssize_t*>data_or_null(col0_a)
+    cdef const int* width_a_p = <int*>data_or_null(width_a)
+    cdef const Py_ssize_t* col0_n_p = <Py_ssize_t*>data_or_null(col0_n)
+    cdef const int* width_n_p = <int*>data_or_null(width_n)
+    cdef floating* panels_a_p = <floating*>data_or_null(panels_a)
+    cdef floating* panels_n_p = <floating*>data_or_null(panels_n)
+    nthreads = max(1, min(nthreads, nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const floating* bias_p = <floating*>data_or_null(bias)
@@ -264,23 +365,25 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint r
     cdef floating* hT_p = <floating*>data_or_null(hT)
     with nogil:
         gru_forward_kernel(T, B, I, H, reset_after, xp, w_ih_p, w_hh_p, bias_p, b_hn_p, h0_p,
-                           len_p, reverse, training, chunk, gates_p, hs_p, aux_p, hh_p, y_p,
-                           hT_p)
+                           len_p, reverse, training, chunk, col0_a_p, width_a_p, col0_n_p,
+                           width_n_p, nub, nthreads, panels_a_p, panels_n_p, gates_p, hs_p,
+                           aux_p, hh_p, y_p, hT_p)
     return y, hT, ((gates, hs, aux) if training else None)
 
 
 def backward(dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
-             bint reset_after):
+             bint reset_after, int nthreads=1):
     """dx, dh0, dw_ih, dw_hh, db_ih, db_hh (None without bias).  Overwrites saved buffers."""
     if x.dtype == np.float32:
         return _backward(<float*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                         reverse, saved, has_bias, reset_after)
+                         reverse, saved, has_bias, reset_after, nthreads)
+    _check_double(x)
     return _backward(<double*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                     reverse, saved, has_bias, reset_after)
+                     reverse, saved, has_bias, reset_after, nthreads)
 
 
 cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved,
-               bint has_bias, bint reset_after):
+               bint has_bias, bint reset_after, int nthreads):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     gates, hs, aux = saved
     dtype = x.dtype
@@ -292,6 +395,15 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     dw_hh = np.empty_like(w_hh)
     db_ih = np.empty(3 * H, dtype) if has_bias else None
     db_hh = np.empty(3 * H, dtype) if has_bias else None
+    col0, width, nub_obj = unit_block_layout(1, H, dtype)
+    cdef Py_ssize_t nub = nub_obj
+    panels_hh = np.empty((nub, (3 if reset_after else 2) * H, panel_cols(xp)), dtype)
+    panels_n = None if reset_after else np.empty((nub, H, panel_cols(xp)), dtype)
+    cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
+    cdef const int* width_p = <int*>data_or_null(width)
+    cdef floating* panels_hh_p = <floating*>data_or_null(panels_hh)
+    cdef floating* panels_n_p = <floating*>data_or_null(panels_n)
+    nthreads = max(1, min(nthreads, nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const int64_t* len_p = <int64_t*>data_or_null(lengths)
@@ -310,6 +422,7 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     cdef floating* db_hh_p = <floating*>data_or_null(db_hh)
     with nogil:
         gru_backward_kernel(T, B, I, H, reset_after, xp, w_ih_p, w_hh_p, len_p, reverse,
-                            dy_p, dhT_p, gates_p, hs_p, aux_p, work_p, dh0_p, work_h_p, dx_p,
-                            dw_ih_p, dw_hh_p, db_ih_p, db_hh_p)
+                            dy_p, dhT_p, gates_p, hs_p, aux_p, col0_p, width_p, nub, nthreads,
+                            panels_hh_p, panels_n_p, work_p, dh0_p, work_h_p, dx_p, dw_ih_p,
+                            dw_hh_p, db_ih_p, db_hh_p)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

@@ -12,12 +12,48 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from fastrnn._activations cimport sigmoid_v, tanh_v
-from fastrnn._blas cimport gemm
-from fastrnn._common cimport (INFER_ROWS, copy_or_zero, cur_slot, data_or_null, input_side_grads, is_active,
-                              prev_slot, step_preactivations, step_time)
+from cython.parallel cimport parallel, prange
+from fastrnn._simd cimport lstm_fwd_f32, lstm_fwd_f64
+from fastrnn._simd import unit_block_layout
+from fastrnn._blas cimport gemm_split
+from fastrnn._common cimport (_check_double, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot, data_or_null,
+                              gemm_panels, input_side_grads, is_active, pack_panels, panel_cols,
+                              prev_slot, step_time)
 
 cnp.import_array()
+
+
+cdef inline void lstm_fwd_rows(Py_ssize_t n, floating* g, Py_ssize_t H,
+                               const floating* c_prev, floating* c_cur, floating* h_cur,
+                               floating* tc) noexcept nogil:
+    if floating is float:
+        lstm_fwd_f32(n, g, H, c_prev, c_cur, h_cur, tc)
+    else:
+        lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc)
+
+
+cdef void lstm_forward_block(
+        Py_ssize_t ub, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        const floating* panels, const Py_ssize_t* col0, const int* width,
+        const int64_t* lengths, floating* g, const floating* h_prev, floating* h_cur,
+        const floating* c_prev, floating* c_cur, floating* tc, floating* y_t) noexcept nogil:
+    """One step for the hidden units of unit block `ub` (all rows): their four gate
+    pre-activations g[:, gate*H + u] += h_prev @ W_hh[gate*H + u].T, then the cell update."""
+    cdef Py_ssize_t GH = 4 * H
+    cdef Py_ssize_t u0 = col0[4 * ub]
+    cdef Py_ssize_t nu = width[4 * ub]
+    cdef Py_ssize_t b, k
+    gemm_panels(B, H, h_prev, H, panels + 4 * ub * H * panel_cols(g), 4, col0 + 4 * ub,
+                width + 4 * ub, g, GH, True)
+    for b in range(B):
+        k = b * H + u0
+        if not is_active(lengths, b, t):
+            memcpy(h_cur + k, h_prev + k, nu * sizeof(floating))
+            memcpy(c_cur + k, c_prev + k, nu * sizeof(floating))
+            memset(y_t + k, 0, nu * sizeof(floating))
+            continue
+        lstm_fwd_rows(nu, g + b * GH + u0, H, c_prev + k, c_cur + k, h_cur + k, tc + k)
+        memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
 
 
 cdef void lstm_forward_kernel(
@@ -30,6 +66,8 @@ cdef void lstm_forward_kernel(
         const floating* c0,         # IN  (B, H) or NULL (zeros)
         const int64_t* lengths,     # IN  (B,) or NULL
         bint reverse, bint keep, Py_ssize_t chunk,
+        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        floating* panels,           # WORK (4 * nub, H, NR) packed W_hh.T
         floating* gates,            # OUT (chunk, B, 4H): post-activation gates when keep
         floating* hs,               # OUT (T+1 | 2, B, H) hidden-state slots
         floating* cs,               # OUT (T+1 | 2, B, H) cell-state slots
@@ -38,55 +76,72 @@ cdef void lstm_forward_kernel(
         floating* hT, floating* cT  # OUT (B, H)
         ) noexcept nogil:
     cdef Py_ssize_t GH = 4 * H, BH = B * H
-    cdef Py_ssize_t s, t, b, j, first
+    cdef Py_ssize_t s, s0, n, t, t_lo, ub, first
     cdef floating* g
-    cdef floating* g_row
-    cdef floating* h_prev
-    cdef floating* h_cur
-    cdef floating* c_prev
-    cdef floating* c_cur
-    cdef floating* y_t
-    cdef floating* tc_t
-    cdef floating* tc_row
-    cdef floating* tc_work = tanh_c
-    cdef Py_ssize_t k
 
+    s = t = 0
+    g = NULL
+    pack_panels(w_hh, H, True, H, 4 * nub, col0, width, panels)
     first = T if (reverse and keep) else 0
     copy_or_zero(hs + first * BH, h0, BH)
     copy_or_zero(cs + first * BH, c0, BH)
-    for s in range(T):
-        t = step_time(s, T, reverse)
-        g = step_preactivations(s, t, T, chunk, reverse, B, I, GH, x, w_ih, bias, gates)
-        h_prev = hs + prev_slot(s, t, reverse, keep) * BH
-        h_cur = hs + cur_slot(s, t, reverse, keep) * BH
-        c_prev = cs + prev_slot(s, t, reverse, keep) * BH
-        c_cur = cs + cur_slot(s, t, reverse, keep) * BH
-        y_t = y + t * BH
-        tc_t = tanh_c + t * BH
-        # G[t] += h_prev @ W_hh.T
-        gemm(False, True, <int>B, <int>GH, <int>H, <floating>1, h_prev, <int>H, w_hh, <int>H,
-             <floating>1, g, <int>GH)
-        for b in range(B):
-            if not is_active(lengths, b, t):
-                memcpy(h_cur + b * H, h_prev + b * H, H * sizeof(floating))
-                memcpy(c_cur + b * H, c_prev + b * H, H * sizeof(floating))
-                memset(y_t + b * H, 0, H * sizeof(floating))
-                continue
-            g_row = g + b * GH
-            k = b * H
-            sigmoid_v(g_row, g_row, 2 * H)                  # i, f
-            tanh_v(g_row + 2 * H, g_row + 2 * H, H)         # g
-            sigmoid_v(g_row + 3 * H, g_row + 3 * H, H)      # o
-            for j in range(H):
-                c_cur[k + j] = g_row[H + j] * c_prev[k + j] + g_row[j] * g_row[2 * H + j]
-            tc_row = (tc_t if keep else tc_work) + k
-            tanh_v(c_cur + k, tc_row, H)
-            for j in range(H):
-                h_cur[k + j] = g_row[3 * H + j] * tc_row[j]
-            memcpy(y_t + k, h_cur + k, H * sizeof(floating))
+    s0 = 0
+    while s0 < T:
+        n = min(chunk, T - s0)
+        t_lo = chunk_projection(s0, n, T, reverse, B, I, GH, x, w_ih, bias, gates, nthreads)
+        with parallel(num_threads=nthreads):
+            for s in range(s0, s0 + n):
+                t = step_time(s, T, reverse)
+                g = gates + (t - t_lo) * B * GH
+                for ub in prange(nub, schedule="static"):
+                    lstm_forward_block(
+                        ub, t, B, H, panels, col0, width, lengths, g,
+                        hs + prev_slot(s, t, reverse, keep) * BH,
+                        hs + cur_slot(s, t, reverse, keep) * BH,
+                        cs + prev_slot(s, t, reverse, keep) * BH,
+                        cs + cur_slot(s, t, reverse, keep) * BH,
+                        tanh_c + (t * BH if keep else 0), y + t * BH)
+        s0 += n
     t = cur_slot(T - 1, step_time(T - 1, T, reverse), reverse, keep)
     memcpy(hT, hs + t * BH, BH * sizeof(floating))
     memcpy(cT, cs + t * BH, BH * sizeof(floating))
+
+
+cdef void lstm_backward_block(
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        const int64_t* lengths, const floating* dy_t, floating* g_t, const floating* c_prev,
+        const floating* tc_t, const floating* dh, floating* dh_next,
+        floating* dc) noexcept nogil:
+    """Units u0 .. u0+nu-1 of every row at time t: saved gates in g_t become pre-activation
+    gradients; dc is carried back; dh_next is prepared for the recurrent product."""
+    cdef Py_ssize_t GH = 4 * H
+    cdef Py_ssize_t b, j, k
+    cdef floating* g_row
+    cdef floating gi, gf, gg, go, tc, dh_j, dc_j
+    for b in range(B):
+        g_row = g_t + b * GH + u0
+        if not is_active(lengths, b, t):
+            # state passed through unchanged: so does its gradient
+            for j in range(4):
+                memset(g_row + j * H, 0, nu * sizeof(floating))
+            memcpy(dh_next + b * H + u0, dh + b * H + u0, nu * sizeof(floating))
+            continue
+        if lengths != NULL:
+            memset(dh_next + b * H + u0, 0, nu * sizeof(floating))
+        for j in range(nu):
+            k = b * H + u0 + j
+            gi = g_row[j]
+            gf = g_row[H + j]
+            gg = g_row[2 * H + j]
+            go = g_row[3 * H + j]
+            tc = tc_t[k]
+            dh_j = dh[k] + (dy_t[k] if dy_t != NULL else 0)
+            dc_j = dc[k] + dh_j * go * (1 - tc * tc)
+            g_row[j] = dc_j * gg * gi * (1 - gi)
+            g_row[H + j] = dc_j * c_prev[k] * gf * (1 - gf)
+            g_row[2 * H + j] = dc_j * gi * (1 - gg * gg)
+            g_row[3 * H + j] = dh_j * tc * go * (1 - go)
+            dc[k] = dc_j * gf
 
 
 cdef void lstm_backward_kernel(
@@ -103,7 +158,9 @@ cdef void lstm_backward_kernel(
         const floating* hs,         # IN  (T+1, B, H)
         const floating* cs,         # IN  (T+1, B, H)
         const floating* tanh_c,     # IN  (T, B, H)
-        floating* dh, floating* dh_next,   # WORK (B, H) each; dh ends as dh0
+        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        floating* panels,           # WORK (nub, 4H, NR) packed W_hh by output unit block
+        floating* dh0, floating* work,   # OUT dh0 (B, H); WORK (B, H)
         floating* dc,               # OUT (B, H) dc0 (starts as dcT)
         floating* dx,               # OUT (T, B, I)
         floating* dw_ih,            # OUT (4H, I)
@@ -111,72 +168,52 @@ cdef void lstm_backward_kernel(
         floating* db                # OUT (4H,) or NULL
         ) noexcept nogil:
     cdef Py_ssize_t GH = 4 * H, BH = B * H
-    cdef Py_ssize_t s, t, b, j, k
-    cdef floating* g_row
-    cdef floating* c_prev
-    cdef floating* swap
-    cdef const floating* tc_t
-    cdef const floating* dy_t
-    cdef floating gi, gf, gg, go, tc, dh_j, dc_j
-    cdef floating beta = 0 if lengths == NULL else 1
+    cdef Py_ssize_t s, t, ub
+    cdef floating* bufs[2]
+    cdef floating* g_t
 
-    copy_or_zero(dh, dhT, BH)
+    s = t = 0
+    g_t = NULL
+    bufs[0] = dh0
+    bufs[1] = work
+    pack_panels(w_hh, H, False, GH, nub, col0, width, panels)
+    copy_or_zero(dh0, dhT, BH)
     copy_or_zero(dc, dcT, BH)
-    for s in range(T):
-        t = step_time(T - 1 - s, T, reverse)          # forward steps in reverse order
-        c_prev = <floating*>cs + prev_slot(0, t, reverse, True) * BH
-        tc_t = tanh_c + t * BH
-        dy_t = dy + t * BH if dy != NULL else NULL
-        for b in range(B):
-            g_row = gates + (t * B + b) * GH
-            if not is_active(lengths, b, t):
-                # state passed through unchanged: so does its gradient
-                memset(g_row, 0, GH * sizeof(floating))
-                memcpy(dh_next + b * H, dh + b * H, H * sizeof(floating))
-                continue
-            if lengths != NULL:
-                memset(dh_next + b * H, 0, H * sizeof(floating))
-            for j in range(H):
-                k = b * H + j
-                gi = g_row[j]
-                gf = g_row[H + j]
-                gg = g_row[2 * H + j]
-                go = g_row[3 * H + j]
-                tc = tc_t[k]
-                dh_j = dh[k] + (dy_t[k] if dy_t != NULL else 0)
-                dc_j = dc[k] + dh_j * go * (1 - tc * tc)
-                g_row[j] = dc_j * gg * gi * (1 - gi)
-                g_row[H + j] = dc_j * c_prev[k] * gf * (1 - gf)
-                g_row[2 * H + j] = dc_j * gi * (1 - gg * gg)
-                g_row[3 * H + j] = dh_j * tc * go * (1 - go)
-                dc[k] = dc_j * gf
-        # dh_next (+)= dG[t] @ W_hh
-        gemm(False, False, <int>B, <int>H, <int>GH, <floating>1, gates + t * B * GH, <int>GH,
-             w_hh, <int>H, beta, dh_next, <int>H)
-        swap = dh
-        dh = dh_next
-        dh_next = swap
+    with parallel(num_threads=nthreads):
+        for s in range(T):
+            t = step_time(T - 1 - s, T, reverse)          # forward steps in reverse order
+            g_t = gates + t * B * GH
+            for ub in prange(nub, schedule="static"):
+                lstm_backward_block(
+                    col0[ub], width[ub], t, B, H, lengths,
+                    dy + t * BH if dy != NULL else NULL, g_t,
+                    cs + prev_slot(0, t, reverse, True) * BH, tanh_c + t * BH,
+                    bufs[s & 1], bufs[(s + 1) & 1], dc)
+            # dh_next[:, units of ub] (+)= dG[t] @ W_hh[:, units of ub]
+            for ub in prange(nub, schedule="static"):
+                gemm_panels(B, GH, g_t, GH, panels + ub * GH * panel_cols(g_t), 1,
+                            col0 + ub, width + ub, bufs[(s + 1) & 1], H, lengths != NULL)
     if T % 2 == 1:
-        # the result lives in the caller's dh_next buffer; move it to dh
-        memcpy(dh_next, dh, BH * sizeof(floating))
+        memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dG.T @ H_prev
-    gemm(True, False, <int>GH, <int>H, <int>(T * B), <floating>1, gates, <int>GH,
-         hs + (BH if reverse else 0), <int>H, <floating>0, dw_hh, <int>H)
-    input_side_grads(T * B, I, GH, x, w_ih, gates, dx, dw_ih, db)
+    gemm_split(True, False, <int>GH, <int>H, <int>(T * B), gates, <int>GH,
+               hs + (BH if reverse else 0), <int>H, False, dw_hh, <int>H, nthreads)
+    input_side_grads(T * B, I, GH, x, w_ih, gates, dx, dw_ih, db, nthreads)
 
 
-
-def forward(x, w_ih, w_hh, bias, h0, c0, lengths, bint reverse, bint training):
+def forward(x, w_ih, w_hh, bias, h0, c0, lengths, bint reverse, bint training,
+            int nthreads=1):
     """y (T,B,H), hT, cT (B,H), saved: (gates, hs, cs, tanh_c) when training else None."""
     if x.dtype == np.float32:
         return _forward(<float*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, c0, lengths,
-                        reverse, training)
+                        reverse, training, nthreads)
+    _check_double(x)
     return _forward(<double*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, c0, lengths,
-                    reverse, training)
+                    reverse, training, nthreads)
 
 
 cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint reverse,
-              bint training):
+              bint training, int nthreads):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t chunk = T if training else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
@@ -187,6 +224,13 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
     y = np.empty((T, B, H), dtype)
     hT = np.empty((B, H), dtype)
     cT = np.empty((B, H), dtype)
+    col0, width, nub_obj = unit_block_layout(4, H, dtype)
+    cdef Py_ssize_t nub = nub_obj
+    panels = np.empty((4 * nub, H, panel_cols(xp)), dtype)
+    cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
+    cdef const int* width_p = <int*>data_or_null(width)
+    cdef floating* panels_p = <floating*>data_or_null(panels)
+    nthreads = max(1, min(nthreads, nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const floating* bias_p = <floating*>data_or_null(bias)
@@ -202,22 +246,24 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
     cdef floating* cT_p = <floating*>data_or_null(cT)
     with nogil:
         lstm_forward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, bias_p, h0_p, c0_p, len_p,
-                            reverse, training, chunk, gates_p, hs_p, cs_p, tc_p, y_p, hT_p,
-                            cT_p)
+                            reverse, training, chunk, col0_p, width_p, nub, nthreads,
+                            panels_p, gates_p, hs_p, cs_p, tc_p, y_p, hT_p, cT_p)
     return y, hT, cT, ((gates, hs, cs, tanh_c) if training else None)
 
 
-def backward(dy, dhT, dcT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias):
+def backward(dy, dhT, dcT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
+             int nthreads=1):
     """dx, dh0, dc0, dw_ih, dw_hh, db (None without bias).  Overwrites saved gates."""
     if x.dtype == np.float32:
         return _backward(<float*>cnp.PyArray_DATA(x), dy, dhT, dcT, x, w_ih, w_hh, lengths,
-                         reverse, saved, has_bias)
+                         reverse, saved, has_bias, nthreads)
+    _check_double(x)
     return _backward(<double*>cnp.PyArray_DATA(x), dy, dhT, dcT, x, w_ih, w_hh, lengths,
-                     reverse, saved, has_bias)
+                     reverse, saved, has_bias, nthreads)
 
 
 cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint reverse,
-               saved, bint has_bias):
+               saved, bint has_bias, int nthreads):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     gates, hs, cs, tanh_c = saved
     dtype = x.dtype
@@ -228,6 +274,13 @@ cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint re
     dw_ih = np.empty_like(w_ih)
     dw_hh = np.empty_like(w_hh)
     db = np.empty(4 * H, dtype) if has_bias else None
+    col0, width, nub_obj = unit_block_layout(1, H, dtype)
+    cdef Py_ssize_t nub = nub_obj
+    panels = np.empty((nub, 4 * H, panel_cols(xp)), dtype)
+    cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
+    cdef const int* width_p = <int*>data_or_null(width)
+    cdef floating* panels_p = <floating*>data_or_null(panels)
+    nthreads = max(1, min(nthreads, nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const int64_t* len_p = <int64_t*>data_or_null(lengths)
@@ -247,6 +300,6 @@ cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint re
     cdef floating* db_p = <floating*>data_or_null(db)
     with nogil:
         lstm_backward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, len_p, reverse, dy_p, dhT_p,
-                             dcT_p, gates_p, hs_p, cs_p, tc_p, dh0_p, work_p, dc0_p, dx_p,
-                             dw_ih_p, dw_hh_p, db_p)
+                             dcT_p, gates_p, hs_p, cs_p, tc_p, col0_p, width_p, nub, nthreads,
+                             panels_p, dh0_p, work_p, dc0_p, dx_p, dw_ih_p, dw_hh_p, db_p)
     return dx, dh0, dc0, dw_ih, dw_hh, db

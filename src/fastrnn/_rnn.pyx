@@ -12,12 +12,36 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from fastrnn._activations cimport relu, tanh_v
-from fastrnn._blas cimport gemm
-from fastrnn._common cimport (INFER_ROWS, copy_or_zero, cur_slot, data_or_null,
-                              input_side_grads, is_active, prev_slot, step_preactivations,
-                              step_time)
+from cython.parallel cimport parallel, prange
+from fastrnn._blas cimport gemm_split
+from fastrnn._common cimport (_check_double, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot,
+                              data_or_null, gemm_panels, input_side_grads, is_active,
+                              pack_panels, panel_cols, prev_slot, step_time)
+from fastrnn._simd import unit_block_layout
 
 cnp.import_array()
+
+
+cdef void rnn_forward_block(
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H, bint use_relu,
+        const floating* panel, const Py_ssize_t* col0, const int* width,
+        const int64_t* lengths, floating* a, const floating* h_prev, floating* h_cur,
+        floating* y_t) noexcept nogil:
+    """One step for hidden units u0 .. u0+nu-1 of every row."""
+    cdef Py_ssize_t b, j, k
+    gemm_panels(B, H, h_prev, H, panel, 1, col0, width, a, H, True)
+    for b in range(B):
+        k = b * H + u0
+        if not is_active(lengths, b, t):
+            memcpy(h_cur + k, h_prev + k, nu * sizeof(floating))
+            memset(y_t + k, 0, nu * sizeof(floating))
+            continue
+        if use_relu:
+            for j in range(k, k + nu):
+                h_cur[j] = relu(a[j])
+        else:
+            tanh_v(a + k, h_cur + k, nu)
+        memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
 
 
 cdef void rnn_forward_kernel(
@@ -29,42 +53,60 @@ cdef void rnn_forward_kernel(
         const floating* h0,         # IN  (B, H) or NULL (zeros)
         const int64_t* lengths,     # IN  (B,) or NULL
         bint reverse, bint keep, Py_ssize_t chunk,
+        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        floating* panels,           # WORK (nub, H, NR) packed W_hh.T
         floating* pre,              # WORK (chunk, B, H) pre-activations
         floating* hs,               # OUT (T+1 | 2, B, H) hidden-state slots
         floating* y,                # OUT (T, B, H)
         floating* hT                # OUT (B, H)
         ) noexcept nogil:
     cdef Py_ssize_t BH = B * H
-    cdef Py_ssize_t s, t, b, j, k
-    cdef floating* a
-    cdef floating* h_prev
-    cdef floating* h_cur
-    cdef floating* y_t
-    cdef floating h
+    cdef Py_ssize_t s, s0, n, t, t_lo, ub
+    cdef Py_ssize_t NR = panel_cols(pre)
 
+    s = t = 0
+    pack_panels(w_hh, H, True, H, nub, col0, width, panels)
     copy_or_zero(hs + (T if (reverse and keep) else 0) * BH, h0, BH)
-    for s in range(T):
-        t = step_time(s, T, reverse)
-        a = step_preactivations(s, t, T, chunk, reverse, B, I, H, x, w_ih, bias, pre)
-        h_prev = hs + prev_slot(s, t, reverse, keep) * BH
-        h_cur = hs + cur_slot(s, t, reverse, keep) * BH
-        y_t = y + t * BH
-        # A[t] += h_prev @ W_hh.T
-        gemm(False, True, <int>B, <int>H, <int>H, <floating>1, h_prev, <int>H, w_hh, <int>H,
-             <floating>1, a, <int>H)
-        for b in range(B):
-            if not is_active(lengths, b, t):
-                memcpy(h_cur + b * H, h_prev + b * H, H * sizeof(floating))
-                memset(y_t + b * H, 0, H * sizeof(floating))
-                continue
+    s0 = 0
+    while s0 < T:
+        n = min(chunk, T - s0)
+        t_lo = chunk_projection(s0, n, T, reverse, B, I, H, x, w_ih, bias, pre, nthreads)
+        with parallel(num_threads=nthreads):
+            for s in range(s0, s0 + n):
+                t = step_time(s, T, reverse)
+                for ub in prange(nub, schedule="static"):
+                    rnn_forward_block(
+                        col0[ub], width[ub], t, B, H, use_relu, panels + ub * H * NR,
+                        col0 + ub, width + ub, lengths, pre + (t - t_lo) * BH,
+                        hs + prev_slot(s, t, reverse, keep) * BH,
+                        hs + cur_slot(s, t, reverse, keep) * BH, y + t * BH)
+        s0 += n
+    t = cur_slot(T - 1, step_time(T - 1, T, reverse), reverse, keep)
+    memcpy(hT, hs + t * BH, BH * sizeof(floating))
+
+
+cdef void rnn_backward_block(
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H, bint use_relu,
+        const int64_t* lengths, const floating* dy_t, const floating* h_t, floating* da_t,
+        const floating* dh, floating* dh_next) noexcept nogil:
+    """Units u0 .. u0+nu-1 of every row at time t: d(pre-activation) into da_t."""
+    cdef Py_ssize_t b, j, k
+    cdef floating dh_j, h
+    for b in range(B):
+        k = b * H + u0
+        if not is_active(lengths, b, t):
+            memset(da_t + k, 0, nu * sizeof(floating))
+            memcpy(dh_next + k, dh + k, nu * sizeof(floating))
+            continue
+        if lengths != NULL:
+            memset(dh_next + k, 0, nu * sizeof(floating))
+        for j in range(k, k + nu):
+            dh_j = dh[j] + (dy_t[j] if dy_t != NULL else 0)
+            h = h_t[j]
             if use_relu:
-                for j in range(b * H, (b + 1) * H):
-                    h_cur[j] = relu(a[j])
+                da_t[j] = dh_j if h > 0 else 0
             else:
-                tanh_v(a + b * H, h_cur + b * H, H)
-            memcpy(y_t + b * H, h_cur + b * H, H * sizeof(floating))
-    k = cur_slot(T - 1, step_time(T - 1, T, reverse), reverse, keep)
-    memcpy(hT, hs + k * BH, BH * sizeof(floating))
+                da_t[j] = dh_j * (1 - h * h)
 
 
 cdef void rnn_backward_kernel(
@@ -77,67 +119,58 @@ cdef void rnn_backward_kernel(
         const floating* dy,         # IN  (T, B, H) or NULL
         const floating* dhT,        # IN  (B, H) or NULL
         const floating* hs,         # IN  (T+1, B, H)
+        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        floating* panels,           # WORK (nub, H, NR) packed W_hh by output unit block
         floating* d_pre,            # WORK (T, B, H) d(pre-activations)
-        floating* dh, floating* dh_next,   # WORK (B, H) each; dh ends as dh0
+        floating* dh0, floating* work,     # OUT dh0 (B, H); WORK (B, H)
         floating* dx,               # OUT (T, B, I)
         floating* dw_ih,            # OUT (H, I)
         floating* dw_hh,            # OUT (H, H)
         floating* db                # OUT (H,) or NULL
         ) noexcept nogil:
     cdef Py_ssize_t BH = B * H
-    cdef Py_ssize_t s, t, b, j
-    cdef const floating* h_t
-    cdef const floating* dy_t
-    cdef floating* da_t
-    cdef floating* swap
-    cdef floating dh_j, h
-    cdef floating beta = 0 if lengths == NULL else 1
+    cdef Py_ssize_t s, t, ub
+    cdef Py_ssize_t NR = panel_cols(d_pre)
+    cdef floating* bufs[2]
 
-    copy_or_zero(dh, dhT, BH)
-    for s in range(T):
-        t = step_time(T - 1 - s, T, reverse)          # forward steps in reverse order
-        h_t = hs + cur_slot(0, t, reverse, True) * BH
-        dy_t = dy + t * BH if dy != NULL else NULL
-        da_t = d_pre + t * BH
-        for b in range(B):
-            if not is_active(lengths, b, t):
-                memset(da_t + b * H, 0, H * sizeof(floating))
-                memcpy(dh_next + b * H, dh + b * H, H * sizeof(floating))
-                continue
-            if lengths != NULL:
-                memset(dh_next + b * H, 0, H * sizeof(floating))
-            for j in range(b * H, (b + 1) * H):
-                dh_j = dh[j] + (dy_t[j] if dy_t != NULL else 0)
-                h = h_t[j]
-                if use_relu:
-                    da_t[j] = dh_j if h > 0 else 0
-                else:
-                    da_t[j] = dh_j * (1 - h * h)
-        # dh_next (+)= dA[t] @ W_hh
-        gemm(False, False, <int>B, <int>H, <int>H, <floating>1, da_t, <int>H, w_hh, <int>H,
-             beta, dh_next, <int>H)
-        swap = dh
-        dh = dh_next
-        dh_next = swap
+    s = t = 0
+    bufs[0] = dh0
+    bufs[1] = work
+    pack_panels(w_hh, H, False, H, nub, col0, width, panels)
+    copy_or_zero(dh0, dhT, BH)
+    with parallel(num_threads=nthreads):
+        for s in range(T):
+            t = step_time(T - 1 - s, T, reverse)          # forward steps in reverse order
+            for ub in prange(nub, schedule="static"):
+                rnn_backward_block(col0[ub], width[ub], t, B, H, use_relu, lengths,
+                                   dy + t * BH if dy != NULL else NULL,
+                                   hs + cur_slot(0, t, reverse, True) * BH, d_pre + t * BH,
+                                   bufs[s & 1], bufs[(s + 1) & 1])
+            # dh_next[:, units of ub] (+)= dA[t] @ W_hh[:, units of ub]
+            for ub in prange(nub, schedule="static"):
+                gemm_panels(B, H, d_pre + t * BH, H, panels + ub * H * NR, 1, col0 + ub,
+                            width + ub, bufs[(s + 1) & 1], H, lengths != NULL)
     if T % 2 == 1:
-        memcpy(dh_next, dh, BH * sizeof(floating))   # result back into the caller's dh
+        memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dA.T @ H_prev
-    gemm(True, False, <int>H, <int>H, <int>(T * B), <floating>1, d_pre, <int>H,
-         hs + (BH if reverse else 0), <int>H, <floating>0, dw_hh, <int>H)
-    input_side_grads(T * B, I, H, x, w_ih, d_pre, dx, dw_ih, db)
+    gemm_split(True, False, <int>H, <int>H, <int>(T * B), d_pre, <int>H,
+               hs + (BH if reverse else 0), <int>H, False, dw_hh, <int>H, nthreads)
+    input_side_grads(T * B, I, H, x, w_ih, d_pre, dx, dw_ih, db, nthreads)
 
 
-def forward(x, w_ih, w_hh, bias, h0, lengths, bint reverse, bint training, bint use_relu):
+def forward(x, w_ih, w_hh, bias, h0, lengths, bint reverse, bint training, bint use_relu,
+            int nthreads=1):
     """y (T,B,H), hT (B,H), saved: (hs,) when training else None."""
     if x.dtype == np.float32:
         return _forward(<float*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, lengths,
-                        reverse, training, use_relu)
+                        reverse, training, use_relu, nthreads)
+    _check_double(x)
     return _forward(<double*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, lengths,
-                    reverse, training, use_relu)
+                    reverse, training, use_relu, nthreads)
 
 
 cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, lengths, bint reverse,
-              bint training, bint use_relu):
+              bint training, bint use_relu, int nthreads):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t chunk = T if training else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
@@ -145,6 +178,13 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, lengths, bint reverse
     hs = np.empty((T + 1 if training else 2, B, H), dtype)
     y = np.empty((T, B, H), dtype)
     hT = np.empty((B, H), dtype)
+    col0, width, nub_obj = unit_block_layout(1, H, dtype)
+    cdef Py_ssize_t nub = nub_obj
+    panels = np.empty((nub, H, panel_cols(xp)), dtype)
+    cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
+    cdef const int* width_p = <int*>data_or_null(width)
+    cdef floating* panels_p = <floating*>data_or_null(panels)
+    nthreads = max(1, min(nthreads, nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const floating* bias_p = <floating*>data_or_null(bias)
@@ -156,22 +196,24 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, lengths, bint reverse
     cdef floating* hT_p = <floating*>data_or_null(hT)
     with nogil:
         rnn_forward_kernel(T, B, I, H, use_relu, xp, w_ih_p, w_hh_p, bias_p, h0_p, len_p,
-                           reverse, training, chunk, pre_p, hs_p, y_p, hT_p)
+                           reverse, training, chunk, col0_p, width_p, nub, nthreads, panels_p,
+                           pre_p, hs_p, y_p, hT_p)
     return y, hT, ((hs,) if training else None)
 
 
 def backward(dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
-             bint use_relu):
+             bint use_relu, int nthreads=1):
     """dx, dh0, dw_ih, dw_hh, db (None without bias)."""
     if x.dtype == np.float32:
         return _backward(<float*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                         reverse, saved, has_bias, use_relu)
+                         reverse, saved, has_bias, use_relu, nthreads)
+    _check_double(x)
     return _backward(<double*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                     reverse, saved, has_bias, use_relu)
+                     reverse, saved, has_bias, use_relu, nthreads)
 
 
 cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved,
-               bint has_bias, bint use_relu):
+               bint has_bias, bint use_relu, int nthreads):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     (hs,) = saved
     dtype = x.dtype
@@ -182,6 +224,13 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     dw_ih = np.empty_like(w_ih)
     dw_hh = np.empty_like(w_hh)
     db = np.empty(H, dtype) if has_bias else None
+    col0, width, nub_obj = unit_block_layout(1, H, dtype)
+    cdef Py_ssize_t nub = nub_obj
+    panels = np.empty((nub, H, panel_cols(xp)), dtype)
+    cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
+    cdef const int* width_p = <int*>data_or_null(width)
+    cdef floating* panels_p = <floating*>data_or_null(panels)
+    nthreads = max(1, min(nthreads, nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const int64_t* len_p = <int64_t*>data_or_null(lengths)
@@ -197,5 +246,6 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     cdef floating* db_p = <floating*>data_or_null(db)
     with nogil:
         rnn_backward_kernel(T, B, I, H, use_relu, xp, w_ih_p, w_hh_p, len_p, reverse, dy_p,
-                            dhT_p, hs_p, d_pre_p, dh0_p, work_p, dx_p, dw_ih_p, dw_hh_p, db_p)
+                            dhT_p, hs_p, col0_p, width_p, nub, nthreads, panels_p, d_pre_p,
+                            dh0_p, work_p, dx_p, dw_ih_p, dw_hh_p, db_p)
     return dx, dh0, dw_ih, dw_hh, db

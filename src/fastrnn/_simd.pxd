@@ -1,6 +1,27 @@
-# Vectorized activation loops (csrc/fr_simd.c, runtime CPU dispatch), exported to the kernel
-# modules.  x and y may be the same array.
+# C helpers (csrc/: vectorized activations with runtime CPU dispatch, packed-panel GEMM),
+# exported to the kernel modules.  For the activations x and y may be the same array.
+cdef extern from "fr_simd.h":
+    enum:
+        FR_NR_F32
+        FR_NR_F64
+
 cdef void sigmoid_f32(const float* x, float* y, Py_ssize_t n) noexcept nogil
 cdef void sigmoid_f64(const double* x, double* y, Py_ssize_t n) noexcept nogil
 cdef void tanh_f32(const float* x, float* y, Py_ssize_t n) noexcept nogil
 cdef void tanh_f64(const double* x, double* y, Py_ssize_t n) noexcept nogil
+cdef void lstm_fwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev, float* c_cur,
+                       float* h_cur, float* tc) noexcept nogil
+cdef void lstm_fwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+                       double* c_cur, double* h_cur, double* tc) noexcept nogil
+cdef void pack_panels_f32(const float* w, Py_ssize_t ldw, bint trans, Py_ssize_t K,
+                          Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
+                          float* panels) noexcept nogil
+cdef void pack_panels_f64(const double* w, Py_ssize_t ldw, bint trans, Py_ssize_t K,
+                          Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
+                          double* panels) noexcept nogil
+cdef void gemm_panels_f32(Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t lda,
+                          const float* panels, Py_ssize_t npanels, const Py_ssize_t* col0,
+                          const int* width, float* C, Py_ssize_t ldc, bint accumulate) noexcept nogil
+cdef void gemm_panels_f64(Py_ssize_t M, Py_ssize_t K, const double* A, Py_ssize_t lda,
+                          const double* panels, Py_ssize_t npanels, const Py_ssize_t* col0,
+                          const int* width, double* C, Py_ssize_t ldc, bint accumulate) noexcept nogil

@@ -13,6 +13,22 @@ cdef extern from "fr_simd.h":
     void fr_sigmoid_f64(const double* x, double* y, Py_ssize_t n) nogil
     void fr_tanh_f32(const float* x, float* y, Py_ssize_t n) nogil
     void fr_tanh_f64(const double* x, double* y, Py_ssize_t n) nogil
+    void fr_lstm_fwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
+                         float* c_cur, float* h_cur, float* tc) nogil
+    void fr_lstm_fwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+                         double* c_cur, double* h_cur, double* tc) nogil
+    void fr_pack_panels_f32(const float* w, Py_ssize_t ldw, int trans, Py_ssize_t K,
+                            Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
+                            float* panels) nogil
+    void fr_pack_panels_f64(const double* w, Py_ssize_t ldw, int trans, Py_ssize_t K,
+                            Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
+                            double* panels) nogil
+    void fr_gemm_panels_f32(Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t lda,
+                            const float* panels, Py_ssize_t npanels, const Py_ssize_t* col0,
+                            const int* width, float* C, Py_ssize_t ldc, int accumulate) nogil
+    void fr_gemm_panels_f64(Py_ssize_t M, Py_ssize_t K, const double* A, Py_ssize_t lda,
+                            const double* panels, Py_ssize_t npanels, const Py_ssize_t* col0,
+                            const int* width, double* C, Py_ssize_t ldc, int accumulate) nogil
     int fr_simd_supported() nogil
     int fr_simd_select(int level) nogil
     int fr_simd_level() nogil
@@ -35,6 +51,60 @@ cdef void tanh_f32(const float* x, float* y, Py_ssize_t n) noexcept nogil:
 
 cdef void tanh_f64(const double* x, double* y, Py_ssize_t n) noexcept nogil:
     fr_tanh_f64(x, y, n)
+
+
+cdef void lstm_fwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev, float* c_cur,
+                       float* h_cur, float* tc) noexcept nogil:
+    fr_lstm_fwd_f32(n, g, H, c_prev, c_cur, h_cur, tc)
+
+
+cdef void lstm_fwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+                       double* c_cur, double* h_cur, double* tc) noexcept nogil:
+    fr_lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc)
+
+
+cdef void pack_panels_f32(const float* w, Py_ssize_t ldw, bint trans, Py_ssize_t K,
+                          Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
+                          float* panels) noexcept nogil:
+    fr_pack_panels_f32(w, ldw, trans, K, npanels, col0, width, panels)
+
+
+cdef void pack_panels_f64(const double* w, Py_ssize_t ldw, bint trans, Py_ssize_t K,
+                          Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
+                          double* panels) noexcept nogil:
+    fr_pack_panels_f64(w, ldw, trans, K, npanels, col0, width, panels)
+
+
+cdef void gemm_panels_f32(Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t lda,
+                          const float* panels, Py_ssize_t npanels, const Py_ssize_t* col0,
+                          const int* width, float* C, Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    fr_gemm_panels_f32(M, K, A, lda, panels, npanels, col0, width, C, ldc, accumulate)
+
+
+cdef void gemm_panels_f64(Py_ssize_t M, Py_ssize_t K, const double* A, Py_ssize_t lda,
+                          const double* panels, Py_ssize_t npanels, const Py_ssize_t* col0,
+                          const int* width, double* C, Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    fr_gemm_panels_f64(M, K, A, lda, panels, npanels, col0, width, C, ldc, accumulate)
+
+
+def panel_width(dtype):
+    """Columns per packed panel (= hidden units per work block) for float32 / float64."""
+    return FR_NR_F32 if np.dtype(dtype) == np.float32 else FR_NR_F64
+
+
+def unit_block_layout(Py_ssize_t G, Py_ssize_t H, dtype):
+    """Panels of the recurrent weight for the forward product, grouped by blocks of hidden
+    units: for unit block u, one panel per gate (columns gate*H + u*NR ...).  Returns
+    (col0 intp array, width intc array, number of unit blocks)."""
+    NR = panel_width(dtype)
+    nub = (H + NR - 1) // NR
+    col0 = np.empty(nub * G, np.intp)
+    width = np.empty(nub * G, np.intc)
+    for u in range(nub):
+        for gate in range(G):
+            col0[u * G + gate] = gate * H + u * NR
+            width[u * G + gate] = min(NR, H - u * NR)
+    return col0, width, nub
 
 
 def supported():

@@ -30,6 +30,7 @@ import numbers
 import numpy as np
 
 from fastrnn import _gru, _lstm, _rnn
+from fastrnn._threads import engine_threads
 from fastrnn._results import GRUGrads, LSTMGrads, RNNGrads
 
 __all__ = [
@@ -94,7 +95,8 @@ def _as_array(name, value):
 
 
 def _compute_dtype(x):
-    return np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
+    """Native float32 for float16/float32 data, native float64 for float64 (any byte order)."""
+    return np.dtype(np.float32) if x.dtype.itemsize <= 4 else np.dtype(np.float64)
 
 
 def _check_shape(name, arr, expected, meaning):
@@ -123,7 +125,7 @@ def _prepare_x(x):
     x = _float_array("x", x)
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D (T, B, I), time-major, got shape {x.shape}")
-    return x, _compute_dtype(x), x.dtype
+    return x, _compute_dtype(x), x.dtype.newbyteorder("=")
 
 
 def _prepare_weights(G, w_ih, w_hh, b_ih, b_hh, I, dtype):
@@ -266,8 +268,9 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", lengths=N
         y, (hT,) = _empty_forward(x, [h0], w_hh.shape[1], out_dtype)
         saved = None
     else:
-        y, hT, saved = _rnn.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), h0, lengths,
-                                    reverse, training, relu)
+        with engine_threads() as nthreads:
+            y, hT, saved = _rnn.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), h0, lengths,
+                                        reverse, training, relu, nthreads)
         y, hT = _cast(out_dtype, y, hT)
     cache = Cache("rnn", relu, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,
                   b_hh is not None, out_dtype) if training else None
@@ -285,9 +288,10 @@ def rnn_backward(dy, dhT, cache):
         dx, (dh0,), dw_ih, dw_hh = _empty_backward(cache, [dhT])
         db = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
     else:
-        dx, dh0, dw_ih, dw_hh, db = _rnn.backward(
-            dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
-            cache.saved, True, cache.variant)
+        with engine_threads() as nthreads:
+            dx, dh0, dw_ih, dw_hh, db = _rnn.backward(
+                dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
+                cache.saved, True, cache.variant, nthreads)
     cache.saved = None
     db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
     return RNNGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
@@ -311,8 +315,9 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse=Fal
         y, (hT, cT) = _empty_forward(x, [h0, c0], w_hh.shape[1], out_dtype)
         saved = None
     else:
-        y, hT, cT, saved = _lstm.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), h0, c0,
-                                         lengths, reverse, training)
+        with engine_threads() as nthreads:
+            y, hT, cT, saved = _lstm.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), h0, c0,
+                                             lengths, reverse, training, nthreads)
         y, hT, cT = _cast(out_dtype, y, hT, cT)
     cache = Cache("lstm", None, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,
                   b_hh is not None, out_dtype) if training else None
@@ -330,9 +335,10 @@ def lstm_backward(dy, dhT, dcT, cache):
         dx, (dh0, dc0), dw_ih, dw_hh = _empty_backward(cache, [dhT, dcT])
         db = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
     else:
-        dx, dh0, dc0, dw_ih, dw_hh, db = _lstm.backward(
-            dy, dhT, dcT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
-            cache.saved, True)
+        with engine_threads() as nthreads:
+            dx, dh0, dc0, dw_ih, dw_hh, db = _lstm.backward(
+                dy, dhT, dcT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
+                cache.saved, True, nthreads)
     cache.saved = None
     db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
     return LSTMGrads(*_cast(cache.out_dtype, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh))
@@ -364,8 +370,9 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True, lengths=None
             # b_hn stays inside r * (W_hn h + b_hn); b_hr, b_hz join the input side
             b_hn = np.ascontiguousarray(b_hh[2 * H:])
             b_hh = np.concatenate([b_hh[:2 * H], np.zeros(H, b_hh.dtype)])
-        y, hT, saved = _gru.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), b_hn, h0, lengths,
-                                    reverse, training, reset_after)
+        with engine_threads() as nthreads:
+            y, hT, saved = _gru.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), b_hn, h0,
+                                        lengths, reverse, training, reset_after, nthreads)
         y, hT = _cast(out_dtype, y, hT)
     cache = Cache("gru", reset_after, x, w_ih, w_hh, lengths, reverse, saved,
                   b_ih is not None, b_hh is not None, out_dtype) if training else None
@@ -384,9 +391,10 @@ def gru_backward(dy, dhT, cache):
         db_ih = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
         db_hh = db_ih.copy()
     else:
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _gru.backward(
-            dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
-            cache.saved, True, cache.variant)
+        with engine_threads() as nthreads:
+            dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _gru.backward(
+                dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
+                cache.saved, True, cache.variant, nthreads)
     cache.saved = None
     db_ih, db_hh = _bias_grads(cache, db_ih, db_hh)
     return GRUGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
