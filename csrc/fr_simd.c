@@ -83,12 +83,14 @@ FR_INLINE double fr_exp(double x)
 FR_INLINE float fr_sigmoidf(float x)
 {
     float s = 1.0f / (1.0f + fr_expf(-x));
+    s = x < -87.34f ? 0.0f : s;                        /* true value is below FLT_MIN */
     return x != x ? x : s;
 }
 
 FR_INLINE double fr_sigmoidd(double x)
 {
     double s = 1.0 / (1.0 + fr_exp(-x));
+    s = x < -708.4 ? 0.0 : s;                          /* true value is below DBL_MIN */
     return x != x ? x : s;
 }
 
