@@ -8,16 +8,9 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                const floating* b, int ldb,
                floating beta, floating* c, int ldc) noexcept nogil
 
-# Thread-local BLAS thread count (OpenBLAS >= 0.3.27 `openblas_set_num_threads_local`, found
-# in SciPy's BLAS at import): the kernels split large products between their own threads and
-# make each BLAS call single-threaded, so BLAS workers never compete with kernel threads.
-# Returns the previous setting, or -1 when the BLAS has no such control.  n = 0 restores the
-# library-wide setting.
-cdef int blas_local_threads(int n) noexcept nogil
-
-# C (m, n) = op(A) @ op(B) (+ C when accumulate) with the m rows split between nthreads
-# threads, each running single-threaded BLAS on its block (same per-element results for any
-# nthreads).
+# C (m, n) = op(A) @ op(B) (+ C when accumulate) as fixed blocks of rows shared out between
+# nthreads threads (same per-element results for any nthreads).  BLAS runs single-threaded
+# during engine calls (fastrnn._threads), so its workers never compete with these threads.
 cdef void gemm_split(bint trans_a, bint trans_b, int m, int n, int k,
                      const floating* a, int lda, const floating* b, int ldb,
                      bint accumulate, floating* c, int ldc, int nthreads) noexcept nogil

@@ -12,11 +12,9 @@ import numpy as np
 from cython.parallel cimport parallel, prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-ctypedef int (*local_threads_fn)(int) noexcept nogil
-
 cdef enum:
-    SPLIT_ROWS = 128
-cdef local_threads_fn _local_threads = NULL
+    SPLIT_ROWS = 64
+    SPLIT_BLOCKS = 12
 
 
 def _find_blas_library():
@@ -38,18 +36,38 @@ def _find_blas_library():
 
 BLAS_LIBRARY = _find_blas_library()
 _blas_handle = None
+_set_threads = _get_threads = None
 if BLAS_LIBRARY is not None:
     try:
         _blas_handle = ctypes.CDLL(BLAS_LIBRARY)
-        _fn = _blas_handle.openblas_set_num_threads_local
-        _local_threads = <local_threads_fn><size_t>ctypes.cast(_fn, ctypes.c_void_p).value
-    except (OSError, AttributeError):
-        _local_threads = NULL
+    except OSError:
+        _blas_handle = None
+if _blas_handle is not None:
+    for _prefix in ("scipy_openblas", "openblas"):
+        _set_threads = getattr(_blas_handle, _prefix + "_set_num_threads", None)
+        _get_threads = getattr(_blas_handle, _prefix + "_get_num_threads", None)
+        if _set_threads is not None and _get_threads is not None:
+            _set_threads.argtypes = [ctypes.c_int]
+            _set_threads.restype = None
+            _get_threads.restype = ctypes.c_int
+            break
+        _set_threads = _get_threads = None
+
+
+def get_blas_threads():
+    """Threads SciPy's BLAS uses per call, or None if it cannot be controlled."""
+    return None if _get_threads is None else int(_get_threads())
+
+
+def set_blas_threads(int n):
+    """Set SciPy's BLAS thread count (no-op if it cannot be controlled)."""
+    if _set_threads is not None:
+        _set_threads(n)
 
 
 def blas_info():
     """dict: library path, OpenBLAS core and configuration, thread count (when available)."""
-    info = {"library": BLAS_LIBRARY, "thread_local_control": _local_threads != NULL}
+    info = {"library": BLAS_LIBRARY, "thread_control": _set_threads is not None}
     if _blas_handle is not None:
         for key, names in (("core", ("scipy_openblas_get_corename", "openblas_get_corename")),
                            ("config", ("scipy_openblas_get_config", "openblas_get_config"))):
@@ -65,12 +83,6 @@ def blas_info():
                 info["threads"] = fn()
                 break
     return info
-
-
-cdef int blas_local_threads(int n) noexcept nogil:
-    if _local_threads == NULL:
-        return -1
-    return _local_threads(n)
 
 
 cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -115,19 +127,19 @@ def _gemm(a, b, c, bint trans_a=False, bint trans_b=False, alpha=1.0, beta=0.0):
 cdef void gemm_split(bint trans_a, bint trans_b, int m, int n, int k,
                      const floating* a, int lda, const floating* b, int ldb,
                      bint accumulate, floating* c, int ldc, int nthreads) noexcept nogil:
-    # Blocks of SPLIT_ROWS rows whatever nthreads, so every BLAS call (and so every result
-    # bit) is the same for any thread count.
+    # The blocks depend on m only (at most SPLIT_BLOCKS of them, at least SPLIT_ROWS rows
+    # each), never on nthreads, so every BLAS call (and so every result bit) is the same for
+    # any thread count.  Few large blocks: BLAS repacks the other operand on each call.
     cdef int part, m0, m1
-    cdef int nblocks = (m + SPLIT_ROWS - 1) // SPLIT_ROWS
+    cdef int rows = max(SPLIT_ROWS, (m + SPLIT_BLOCKS - 1) // SPLIT_BLOCKS)
+    cdef int nblocks = (m + rows - 1) // rows
     cdef floating beta = 1 if accumulate else 0
     if nthreads > nblocks:
         nthreads = nblocks if nblocks > 0 else 1
     with parallel(num_threads=nthreads):
-        blas_local_threads(1)
         for part in prange(nblocks, schedule="static"):
-            m0 = part * SPLIT_ROWS
-            m1 = min(m, m0 + SPLIT_ROWS)
+            m0 = part * rows
+            m1 = min(m, m0 + rows)
             gemm(trans_a, trans_b, m1 - m0, n, k, <floating>1,
                  a + (m0 if trans_a else <Py_ssize_t>m0 * lda), lda, b, ldb, beta,
                  c + <Py_ssize_t>m0 * ldc, ldc)
-        blas_local_threads(0)

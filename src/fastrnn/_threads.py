@@ -1,13 +1,18 @@
 """The engine's thread count.
 
 Each forward/backward call splits its work between up to `get_num_threads()` threads (OpenMP
-inside the kernels; BLAS calls made by the kernels are single-threaded so the two never
-compete).  When several Python threads call the engine at once, every call after the first
-runs single-threaded, so the machine is not oversubscribed.
+inside the kernels).  While any engine call runs, SciPy's BLAS (which the kernels call for
+their large products, in fixed blocks spread over the kernel threads) is set to one thread,
+and its previous setting is restored when the last call ends: BLAS worker threads would
+otherwise compete with the kernel threads for the cores.  When several Python threads call
+the engine at once, every call after the first runs single-threaded, so the machine is not
+oversubscribed.
 """
 import os
 import threading
 from contextlib import contextmanager
+
+from fastrnn._blas import get_blas_threads, set_blas_threads
 
 __all__ = ["set_num_threads", "get_num_threads"]
 
@@ -31,6 +36,7 @@ def _default_threads():
 _lock = threading.Lock()
 _num_threads = _default_threads()
 _active = 0
+_saved_blas_threads = None
 
 
 def set_num_threads(n):
@@ -50,12 +56,18 @@ def get_num_threads():
 @contextmanager
 def engine_threads():
     """Threads for one engine call: all of them if no other call is running, else one."""
-    global _active
+    global _active, _saved_blas_threads
     with _lock:
         n = _num_threads if _active == 0 else 1
+        if _active == 0:
+            _saved_blas_threads = get_blas_threads()
+            if _saved_blas_threads not in (None, 1):
+                set_blas_threads(1)
         _active += 1
     try:
         yield n
     finally:
         with _lock:
             _active -= 1
+            if _active == 0 and _saved_blas_threads not in (None, 1):
+                set_blas_threads(_saved_blas_threads)
