@@ -6,8 +6,14 @@
 
 See fastrnn.functional for the conventions (PyTorch weight layout, time-major x).
 """
-from fastrnn import functional
-from fastrnn._threads import get_num_threads, set_num_threads
+from fastrnn import _cpu
+
+_cpu.choose_blas_core()          # before anything loads SciPy's BLAS
+
+from fastrnn import functional  # noqa: E402
+from fastrnn._config import config, show_config  # noqa: E402
+from fastrnn._threads import get_num_threads, set_num_threads  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["functional", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["functional", "get_num_threads", "set_num_threads", "config", "show_config",
+           "__version__"]

@@ -2,7 +2,7 @@
 
     fastrnn demo        forward + backward of each cell on random data, checked against the
                         NumPy reference, with timings
-    fastrnn --version
+    fastrnn --version [--verbose]   version (with --verbose: BLAS, kernel level, threads, CPU)
 """
 import argparse
 import sys
@@ -81,7 +81,9 @@ def cmd_demo(args):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastrnn", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"fastrnn {fastrnn.__version__}")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="with --version: also the BLAS, kernel level, threads and CPU")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="forward/backward of each cell vs the NumPy reference")
     demo.add_argument("--batch", type=int, default=32, metavar="B")
@@ -97,6 +99,11 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.version:
+        print(f"fastrnn {fastrnn.__version__}")
+        if args.verbose:
+            fastrnn.show_config()
+        return 0
     if args.command is None:
         parser.print_help()
         return 2

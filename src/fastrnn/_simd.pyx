@@ -3,6 +3,8 @@
 The kernel modules call the cdef functions below; Python sees the dispatch controls
 (`supported`, `select`, `level_name`) and array entry points used by the tests.
 """
+import os
+
 import numpy as np
 cimport numpy as cnp
 
@@ -34,7 +36,34 @@ cdef extern from "fr_simd.h":
     int fr_simd_level() nogil
     const char* fr_simd_name(int level) nogil
 
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int fr_openmp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int fr_openmp_max_threads(void) { return 0; }
+    #endif
+    """
+    int fr_openmp_max_threads() nogil
+
 LEVELS = ("generic", "avx2", "avx512")
+
+
+def openmp_threads_available():
+    """OpenMP's default thread count, or 0 when the kernels were built without OpenMP."""
+    return fr_openmp_max_threads()
+
+
+def _init_level():
+    """FASTRNN_SIMD=generic|avx2|avx512 caps the kernel level (default: the best supported)."""
+    name = os.environ.get("FASTRNN_SIMD", "").strip().lower()
+    if name:
+        if name not in LEVELS:
+            raise ImportError(f"FASTRNN_SIMD must be one of {LEVELS}, got {name!r}")
+        fr_simd_select(LEVELS.index(name))
+    else:
+        fr_simd_select(len(LEVELS) - 1)
 
 
 cdef void sigmoid_f32(const float* x, float* y, Py_ssize_t n) noexcept nogil:
@@ -144,3 +173,6 @@ def _apply(name, x):
     else:
         raise ValueError(f"name must be 'sigmoid' or 'tanh', got {name!r}")
     return a
+
+
+_init_level()
