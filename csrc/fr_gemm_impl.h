@@ -153,28 +153,25 @@ FR_NAME(gemm_panels)(ptrdiff_t M, ptrdiff_t K, const FR_T *A, ptrdiff_t lda, con
     while (i < M) {
         const ptrdiff_t rem = M - i;
         const int mr = rem >= 4 ? 4 : (int)rem;
-        const int np = mr == 4 ? 1 : (mr == 3 ? 2 : (mr == 2 ? 3 : 4));
+        const int npmax = mr == 4 ? 1 : (mr == 3 ? 2 : (mr == 2 ? 3 : 4));
         const FR_T *Ai = A + i * lda;
-        ptrdiff_t q = 0;
-        for (; q + np <= npanels; q += np) {
+        for (ptrdiff_t q = 0; q < npanels;) {
+            const int np = npanels - q < npmax ? (int)(npanels - q) : npmax;
             for (int p = 0; p < np; p++) Cq[p] = C + i * ldc + col0[q + p];
             const FR_T *P = panels + q * pstride;
-            switch (mr) {
-            case 4: FR_NAME(block)(4, 1, K, Ai, lda, P, pstride, Cq, width + q, ldc, accumulate); break;
-            case 3: FR_NAME(block)(3, 2, K, Ai, lda, P, pstride, Cq, width + q, ldc, accumulate); break;
-            case 2: FR_NAME(block)(2, 3, K, Ai, lda, P, pstride, Cq, width + q, ldc, accumulate); break;
-            default: FR_NAME(block)(1, 4, K, Ai, lda, P, pstride, Cq, width + q, ldc, accumulate); break;
+#define FR_CASE(MR, NP)                                                                     \
+    case MR * 8 + NP:                                                                       \
+        FR_NAME(block)(MR, NP, K, Ai, lda, P, pstride, Cq, width + q, ldc, accumulate);     \
+        break;
+            switch (mr * 8 + np) {
+                FR_CASE(4, 1)
+                FR_CASE(3, 2) FR_CASE(3, 1)
+                FR_CASE(2, 3) FR_CASE(2, 2) FR_CASE(2, 1)
+                FR_CASE(1, 4) FR_CASE(1, 3) FR_CASE(1, 2) FR_CASE(1, 1)
+                default: break;
             }
-        }
-        for (; q < npanels; q++) {
-            Cq[0] = C + i * ldc + col0[q];
-            const FR_T *P = panels + q * pstride;
-            switch (mr) {
-            case 4: FR_NAME(block)(4, 1, K, Ai, lda, P, pstride, Cq, width + q, ldc, accumulate); break;
-            case 3: FR_NAME(block)(3, 1, K, Ai, lda, P, pstride, Cq, width + q, ldc, accumulate); break;
-            case 2: FR_NAME(block)(2, 1, K, Ai, lda, P, pstride, Cq, width + q, ldc, accumulate); break;
-            default: FR_NAME(block)(1, 1, K, Ai, lda, P, pstride, Cq, width + q, ldc, accumulate); break;
-            }
+#undef FR_CASE
+            q += np;
         }
         i += mr;
     }

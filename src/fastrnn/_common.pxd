@@ -161,3 +161,42 @@ cdef inline Py_ssize_t chunk_projection(
     cdef Py_ssize_t t_lo = T - s0 - n if reverse else s0
     input_projection(n * B, GH, I, x + t_lo * B * I, w_ih, bias, gates, nthreads)
     return t_lo
+
+
+cdef inline void step_input(Py_ssize_t B, Py_ssize_t I, const floating* x,
+                            const floating* panels, Py_ssize_t npanels,
+                            const Py_ssize_t* col0, const int* width, const floating* bias,
+                            floating* g, Py_ssize_t GH) noexcept nogil:
+    """Streaming step: g[:, panel columns] = x (B, I) @ W_ih[panel columns].T + bias, for the
+    given panels of the packed input weight."""
+    cdef Py_ssize_t b, q, j
+    cdef floating* row
+    gemm_panels(B, I, x, I, panels, npanels, col0, width, g, GH, False)
+    if bias != NULL:
+        for b in range(B):
+            row = g + b * GH
+            for q in range(npanels):
+                for j in range(col0[q], col0[q] + width[q]):
+                    row[j] += bias[j]
+
+
+# Column-panel products whose panels are consecutive hidden units (one panel per unit block)
+# run GROUP blocks per call, so that small batches still use the micro-kernel's
+# multi-panel blocks (more independent accumulators).
+cdef enum:
+    GROUP = 4
+
+
+cdef inline Py_ssize_t n_groups(Py_ssize_t nub) noexcept nogil:
+    return (nub + GROUP - 1) // GROUP
+
+
+cdef inline Py_ssize_t group_panels(Py_ssize_t grp, Py_ssize_t nub) noexcept nogil:
+    return min(<Py_ssize_t>GROUP, nub - grp * GROUP)
+
+
+cdef inline Py_ssize_t group_units(Py_ssize_t grp, Py_ssize_t nub, const Py_ssize_t* col0,
+                                   const int* width) noexcept nogil:
+    """Hidden units covered by group grp (consecutive: col0[q] = q * NR)."""
+    cdef Py_ssize_t last = grp * GROUP + group_panels(grp, nub) - 1
+    return col0[last] + width[last] - col0[grp * GROUP]

@@ -17,8 +17,8 @@ from libc.string cimport memcpy, memset
 from cython.parallel cimport parallel, prange
 from fastrnn._activations cimport sigmoid_v, tanh_v
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (_check_double, INFER_ROWS, chunk_projection, column_sums, copy_or_zero,
-                              cur_slot, data_or_null, gemm_panels, input_side_grads,
+from fastrnn._common cimport (_check_double, GROUP, group_panels, group_units, n_groups, INFER_ROWS, chunk_projection, column_sums, copy_or_zero,
+                              cur_slot, data_or_null, gemm_panels, input_side_grads, step_input,
                               is_active, pack_panels, panel_cols, prev_slot, step_time)
 from fastrnn._simd import unit_block_layout
 
@@ -70,7 +70,8 @@ cdef void gru_forward_a(
             for j in range(nu):
                 n = g_row[2 * H + j]
                 h_cur[k + j] = n + g_row[H + j] * (h_prev[k + j] - n)
-            memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
+            if y_t != NULL:
+                memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
         else:
             sigmoid_v(g_row, g_row, nu)                     # r
             sigmoid_v(g_row + H, g_row + H, nu)             # z
@@ -80,7 +81,7 @@ cdef void gru_forward_a(
 
 cdef void gru_forward_b(
         Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
-        const floating* panel, const Py_ssize_t* col0, const int* width,
+        const floating* panel, Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
         const int64_t* lengths, floating* g, const floating* aux_t, const floating* h_prev,
         floating* h_cur, floating* y_t) noexcept nogil:
     """reset_after=False, second half for units u0 .. u0+nu-1: n from (r*h) @ W_hn.T, then h."""
@@ -88,7 +89,7 @@ cdef void gru_forward_b(
     cdef Py_ssize_t b, j, k
     cdef floating* g_row
     cdef floating n
-    gemm_panels(B, H, aux_t, H, panel, 1, col0, width, g + 2 * H, GH, True)
+    gemm_panels(B, H, aux_t, H, panel, npanels, col0, width, g + 2 * H, GH, True)
     for b in range(B):
         k = b * H + u0
         if not is_active(lengths, b, t):
@@ -100,7 +101,8 @@ cdef void gru_forward_b(
         for j in range(nu):
             n = g_row[2 * H + j]
             h_cur[k + j] = n + g_row[H + j] * (h_prev[k + j] - n)
-        memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
+        if y_t != NULL:
+            memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
 
 
 cdef void gru_forward_kernel(
@@ -128,7 +130,7 @@ cdef void gru_forward_kernel(
     cdef Py_ssize_t GH = 3 * H, BH = B * H
     cdef Py_ssize_t G_a = 3 if reset_after else 2
     cdef Py_ssize_t NR = panel_cols(gates)
-    cdef Py_ssize_t s, s0, n, t, t_lo, ub
+    cdef Py_ssize_t s, s0, n, t, t_lo, ub, grp
     cdef floating* g
 
     s = t = 0
@@ -153,9 +155,11 @@ cdef void gru_forward_kernel(
                                   hs + cur_slot(s, t, reverse, keep) * BH,
                                   aux + (t * BH if keep else 0), y + t * BH, keep)
                 if not reset_after:
-                    for ub in prange(nub, schedule="static"):
-                        gru_forward_b(col0_n[ub], width_n[ub], t, B, H,
-                                      panels_n + ub * H * NR, col0_n + ub, width_n + ub,
+                    for grp in prange(n_groups(nub), schedule="static"):
+                        gru_forward_b(col0_n[grp * GROUP],
+                                      group_units(grp, nub, col0_n, width_n), t, B, H,
+                                      panels_n + grp * GROUP * H * NR, group_panels(grp, nub),
+                                      col0_n + grp * GROUP, width_n + grp * GROUP,
                                       lengths, g, aux + (t * BH if keep else 0),
                                       hs + prev_slot(s, t, reverse, keep) * BH,
                                       hs + cur_slot(s, t, reverse, keep) * BH, y + t * BH)
@@ -208,7 +212,7 @@ cdef void gru_backward_a(
 
 cdef void gru_backward_b(
         Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
-        const floating* panel, const Py_ssize_t* col0, const int* width,
+        const floating* panel, Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
         const int64_t* lengths, floating* g_t, const floating* h_prev, floating* work,
         floating* dh_next) noexcept nogil:
     """reset_after=False, units u0 .. u0+nu-1: d(r*h) = dn @ W_hn, then dr and dh_next."""
@@ -216,7 +220,7 @@ cdef void gru_backward_b(
     cdef Py_ssize_t b, j, k
     cdef floating* g_row
     cdef floating r
-    gemm_panels(B, H, g_t + 2 * H, GH, panel, 1, col0, width, work, H, False)
+    gemm_panels(B, H, g_t + 2 * H, GH, panel, npanels, col0, width, work, H, False)
     for b in range(B):
         if not is_active(lengths, b, t):
             continue
@@ -255,7 +259,7 @@ cdef void gru_backward_kernel(
     cdef Py_ssize_t GH = 3 * H, BH = B * H, TB = T * B
     cdef Py_ssize_t K_hh = GH if reset_after else 2 * H
     cdef Py_ssize_t NR = panel_cols(gates)
-    cdef Py_ssize_t s, t, ub
+    cdef Py_ssize_t s, t, ub, grp
     cdef const floating* h_prev
     cdef floating* g_t
     cdef floating* bufs[2]
@@ -278,16 +282,19 @@ cdef void gru_backward_kernel(
                                hs + prev_slot(0, t, reverse, True) * BH, aux + t * BH, work,
                                bufs[s & 1], bufs[(s + 1) & 1])
             if not reset_after:
-                for ub in prange(nub, schedule="static"):
-                    gru_backward_b(col0[ub], width[ub], t, B, H, panels_n + ub * H * NR,
-                                   col0 + ub, width + ub, lengths, g_t,
+                for grp in prange(n_groups(nub), schedule="static"):
+                    gru_backward_b(col0[grp * GROUP], group_units(grp, nub, col0, width), t,
+                                   B, H, panels_n + grp * GROUP * H * NR,
+                                   group_panels(grp, nub), col0 + grp * GROUP,
+                                   width + grp * GROUP, lengths, g_t,
                                    hs + prev_slot(0, t, reverse, True) * BH, work,
                                    bufs[(s + 1) & 1])
             # dh_next[:, units] += [dr, dz, (dn*r)] @ W_hh[:K_hh, units]
-            for ub in prange(nub, schedule="static"):
+            for grp in prange(n_groups(nub), schedule="static"):
                 gemm_panels(B, K_hh, work if reset_after else g_t, GH,
-                            panels_hh + ub * K_hh * NR, 1, col0 + ub, width + ub,
-                            bufs[(s + 1) & 1], H, True)
+                            panels_hh + grp * GROUP * K_hh * NR, group_panels(grp, nub),
+                            col0 + grp * GROUP, width + grp * GROUP, bufs[(s + 1) & 1], H,
+                            True)
     if T % 2 == 1:
         memcpy(dh0, work_h, BH * sizeof(floating))
 
@@ -426,3 +433,96 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
                             panels_hh_p, panels_n_p, work_p, dh0_p, work_h_p, dx_p, dw_ih_p,
                             dw_hh_p, db_ih_p, db_hh_p)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+# ---- streaming: one step with weights packed once --------------------------------------
+
+def prepare(w_ih, w_hh, bint reset_after):
+    """Packed weights for `step`: (input panels r|z|n, recurrent panels (r|z|n, or r|z),
+    W_hn panels (not reset_after) or None, the three layouts, nub)."""
+    if w_hh.dtype == np.float32:
+        return _prepare(<float*>cnp.PyArray_DATA(w_hh), w_ih, w_hh, reset_after)
+    _check_double(w_hh)
+    return _prepare(<double*>cnp.PyArray_DATA(w_hh), w_ih, w_hh, reset_after)
+
+
+cdef _prepare(const floating* w_hh_p, w_ih, w_hh, bint reset_after):
+    cdef Py_ssize_t H = w_hh.shape[1], I = w_ih.shape[1]
+    cdef Py_ssize_t G_a = 3 if reset_after else 2
+    col0_3, width_3, nub_obj = unit_block_layout(3, H, w_hh.dtype)
+    col0_a, width_a, _ = unit_block_layout(G_a, H, w_hh.dtype)
+    col0_n, width_n, _ = unit_block_layout(1, H, w_hh.dtype)
+    cdef Py_ssize_t nub = nub_obj
+    cdef Py_ssize_t NR = panel_cols(w_hh_p)
+    wi = np.empty((3 * nub, I, NR), w_hh.dtype)
+    wa = np.empty((G_a * nub, H, NR), w_hh.dtype)
+    wn = None if reset_after else np.empty((nub, H, NR), w_hh.dtype)
+    cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
+    cdef floating* wi_p = <floating*>data_or_null(wi)
+    cdef floating* wa_p = <floating*>data_or_null(wa)
+    cdef floating* wn_p = <floating*>data_or_null(wn)
+    cdef const Py_ssize_t* c3 = <Py_ssize_t*>data_or_null(col0_3)
+    cdef const int* w3 = <int*>data_or_null(width_3)
+    cdef const Py_ssize_t* ca = <Py_ssize_t*>data_or_null(col0_a)
+    cdef const int* wa_w = <int*>data_or_null(width_a)
+    cdef const Py_ssize_t* cn = <Py_ssize_t*>data_or_null(col0_n)
+    cdef const int* wn_w = <int*>data_or_null(width_n)
+    with nogil:
+        pack_panels(w_ih_p, I, True, I, 3 * nub, c3, w3, wi_p)
+        pack_panels(w_hh_p, H, True, H, G_a * nub, ca, wa_w, wa_p)
+        if not reset_after:
+            pack_panels(w_hh_p + 2 * H * H, H, True, H, nub, cn, wn_w, wn_p)
+    return wi, wa, wn, (col0_3, width_3), (col0_a, width_a), (col0_n, width_n), nub
+
+
+def step(x, h, prepared, bias, b_hn, bint reset_after, int nthreads=1):
+    """One GRU step: x (B, I), h (B, H) -> h' (B, H).  bias and b_hn as for `forward`."""
+    if x.dtype == np.float32:
+        return _step(<float*>cnp.PyArray_DATA(x), x, h, prepared, bias, b_hn, reset_after,
+                     nthreads)
+    _check_double(x)
+    return _step(<double*>cnp.PyArray_DATA(x), x, h, prepared, bias, b_hn, reset_after,
+                 nthreads)
+
+
+cdef _step(const floating* xp, x, h, prepared, bias, b_hn, bint reset_after, int nthreads):
+    wi, wa, wn, (col0_3, width_3), (col0_a, width_a), (col0_n, width_n), nub_obj = prepared
+    cdef Py_ssize_t B = x.shape[0], I = x.shape[1], H = h.shape[1], GH = 3 * H
+    cdef Py_ssize_t G_a = 3 if reset_after else 2
+    cdef Py_ssize_t nub = nub_obj, ub, grp
+    cdef Py_ssize_t NR = panel_cols(xp)
+    g = np.empty((B, GH), x.dtype)
+    hh = np.empty((B, GH), x.dtype)
+    aux = np.empty((B, H), x.dtype)
+    h_new = np.empty((B, H), x.dtype)
+    cdef const floating* wi_p = <floating*>data_or_null(wi)
+    cdef const floating* wa_p = <floating*>data_or_null(wa)
+    cdef const floating* wn_p = <floating*>data_or_null(wn)
+    cdef const Py_ssize_t* c3 = <Py_ssize_t*>data_or_null(col0_3)
+    cdef const int* w3 = <int*>data_or_null(width_3)
+    cdef const Py_ssize_t* ca = <Py_ssize_t*>data_or_null(col0_a)
+    cdef const int* wa_w = <int*>data_or_null(width_a)
+    cdef const Py_ssize_t* cn = <Py_ssize_t*>data_or_null(col0_n)
+    cdef const int* wn_w = <int*>data_or_null(width_n)
+    cdef const floating* bias_p = <floating*>data_or_null(bias)
+    cdef const floating* b_hn_p = <floating*>data_or_null(b_hn)
+    cdef const floating* h_p = <floating*>data_or_null(h)
+    cdef floating* g_p = <floating*>data_or_null(g)
+    cdef floating* hh_p = <floating*>data_or_null(hh)
+    cdef floating* aux_p = <floating*>data_or_null(aux)
+    cdef floating* hn_p = <floating*>data_or_null(h_new)
+    nthreads = max(1, min(nthreads, nub))
+    with nogil, parallel(num_threads=nthreads):
+        for ub in prange(nub, schedule="static"):
+            step_input(B, I, xp, wi_p + 3 * ub * I * NR, 3, c3 + 3 * ub, w3 + 3 * ub, bias_p,
+                       g_p, GH)
+            gru_forward_a(cn[ub], wn_w[ub], 0, B, H, reset_after, wa_p + G_a * ub * H * NR,
+                          ca + G_a * ub, wa_w + G_a * ub, b_hn_p, NULL, g_p, hh_p, h_p, hn_p,
+                          aux_p, NULL, False)
+        if not reset_after:
+            for grp in prange(n_groups(nub), schedule="static"):
+                gru_forward_b(cn[grp * GROUP], group_units(grp, nub, cn, wn_w), 0, B, H,
+                              wn_p + grp * GROUP * H * NR, group_panels(grp, nub),
+                              cn + grp * GROUP, wn_w + grp * GROUP, NULL, g_p, aux_p, h_p,
+                              hn_p, NULL)
+    return h_new

@@ -16,7 +16,7 @@ from cython.parallel cimport parallel, prange
 from fastrnn._simd cimport lstm_fwd_f32, lstm_fwd_f64
 from fastrnn._simd import unit_block_layout
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (_check_double, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot, data_or_null,
+from fastrnn._common cimport (_check_double, GROUP, group_panels, group_units, n_groups, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot, data_or_null, step_input,
                               gemm_panels, input_side_grads, is_active, pack_panels, panel_cols,
                               prev_slot, step_time)
 
@@ -53,7 +53,8 @@ cdef void lstm_forward_block(
             memset(y_t + k, 0, nu * sizeof(floating))
             continue
         lstm_fwd_rows(nu, g + b * GH + u0, H, c_prev + k, c_cur + k, h_cur + k, tc + k)
-        memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
+        if y_t != NULL:
+            memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
 
 
 cdef void lstm_forward_kernel(
@@ -168,7 +169,7 @@ cdef void lstm_backward_kernel(
         floating* db                # OUT (4H,) or NULL
         ) noexcept nogil:
     cdef Py_ssize_t GH = 4 * H, BH = B * H
-    cdef Py_ssize_t s, t, ub
+    cdef Py_ssize_t s, t, ub, grp
     cdef floating* bufs[2]
     cdef floating* g_t
 
@@ -190,9 +191,10 @@ cdef void lstm_backward_kernel(
                     cs + prev_slot(0, t, reverse, True) * BH, tanh_c + t * BH,
                     bufs[s & 1], bufs[(s + 1) & 1], dc)
             # dh_next[:, units of ub] (+)= dG[t] @ W_hh[:, units of ub]
-            for ub in prange(nub, schedule="static"):
-                gemm_panels(B, GH, g_t, GH, panels + ub * GH * panel_cols(g_t), 1,
-                            col0 + ub, width + ub, bufs[(s + 1) & 1], H, lengths != NULL)
+            for grp in prange(n_groups(nub), schedule="static"):
+                gemm_panels(B, GH, g_t, GH, panels + grp * GROUP * GH * panel_cols(g_t),
+                            group_panels(grp, nub), col0 + grp * GROUP, width + grp * GROUP,
+                            bufs[(s + 1) & 1], H, lengths != NULL)
     if T % 2 == 1:
         memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dG.T @ H_prev
@@ -303,3 +305,68 @@ cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint re
                              dcT_p, gates_p, hs_p, cs_p, tc_p, col0_p, width_p, nub, nthreads,
                              panels_p, dh0_p, work_p, dc0_p, dx_p, dw_ih_p, dw_hh_p, db_p)
     return dx, dh0, dc0, dw_ih, dw_hh, db
+
+
+# ---- streaming: one step with weights packed once --------------------------------------
+
+def prepare(w_ih, w_hh):
+    """Packed weights for `step`: (input panels, recurrent panels, col0, width, nub)."""
+    if w_hh.dtype == np.float32:
+        return _prepare(<float*>cnp.PyArray_DATA(w_hh), w_ih, w_hh)
+    _check_double(w_hh)
+    return _prepare(<double*>cnp.PyArray_DATA(w_hh), w_ih, w_hh)
+
+
+cdef _prepare(const floating* w_hh_p, w_ih, w_hh):
+    cdef Py_ssize_t H = w_hh.shape[1], I = w_ih.shape[1]
+    col0, width, nub_obj = unit_block_layout(4, H, w_hh.dtype)
+    cdef Py_ssize_t nub = nub_obj
+    wi = np.empty((4 * nub, I, panel_cols(w_hh_p)), w_hh.dtype)
+    wh = np.empty((4 * nub, H, panel_cols(w_hh_p)), w_hh.dtype)
+    cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
+    cdef floating* wi_p = <floating*>data_or_null(wi)
+    cdef floating* wh_p = <floating*>data_or_null(wh)
+    cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
+    cdef const int* width_p = <int*>data_or_null(width)
+    with nogil:
+        pack_panels(w_ih_p, I, True, I, 4 * nub, col0_p, width_p, wi_p)
+        pack_panels(w_hh_p, H, True, H, 4 * nub, col0_p, width_p, wh_p)
+    return wi, wh, col0, width, nub
+
+
+def step(x, h, c, prepared, bias, int nthreads=1):
+    """One LSTM step: x (B, I), h, c (B, H) -> h', c' (B, H)."""
+    if x.dtype == np.float32:
+        return _step(<float*>cnp.PyArray_DATA(x), x, h, c, prepared, bias, nthreads)
+    _check_double(x)
+    return _step(<double*>cnp.PyArray_DATA(x), x, h, c, prepared, bias, nthreads)
+
+
+cdef _step(const floating* xp, x, h, c, prepared, bias, int nthreads):
+    wi, wh, col0, width, nub_obj = prepared
+    cdef Py_ssize_t B = x.shape[0], I = x.shape[1], H = h.shape[1], GH = 4 * H
+    cdef Py_ssize_t nub = nub_obj, ub, grp
+    cdef Py_ssize_t NR = panel_cols(xp)
+    g = np.empty((B, GH), x.dtype)
+    tc = np.empty((B, H), x.dtype)
+    h_new = np.empty((B, H), x.dtype)
+    c_new = np.empty((B, H), x.dtype)
+    cdef const floating* wi_p = <floating*>data_or_null(wi)
+    cdef const floating* wh_p = <floating*>data_or_null(wh)
+    cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
+    cdef const int* width_p = <int*>data_or_null(width)
+    cdef const floating* bias_p = <floating*>data_or_null(bias)
+    cdef const floating* h_p = <floating*>data_or_null(h)
+    cdef const floating* c_p = <floating*>data_or_null(c)
+    cdef floating* g_p = <floating*>data_or_null(g)
+    cdef floating* tc_p = <floating*>data_or_null(tc)
+    cdef floating* hn_p = <floating*>data_or_null(h_new)
+    cdef floating* cn_p = <floating*>data_or_null(c_new)
+    nthreads = max(1, min(nthreads, nub))
+    with nogil, parallel(num_threads=nthreads):
+        for ub in prange(nub, schedule="static"):
+            step_input(B, I, xp, wi_p + 4 * ub * I * NR, 4, col0_p + 4 * ub,
+                       width_p + 4 * ub, bias_p, g_p, GH)
+            lstm_forward_block(ub, 0, B, H, wh_p, col0_p, width_p, NULL, g_p, h_p, hn_p, c_p,
+                               cn_p, tc_p, NULL)
+    return h_new, c_new

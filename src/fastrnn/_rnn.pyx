@@ -14,8 +14,8 @@ from libc.string cimport memcpy, memset
 from fastrnn._activations cimport relu, tanh_v
 from cython.parallel cimport parallel, prange
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (_check_double, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot,
-                              data_or_null, gemm_panels, input_side_grads, is_active,
+from fastrnn._common cimport (_check_double, GROUP, group_panels, group_units, n_groups, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot,
+                              data_or_null, gemm_panels, input_side_grads, is_active, step_input,
                               pack_panels, panel_cols, prev_slot, step_time)
 from fastrnn._simd import unit_block_layout
 
@@ -24,12 +24,12 @@ cnp.import_array()
 
 cdef void rnn_forward_block(
         Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H, bint use_relu,
-        const floating* panel, const Py_ssize_t* col0, const int* width,
+        const floating* panels, Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
         const int64_t* lengths, floating* a, const floating* h_prev, floating* h_cur,
         floating* y_t) noexcept nogil:
-    """One step for hidden units u0 .. u0+nu-1 of every row."""
+    """One step for hidden units u0 .. u0+nu-1 (npanels panels) of every row."""
     cdef Py_ssize_t b, j, k
-    gemm_panels(B, H, h_prev, H, panel, 1, col0, width, a, H, True)
+    gemm_panels(B, H, h_prev, H, panels, npanels, col0, width, a, H, True)
     for b in range(B):
         k = b * H + u0
         if not is_active(lengths, b, t):
@@ -41,7 +41,8 @@ cdef void rnn_forward_block(
                 h_cur[j] = relu(a[j])
         else:
             tanh_v(a + k, h_cur + k, nu)
-        memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
+        if y_t != NULL:
+            memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
 
 
 cdef void rnn_forward_kernel(
@@ -61,7 +62,7 @@ cdef void rnn_forward_kernel(
         floating* hT                # OUT (B, H)
         ) noexcept nogil:
     cdef Py_ssize_t BH = B * H
-    cdef Py_ssize_t s, s0, n, t, t_lo, ub
+    cdef Py_ssize_t s, s0, n, t, t_lo, ub, grp
     cdef Py_ssize_t NR = panel_cols(pre)
 
     s = t = 0
@@ -74,10 +75,11 @@ cdef void rnn_forward_kernel(
         with parallel(num_threads=nthreads):
             for s in range(s0, s0 + n):
                 t = step_time(s, T, reverse)
-                for ub in prange(nub, schedule="static"):
+                for grp in prange(n_groups(nub), schedule="static"):
                     rnn_forward_block(
-                        col0[ub], width[ub], t, B, H, use_relu, panels + ub * H * NR,
-                        col0 + ub, width + ub, lengths, pre + (t - t_lo) * BH,
+                        col0[grp * GROUP], group_units(grp, nub, col0, width), t, B, H,
+                        use_relu, panels + grp * GROUP * H * NR, group_panels(grp, nub),
+                        col0 + grp * GROUP, width + grp * GROUP, lengths, pre + (t - t_lo) * BH,
                         hs + prev_slot(s, t, reverse, keep) * BH,
                         hs + cur_slot(s, t, reverse, keep) * BH, y + t * BH)
         s0 += n
@@ -129,7 +131,7 @@ cdef void rnn_backward_kernel(
         floating* db                # OUT (H,) or NULL
         ) noexcept nogil:
     cdef Py_ssize_t BH = B * H
-    cdef Py_ssize_t s, t, ub
+    cdef Py_ssize_t s, t, ub, grp
     cdef Py_ssize_t NR = panel_cols(d_pre)
     cdef floating* bufs[2]
 
@@ -147,9 +149,10 @@ cdef void rnn_backward_kernel(
                                    hs + cur_slot(0, t, reverse, True) * BH, d_pre + t * BH,
                                    bufs[s & 1], bufs[(s + 1) & 1])
             # dh_next[:, units of ub] (+)= dA[t] @ W_hh[:, units of ub]
-            for ub in prange(nub, schedule="static"):
-                gemm_panels(B, H, d_pre + t * BH, H, panels + ub * H * NR, 1, col0 + ub,
-                            width + ub, bufs[(s + 1) & 1], H, lengths != NULL)
+            for grp in prange(n_groups(nub), schedule="static"):
+                gemm_panels(B, H, d_pre + t * BH, H, panels + grp * GROUP * H * NR,
+                            group_panels(grp, nub), col0 + grp * GROUP, width + grp * GROUP,
+                            bufs[(s + 1) & 1], H, lengths != NULL)
     if T % 2 == 1:
         memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dA.T @ H_prev
@@ -249,3 +252,65 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
                             dhT_p, hs_p, col0_p, width_p, nub, nthreads, panels_p, d_pre_p,
                             dh0_p, work_p, dx_p, dw_ih_p, dw_hh_p, db_p)
     return dx, dh0, dw_ih, dw_hh, db
+
+
+# ---- streaming: one step with weights packed once --------------------------------------
+
+def prepare(w_ih, w_hh):
+    """Packed weights for `step`: (input panels, recurrent panels, col0, width, nub)."""
+    if w_hh.dtype == np.float32:
+        return _prepare(<float*>cnp.PyArray_DATA(w_hh), w_ih, w_hh)
+    _check_double(w_hh)
+    return _prepare(<double*>cnp.PyArray_DATA(w_hh), w_ih, w_hh)
+
+
+cdef _prepare(const floating* w_hh_p, w_ih, w_hh):
+    cdef Py_ssize_t H = w_hh.shape[1], I = w_ih.shape[1]
+    col0, width, nub_obj = unit_block_layout(1, H, w_hh.dtype)
+    cdef Py_ssize_t nub = nub_obj
+    wi = np.empty((nub, I, panel_cols(w_hh_p)), w_hh.dtype)
+    wh = np.empty((nub, H, panel_cols(w_hh_p)), w_hh.dtype)
+    cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
+    cdef floating* wi_p = <floating*>data_or_null(wi)
+    cdef floating* wh_p = <floating*>data_or_null(wh)
+    cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
+    cdef const int* width_p = <int*>data_or_null(width)
+    with nogil:
+        pack_panels(w_ih_p, I, True, I, nub, col0_p, width_p, wi_p)
+        pack_panels(w_hh_p, H, True, H, nub, col0_p, width_p, wh_p)
+    return wi, wh, col0, width, nub
+
+
+def step(x, h, prepared, bias, bint use_relu, int nthreads=1):
+    """One Elman RNN step: x (B, I), h (B, H) -> h' (B, H)."""
+    if x.dtype == np.float32:
+        return _step(<float*>cnp.PyArray_DATA(x), x, h, prepared, bias, use_relu, nthreads)
+    _check_double(x)
+    return _step(<double*>cnp.PyArray_DATA(x), x, h, prepared, bias, use_relu, nthreads)
+
+
+cdef _step(const floating* xp, x, h, prepared, bias, bint use_relu, int nthreads):
+    wi, wh, col0, width, nub_obj = prepared
+    cdef Py_ssize_t B = x.shape[0], I = x.shape[1], H = h.shape[1]
+    cdef Py_ssize_t nub = nub_obj, grp
+    cdef Py_ssize_t NR = panel_cols(xp)
+    a = np.empty((B, H), x.dtype)
+    h_new = np.empty((B, H), x.dtype)
+    cdef const floating* wi_p = <floating*>data_or_null(wi)
+    cdef const floating* wh_p = <floating*>data_or_null(wh)
+    cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
+    cdef const int* width_p = <int*>data_or_null(width)
+    cdef const floating* bias_p = <floating*>data_or_null(bias)
+    cdef const floating* h_p = <floating*>data_or_null(h)
+    cdef floating* a_p = <floating*>data_or_null(a)
+    cdef floating* hn_p = <floating*>data_or_null(h_new)
+    nthreads = max(1, min(nthreads, nub))
+    with nogil, parallel(num_threads=nthreads):
+        for grp in prange(n_groups(nub), schedule="static"):
+            step_input(B, I, xp, wi_p + grp * GROUP * I * NR, group_panels(grp, nub),
+                       col0_p + grp * GROUP, width_p + grp * GROUP, bias_p, a_p, H)
+            rnn_forward_block(col0_p[grp * GROUP], group_units(grp, nub, col0_p, width_p), 0,
+                              B, H, use_relu, wh_p + grp * GROUP * H * NR,
+                              group_panels(grp, nub), col0_p + grp * GROUP,
+                              width_p + grp * GROUP, NULL, a_p, h_p, hn_p, NULL)
+    return h_new

@@ -10,8 +10,6 @@ oversubscribed.
 """
 import os
 import threading
-from contextlib import contextmanager
-
 from fastrnn._blas import get_blas_threads, set_blas_threads
 
 __all__ = ["set_num_threads", "get_num_threads"]
@@ -37,6 +35,7 @@ _lock = threading.Lock()
 _num_threads = _default_threads()
 _active = 0
 _saved_blas_threads = None
+_blas_users = 0
 
 
 def set_num_threads(n):
@@ -53,21 +52,35 @@ def get_num_threads():
     return _num_threads
 
 
-@contextmanager
-def engine_threads():
-    """Threads for one engine call: all of them if no other call is running, else one."""
-    global _active, _saved_blas_threads
-    with _lock:
-        n = _num_threads if _active == 0 else 1
-        if _active == 0:
-            _saved_blas_threads = get_blas_threads()
-            if _saved_blas_threads not in (None, 1):
-                set_blas_threads(1)
-        _active += 1
-    try:
-        yield n
-    finally:
+class engine_threads:
+    """Context manager giving the threads for one engine call: all of them if no other call
+    is running, else one.  blas=False for calls that make no BLAS call (streaming steps):
+    they leave the BLAS thread count alone."""
+
+    __slots__ = ("blas", "n")
+
+    def __init__(self, blas=True):
+        self.blas = blas
+
+    def __enter__(self):
+        global _active, _saved_blas_threads, _blas_users
+        with _lock:
+            self.n = _num_threads if _active == 0 else 1
+            _active += 1
+            if self.blas:
+                if _blas_users == 0:
+                    _saved_blas_threads = get_blas_threads()
+                    if _saved_blas_threads not in (None, 1):
+                        set_blas_threads(1)
+                _blas_users += 1
+        return self.n
+
+    def __exit__(self, *exc):
+        global _active, _blas_users
         with _lock:
             _active -= 1
-            if _active == 0 and _saved_blas_threads not in (None, 1):
-                set_blas_threads(_saved_blas_threads)
+            if self.blas:
+                _blas_users -= 1
+                if _blas_users == 0 and _saved_blas_threads not in (None, 1):
+                    set_blas_threads(_saved_blas_threads)
+        return False

@@ -36,6 +36,8 @@ from fastrnn._results import GRUGrads, LSTMGrads, RNNGrads
 __all__ = [
     "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward", "RNNGrads", "LSTMGrads", "GRUGrads",
+    "prepare_rnn", "prepare_lstm", "prepare_gru", "rnn_step", "lstm_step", "gru_step",
+    "StepWeights",
 ]
 
 _BLAS_INT_MAX = 2**31 - 1
@@ -398,3 +400,157 @@ def gru_backward(dy, dhT, cache):
     cache.saved = None
     db_ih, db_hh = _bias_grads(cache, db_ih, db_hh)
     return GRUGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
+
+
+# ----------------------------------------------------------------------------------------
+# Streaming: one time step at a time, with weights packed once
+
+class StepWeights:
+    """Weights of one layer packed for the step functions (``prepare_rnn``,
+    ``prepare_lstm``, ``prepare_gru``).  Packing reorders W_ih and W_hh into the kernels'
+    panel layout once, so each step reads them with unit stride and does no set-up work.
+    Holds copies: later changes to the original arrays are not seen (prepare again)."""
+
+    __slots__ = ("kind", "variant", "dtype", "I", "H", "packed", "bias", "b_hn")
+
+    def __init__(self, kind, variant, dtype, I, H, packed, bias, b_hn):
+        self.kind, self.variant, self.dtype = kind, variant, dtype
+        self.I, self.H, self.packed, self.bias, self.b_hn = I, H, packed, bias, b_hn
+
+    def __repr__(self):
+        variant = {"rnn": lambda v: f" nonlinearity={'relu' if v else 'tanh'}",
+                   "gru": lambda v: f" reset_after={v}", "lstm": lambda v: ""}[self.kind]
+        return (f"<fastrnn {self.kind} StepWeights I={self.I} H={self.H} "
+                f"dtype={self.dtype}{variant(self.variant)}>")
+
+
+def _prepare(kind, G, w_ih, w_hh, b_ih, b_hh, dtype, variant):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    w_ih_arr = _float_array("w_ih", w_ih)
+    if w_ih_arr.ndim != 2:
+        raise ValueError(f"w_ih must be 2-D (G*H, I), got shape {w_ih_arr.shape}")
+    I = w_ih_arr.shape[1]
+    w_ih, w_hh, b_ih, b_hh, H = _prepare_weights(G, w_ih_arr, w_hh, b_ih, b_hh, I, dtype)
+    b_hn = None
+    if kind == "gru" and variant and b_hh is not None:
+        b_hn = np.ascontiguousarray(b_hh[2 * H:])
+        b_hh = np.concatenate([b_hh[:2 * H], np.zeros(H, dtype)])
+    bias = _sum_bias(b_ih, b_hh)
+    bias = None if bias is None else np.ascontiguousarray(bias)
+    if kind == "rnn":
+        packed = _rnn.prepare(w_ih, w_hh)
+    elif kind == "lstm":
+        packed = _lstm.prepare(w_ih, w_hh)
+    else:
+        packed = _gru.prepare(w_ih, w_hh, variant)
+    return StepWeights(kind, variant, dtype, I, H, packed, bias, b_hn)
+
+
+def prepare_rnn(w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", dtype=np.float32):
+    """Pack an Elman RNN layer's weights for ``rnn_step`` (compute dtype `dtype`)."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return _prepare("rnn", 1, w_ih, w_hh, b_ih, b_hh, dtype, nonlinearity == "relu")
+
+
+def prepare_lstm(w_ih, w_hh, b_ih=None, b_hh=None, *, dtype=np.float32):
+    """Pack an LSTM layer's weights for ``lstm_step`` (compute dtype `dtype`)."""
+    return _prepare("lstm", 4, w_ih, w_hh, b_ih, b_hh, dtype, None)
+
+
+def prepare_gru(w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, dtype=np.float32):
+    """Pack a GRU layer's weights for ``gru_step`` (compute dtype `dtype`)."""
+    return _prepare("gru", 3, w_ih, w_hh, b_ih, b_hh, dtype, _check_flag("reset_after",
+                                                                          reset_after))
+
+
+def _step_weights(kind, weights, prepare, x_dtype):
+    if isinstance(weights, StepWeights):
+        if weights.kind != kind:
+            raise TypeError(f"weights were prepared for {weights.kind}_step, not {kind}_step")
+        return weights
+    if isinstance(weights, (tuple, list)) and len(weights) in (2, 4):
+        w = list(weights) + [None] * (4 - len(weights))
+        return prepare(*w, dtype=_compute_dtype(np.empty(0, x_dtype)))
+    raise TypeError(f"weights must be a StepWeights from prepare_{kind} or a tuple "
+                    f"(w_ih, w_hh[, b_ih, b_hh]), got {type(weights).__name__}")
+
+
+def _step_inputs(x_t, states, sw):
+    """x (B, I) and states (B, H) in the compute dtype; `single` when x_t was 1-D (I,)."""
+    x = _float_array("x_t", x_t)
+    single = x.ndim == 1
+    if single:
+        x = x[None]
+    if x.ndim != 2 or x.shape[1] != sw.I:
+        raise ValueError(f"x_t must have shape (B, I) or (I,) with I = {sw.I}, got "
+                         f"{np.shape(x_t)}")
+    B = x.shape[0]
+    out = []
+    for name, s in states:
+        if s is None:
+            out.append(np.zeros((B, sw.H), sw.dtype))
+            continue
+        arr = _float_array(name, s)
+        if single and arr.ndim == 1:
+            arr = arr[None]
+        _check_shape(name, arr, (B, sw.H), "(B, H)" if not single else "(H,)")
+        out.append(np.ascontiguousarray(arr, dtype=sw.dtype))
+    out_dtype = x.dtype.newbyteorder("=")
+    return np.ascontiguousarray(x, dtype=sw.dtype), out, single, out_dtype
+
+
+def _step_result(arrays, single, out_dtype):
+    res = [a.astype(out_dtype, copy=False) for a in arrays]
+    return [a[0] for a in res] if single else res
+
+
+def rnn_step(x_t, h, weights):
+    """One Elman RNN step: ``h' = act(W_ih x_t + b_ih + W_hh h + b_hh)``.
+
+    x_t (B, I) or (I,); h (B, H) / (H,) or None (zeros); weights a StepWeights from
+    ``prepare_rnn`` (packed once: fast) or a tuple (w_ih, w_hh, b_ih, b_hh) (packed on every
+    call; tanh).  Returns h' (same leading shape as x_t, x_t's dtype).  Releases the GIL.
+    """
+    sw = _step_weights("rnn", weights, prepare_rnn, _float_array("x_t", x_t).dtype)
+    x, (h,), single, out_dtype = _step_inputs(x_t, [("h", h)], sw)
+    with engine_threads(blas=False) as nthreads:
+        h_new = _rnn.step(x, h, sw.packed, sw.bias, sw.variant, _step_threads(nthreads, sw))
+    return _step_result([h_new], single, out_dtype)[0]
+
+
+def lstm_step(x_t, state, weights):
+    """One LSTM step.  x_t (B, I) or (I,); state (h, c) of (B, H) / (H,) arrays, or None
+    (zeros); weights a StepWeights from ``prepare_lstm`` or a tuple (w_ih, w_hh, b_ih, b_hh).
+    Returns (h', c').  Releases the GIL."""
+    if state is None:
+        state = (None, None)
+    if not isinstance(state, (tuple, list)) or len(state) != 2:
+        raise TypeError(f"state must be a tuple (h, c) or None, got {type(state).__name__}")
+    sw = _step_weights("lstm", weights, prepare_lstm, _float_array("x_t", x_t).dtype)
+    x, (h, c), single, out_dtype = _step_inputs(x_t, [("h", state[0]), ("c", state[1])], sw)
+    with engine_threads(blas=False) as nthreads:
+        h_new, c_new = _lstm.step(x, h, c, sw.packed, sw.bias, _step_threads(nthreads, sw))
+    return tuple(_step_result([h_new, c_new], single, out_dtype))
+
+
+def gru_step(x_t, h, weights):
+    """One GRU step.  x_t (B, I) or (I,); h (B, H) / (H,) or None (zeros); weights a
+    StepWeights from ``prepare_gru`` or a tuple (w_ih, w_hh, b_ih, b_hh) (reset_after=True).
+    Returns h'.  Releases the GIL."""
+    sw = _step_weights("gru", weights, prepare_gru, _float_array("x_t", x_t).dtype)
+    x, (h,), single, out_dtype = _step_inputs(x_t, [("h", h)], sw)
+    with engine_threads(blas=False) as nthreads:
+        h_new = _gru.step(x, h, sw.packed, sw.bias, sw.b_hn, sw.variant,
+                          _step_threads(nthreads, sw))
+    return _step_result([h_new], single, out_dtype)[0]
+
+
+_STEP_PARALLEL_MIN = 1 << 17     # multiply-adds per step below which one thread is faster
+
+
+def _step_threads(nthreads, sw):
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[sw.kind]
+    return nthreads if G * sw.H * (sw.I + sw.H) >= _STEP_PARALLEL_MIN else 1
