@@ -2,6 +2,9 @@
 
     fastrnn demo        forward + backward of each cell on random data, checked against the
                         NumPy reference, with timings
+    fastrnn bench       fastrnn vs the NumPy reference vs torch: times, GFLOP/s, % of the
+                        measured GEMM rate, ratios (--stream: per-step latency;
+                        --memory: peak memory; --json: machine-readable)
     fastrnn --version [--verbose]   version (with --verbose: BLAS, kernel level, threads, CPU)
 """
 import argparse
@@ -79,6 +82,69 @@ def cmd_demo(args):
     return 0 if ok else 1
 
 
+def _shape(text):
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"shape must be B,T,I,H (four positive integers), "
+                                         f"got {text!r}")
+    return shape
+
+
+def _names(allowed):
+    def parse(text):
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [n for n in names if n not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)}, got {text!r}")
+        return names
+    return parse
+
+
+def cmd_bench(args):
+    import json
+
+    from fastrnn import bench
+    quiet = args.json
+    out = None if quiet else sys.stdout
+    result = {}
+    if args.stream:
+        if not quiet:
+            threads = fastrnn.get_num_threads() if args.threads is None else args.threads
+            print(f"streaming: per-step latency, float32, {threads} threads")
+            print(bench.STREAM_HEADER)
+        result["stream"] = bench.run_stream(args.cells, batch=args.batch,
+                                            input_size=args.input_size, hidden=args.hidden,
+                                            threads=args.threads, use_torch=not args.no_torch,
+                                            budget=args.budget, out=out)
+    elif args.memory:
+        if not quiet:
+            print(bench.MEMORY_HEADER)
+        result["memory"] = bench.run_memory(args.cells, args.shape or bench.DEFAULT_SHAPES,
+                                            args.modes, threads=args.threads,
+                                            use_torch=not args.no_torch, out=out)
+    else:
+        if not quiet:
+            print("measuring the GEMM rate, then each configuration (interleaved rounds, "
+                  "medians) ...")
+            print(bench.HEADER)
+        table = bench.run_table(args.cells, args.shape or bench.DEFAULT_SHAPES, args.modes,
+                                threads=args.threads, use_torch=not args.no_torch,
+                                use_numpy=not args.no_numpy, budget=args.budget, out=out)
+        result["table"] = table
+        if not quiet:
+            peaks = ", ".join(f"{k} {v:.0f}" for k, v in table["gemm_peaks"].items())
+            print(f"\nGEMM rate (float32 2048^3, {table['threads']} threads): "
+                  f"{table['gemm_peak_gflops']:.0f} GFLOP/s ({peaks}); torch "
+                  f"{table['torch'] or 'not installed'}; kernel level "
+                  f"{table['config']['kernel_level']}, BLAS core {table['config']['blas_core']}")
+    if args.json:
+        print(json.dumps(result, default=str))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastrnn", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -93,6 +159,29 @@ def build_parser():
     demo.add_argument("--repeat", type=int, default=5, help="timing repeats (best is shown)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="benchmark against the NumPy reference and torch")
+    b.add_argument("--cells", type=_names(["lstm", "gru", "rnn"]), default=["lstm", "gru", "rnn"],
+                   help="comma-separated cells (default: lstm,gru,rnn)")
+    b.add_argument("--shape", type=_shape, action="append", metavar="B,T,I,H",
+                   help="a shape to run (repeatable; default: the four standard shapes)")
+    b.add_argument("--modes", type=_names(["infer", "train"]), default=["infer", "train"],
+                   help="infer (forward, no cache) and/or train (forward + backward)")
+    b.add_argument("--threads", type=int, default=None, help="engine (and torch) threads")
+    b.add_argument("--budget", type=float, default=2.0,
+                   help="seconds of timing per configuration (at least 5 rounds)")
+    b.add_argument("--no-torch", action="store_true", help="leave torch out")
+    b.add_argument("--no-numpy", action="store_true", help="leave the NumPy reference out")
+    b.add_argument("--stream", action="store_true",
+                   help="per-step latency of the step functions vs torch instead")
+    b.add_argument("--batch", type=int, default=1, help="--stream batch size (default 1)")
+    b.add_argument("--input-size", type=int, default=64, help="--stream input size")
+    b.add_argument("--hidden", type=int, default=256, help="--stream hidden size")
+    b.add_argument("--memory", action="store_true",
+                   help="peak memory of one call vs torch (fresh process each) instead")
+    b.add_argument("--json", action="store_true",
+                   help="print the results as one JSON object (and nothing else)")
+    b.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -107,8 +196,9 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    for name in ("batch", "seq_len", "input_size", "hidden", "repeat"):
-        if getattr(args, name, 1) < 1:
+    for name in ("batch", "seq_len", "input_size", "hidden", "repeat", "threads"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     return args.func(args)
 

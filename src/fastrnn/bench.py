@@ -1,0 +1,339 @@
+"""`fastrnn bench`: fastrnn vs the NumPy reference vs torch (when installed), in one run.
+
+Every configuration times the implementations in interleaved rounds (a, b, c, a, b, c, ...)
+and reports medians, so slow drifts of a shared machine hit all of them alike.  The
+machine's GEMM rate is measured in the same run (a large float32 matrix product with the
+BLAS libraries in the process, the best of them), and fastrnn's rate is given as a share of
+it.  FLOP counts: forward 2*T*B*G*H*(I+H); training (forward + backward including the input
+gradient) three times that.
+"""
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import fastrnn
+from fastrnn import functional as F
+from fastrnn import reference as R
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+DEFAULT_SHAPES = [(8, 50, 32, 64), (64, 100, 128, 256), (128, 100, 512, 512), (1, 100, 64, 256)]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def flops(cell, B, T, I, H, mode):
+    fwd = 2.0 * T * B * GATES[cell] * H * (I + H)
+    return fwd if mode == "infer" else 3 * fwd
+
+
+def make_problem(cell, B, T, I, H, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    G, k = GATES[cell], 1 / np.sqrt(H)
+    return {
+        "x": rng.standard_normal((T, B, I)).astype(dtype),
+        "h0": (0.1 * rng.standard_normal((B, H))).astype(dtype),
+        "c0": (0.1 * rng.standard_normal((B, H))).astype(dtype),
+        "w_ih": rng.uniform(-k, k, (G * H, I)).astype(dtype),
+        "w_hh": rng.uniform(-k, k, (G * H, H)).astype(dtype),
+        "b_ih": rng.uniform(-k, k, G * H).astype(dtype),
+        "b_hh": rng.uniform(-k, k, G * H).astype(dtype),
+        "dy": rng.standard_normal((T, B, H)).astype(dtype),
+    }
+
+
+def _states(cell, p):
+    return (p["h0"], p["c0"]) if cell == "lstm" else (p["h0"],)
+
+
+def numpy_like_runner(module, cell, p, mode):
+    """fastrnn.functional or fastrnn.reference: a no-argument callable for one call."""
+    fwd = getattr(module, f"{cell}_forward")
+    bwd = getattr(module, f"{cell}_backward")
+    args = (p["x"], *_states(cell, p), p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    if mode == "infer":
+        kw = {"training": False} if module is F else {}
+        return lambda: fwd(*args, **kw)
+    extra = (None,) if cell == "lstm" else ()
+    return lambda: bwd(p["dy"], None, *extra, fwd(*args)[-1])
+
+
+def torch_runner(torch, cell, p, mode):
+    B, H = p["h0"].shape
+    I = p["x"].shape[2]
+    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H)
+    with torch.no_grad():
+        for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
+            full = ("weight" if name[0] == "w" else "bias") + name[1:] + "_l0"
+            getattr(module, full).copy_(torch.from_numpy(p[name]))
+    h0 = torch.from_numpy(p["h0"])[None]
+    state = (h0, torch.from_numpy(p["c0"])[None]) if cell == "lstm" else h0
+    if mode == "infer":
+        x = torch.from_numpy(p["x"])
+
+        def infer():
+            with torch.inference_mode():
+                return module(x, state)
+        return infer
+    x = torch.from_numpy(p["x"]).clone().requires_grad_(True)
+    dy = torch.from_numpy(p["dy"])
+    params = list(module.parameters())
+
+    def train():
+        y, _ = module(x, state)
+        return torch.autograd.grad(y, [x] + params, dy)
+    return train
+
+
+def interleaved(runners, min_rounds=3, max_rounds=30, budget=2.0, block=0.15):
+    """Median seconds per call of each runner.  The runners take turns in blocks of calls
+    (about `block` seconds each), round after round, so drifts of a shared machine hit all
+    of them alike; the first call of each block is not counted (it pays for the previous
+    library's thread pools going idle)."""
+    calls = {}
+    for name, fn in runners.items():
+        fn()                                            # warm-up
+        t0 = time.perf_counter()
+        fn()
+        calls[name] = max(2, min(50, int(block / max(time.perf_counter() - t0, 1e-6)) + 1))
+    times = {name: [] for name in runners}
+    names = list(runners)
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() - start < budget):
+        order = names[rounds % len(names):] + names[:rounds % len(names)]
+        for name in order:
+            fn = runners[name]
+            for k in range(calls[name]):
+                t0 = time.perf_counter()
+                fn()
+                if k:
+                    times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: statistics.median(ts) for name, ts in times.items()}, rounds
+
+
+def gemm_peak(n=2048, repeat=5):
+    """Best float32 GEMM rate (GFLOP/s) of the BLAS libraries in this process (SciPy's,
+    which fastrnn uses, and NumPy's), square n x n, all threads."""
+    import scipy.linalg.blas as sblas
+    a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
+    best = {}
+    for name, fn in (("scipy", lambda: sblas.sgemm(1.0, a, a)), ("numpy", lambda: a @ a)):
+        fn()
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        best[name] = 2.0 * n ** 3 / min(ts) / 1e9
+    return max(best.values()), best
+
+
+def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True,
+              budget=2.0, min_rounds=3, out=sys.stdout):
+    torch = _torch() if use_torch else None
+    if threads is not None:
+        fastrnn.set_num_threads(threads)
+    nthreads = fastrnn.get_num_threads()
+    if torch is not None:
+        torch.set_num_threads(nthreads)
+    peak, peaks = gemm_peak()
+    rows = []
+    for cell in cells:
+        for shape in shapes:
+            B, T, I, H = shape
+            p = make_problem(cell, B, T, I, H)
+            for mode in modes:
+                runners = {"fastrnn": numpy_like_runner(F, cell, p, mode)}
+                if use_numpy:
+                    runners["numpy"] = numpy_like_runner(R, cell, p, mode)
+                if torch is not None:
+                    runners["torch"] = torch_runner(torch, cell, p, mode)
+                med, rounds = interleaved(runners, min_rounds=min_rounds, budget=budget)
+                gf = flops(cell, B, T, I, H, mode) / med["fastrnn"] / 1e9
+                row = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "mode": mode,
+                       "rounds": rounds, "fastrnn_ms": med["fastrnn"] * 1e3,
+                       "fastrnn_gflops": gf, "pct_of_gemm_peak": 100 * gf / peak}
+                for other in ("numpy", "torch"):
+                    if other in med:
+                        row[f"{other}_ms"] = med[other] * 1e3
+                        row[f"{other}_over_fastrnn"] = med[other] / med["fastrnn"]
+                rows.append(row)
+                if out is not None:
+                    print(_format_row(row), file=out, flush=True)
+    peak2, peaks2 = gemm_peak()
+    return {"gemm_peak_gflops": max(peak, peak2),
+            "gemm_peaks": {k: max(peaks[k], peaks2[k]) for k in peaks},
+            "threads": nthreads, "torch": None if torch is None else torch.__version__,
+            "config": fastrnn.config(), "rows": rows}
+
+
+HEADER = ("| cell | (B, T, I, H) | mode | fastrnn ms | GFLOP/s | % GEMM peak | NumPy ms | "
+          "torch ms | NumPy/fastrnn | torch/fastrnn |\n"
+          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def _format_row(r):
+    def col(key, fmt):
+        return fmt.format(r[key]) if key in r else "-"
+    return (f"| {r['cell']} | ({r['B']}, {r['T']}, {r['I']}, {r['H']}) | {r['mode']} | "
+            f"{r['fastrnn_ms']:.2f} | {r['fastrnn_gflops']:.0f} | {r['pct_of_gemm_peak']:.0f}% | "
+            f"{col('numpy_ms', '{:.2f}')} | {col('torch_ms', '{:.2f}')} | "
+            f"{col('numpy_over_fastrnn', '{:.2f}x')} | {col('torch_over_fastrnn', '{:.2f}x')} |")
+
+
+# ---------------------------------------------------------------------------------------
+# streaming latency
+
+def run_stream(cells, batch=1, input_size=64, hidden=256, steps=200, threads=None,
+               use_torch=True, budget=2.0, out=sys.stdout):
+    """Median-of-blocks per-step latency of F.*_step (prepared weights) and of torch's cell
+    and module called one step at a time."""
+    torch = _torch() if use_torch else None
+    if threads is not None:
+        fastrnn.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(fastrnn.get_num_threads())
+    rows = []
+    for cell in cells:
+        p = make_problem(cell, batch, steps, input_size, hidden)
+        prepared = getattr(F, f"prepare_{cell}")(p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+        step = getattr(F, f"{cell}_step")
+        xs = p["x"]
+
+        def fast_block(n=steps):
+            state = None
+            for t in range(n):
+                state = step(xs[t], state, prepared)
+
+        runners = {"fastrnn": fast_block}
+        if torch is not None:
+            tcell = {"rnn": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell,
+                     "gru": torch.nn.GRUCell}[cell](input_size, hidden)
+            tmod = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM,
+                    "gru": torch.nn.GRU}[cell](input_size, hidden)
+            xt = torch.from_numpy(xs)
+
+            def cell_block(n=steps):
+                with torch.inference_mode():
+                    state = None
+                    for t in range(n):
+                        state = tcell(xt[t], state)
+
+            def module_block(n=steps):
+                with torch.inference_mode():
+                    state = None
+                    for t in range(n):
+                        _, state = tmod(xt[t:t + 1], state)
+
+            runners["torch_cell"] = cell_block
+            runners["torch_module"] = module_block
+        med, _ = interleaved(runners, min_rounds=3, budget=budget)
+        row = {"cell": cell, "B": batch, "I": input_size, "H": hidden,
+               "fastrnn_us": med["fastrnn"] / steps * 1e6}
+        if torch is not None:
+            row["torch_cell_us"] = med["torch_cell"] / steps * 1e6
+            row["torch_module_us"] = med["torch_module"] / steps * 1e6
+            row["torch_best_over_fastrnn"] = min(row["torch_cell_us"],
+                                                 row["torch_module_us"]) / row["fastrnn_us"]
+        rows.append(row)
+        if out is not None:
+            print(_format_stream_row(row), file=out, flush=True)
+    return {"threads": fastrnn.get_num_threads(), "rows": rows}
+
+
+STREAM_HEADER = ("| cell | B | I | H | fastrnn us/step | torch cell us/step | "
+                 "torch module us/step | torch/fastrnn |\n|---|---|---|---|---:|---:|---:|---:|")
+
+
+def _format_stream_row(r):
+    def col(key, fmt):
+        return fmt.format(r[key]) if key in r else "-"
+    return (f"| {r['cell']} | {r['B']} | {r['I']} | {r['H']} | {r['fastrnn_us']:.1f} | "
+            f"{col('torch_cell_us', '{:.1f}')} | {col('torch_module_us', '{:.1f}')} | "
+            f"{col('torch_best_over_fastrnn', '{:.2f}x')} |")
+
+
+# ---------------------------------------------------------------------------------------
+# peak memory (each measurement in a fresh process)
+
+_PROBE = r"""
+import json, resource, sys
+import numpy as np
+from fastrnn import bench, functional as F, reference as R
+impl, cell, mode = sys.argv[1:4]
+B, T, I, H = map(int, sys.argv[4:8])
+p = bench.make_problem(cell, B, T, I, H)
+if impl == "torch":
+    import torch
+    torch.set_num_threads(int(sys.argv[8]))
+    fn = bench.torch_runner(torch, cell, p, mode)
+else:
+    import fastrnn
+    fastrnn.set_num_threads(int(sys.argv[8]))
+    fn = bench.numpy_like_runner(F if impl == "fastrnn" else R, cell, p, mode)
+def high_water_kib():
+    # VmHWM: this process image's peak RSS (ru_maxrss would include the parent's RSS at fork)
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import gc
+gc.collect()
+try:
+    with open("/proc/self/clear_refs", "w") as f:     # reset the peak to the current RSS
+        f.write("5")
+except OSError:
+    pass
+before = high_water_kib()
+fn()
+after = high_water_kib()
+print(json.dumps({"peak_extra_mib": (after - before) / 1024}))
+"""
+
+
+def peak_memory(impl, cell, shape, mode, threads):
+    """Extra peak resident memory (MiB) of one call, beyond the inputs, in a new process."""
+    B, T, I, H = shape
+    res = subprocess.run([sys.executable, "-c", _PROBE, impl, cell, mode, str(B), str(T),
+                          str(I), str(H), str(threads)], capture_output=True, text=True,
+                         timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(f"memory probe for {impl} failed: {res.stderr[-500:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])["peak_extra_mib"]
+
+
+def run_memory(cells, shapes, modes, threads=None, use_torch=True, out=sys.stdout):
+    threads = threads or fastrnn.get_num_threads()
+    impls = ["fastrnn"] + (["torch"] if use_torch and _torch() is not None else [])
+    rows = []
+    for cell in cells:
+        for shape in shapes:
+            for mode in modes:
+                row = {"cell": cell, "B": shape[0], "T": shape[1], "I": shape[2],
+                       "H": shape[3], "mode": mode}
+                for impl in impls:
+                    row[f"{impl}_mib"] = peak_memory(impl, cell, shape, mode, threads)
+                rows.append(row)
+                if out is not None:
+                    print(f"| {cell} | {shape} | {mode} | {row['fastrnn_mib']:.1f} | "
+                          f"{row.get('torch_mib', float('nan')):.1f} |", file=out, flush=True)
+    return {"rows": rows}
+
+
+MEMORY_HEADER = ("| cell | (B, T, I, H) | mode | fastrnn extra peak MiB | torch extra peak MiB |"
+                 "\n|---|---|---|---:|---:|")

@@ -1,0 +1,51 @@
+"""The `fastrnn` command: demo and bench (tiny sizes; speed itself is not asserted)."""
+import json
+
+import pytest
+
+from fastrnn.__main__ import main
+
+
+def _json_out(capsys, argv):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_demo_runs_and_checks_gradients(capsys):
+    assert main(["demo", "--batch", "2", "--seq-len", "3", "--input-size", "2",
+                 "--hidden", "3", "--repeat", "1"]) == 0
+    assert "gradients match the NumPy reference" in capsys.readouterr().out
+
+
+def test_bench_table_json(capsys):
+    res = _json_out(capsys, ["bench", "--cells", "lstm,rnn", "--shape", "2,3,4,5",
+                             "--modes", "infer,train", "--budget", "0", "--json",
+                             "--no-torch"])
+    rows = res["table"]["rows"]
+    assert [(r["cell"], r["mode"]) for r in rows] == [("lstm", "infer"), ("lstm", "train"),
+                                                      ("rnn", "infer"), ("rnn", "train")]
+    for r in rows:
+        assert r["fastrnn_ms"] > 0 and r["numpy_ms"] > 0 and r["fastrnn_gflops"] > 0
+        assert r["numpy_over_fastrnn"] == pytest.approx(r["numpy_ms"] / r["fastrnn_ms"])
+        assert "torch_ms" not in r
+    assert res["table"]["gemm_peak_gflops"] > 0
+
+
+def test_bench_stream_and_memory_json(capsys):
+    res = _json_out(capsys, ["bench", "--stream", "--cells", "gru", "--hidden", "8",
+                             "--input-size", "3", "--budget", "0", "--json", "--no-torch"])
+    assert res["stream"]["rows"][0]["fastrnn_us"] > 0
+    res = _json_out(capsys, ["bench", "--memory", "--cells", "rnn", "--shape", "2,3,4,5",
+                             "--modes", "train", "--json", "--no-torch"])
+    assert res["memory"]["rows"][0]["fastrnn_mib"] >= 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--shape", "1,2,3"], "shape must be B,T,I,H"),
+    (["bench", "--cells", "lstm,transformer"], "choose from lstm, gru, rnn"),
+    (["bench", "--threads", "0"], "--threads must be >= 1"),
+])
+def test_bench_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
