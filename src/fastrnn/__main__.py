@@ -4,7 +4,8 @@
                         NumPy reference, with timings
     fastrnn bench       fastrnn vs the NumPy reference vs torch: times, GFLOP/s, % of the
                         measured GEMM rate, ratios (--stream: per-step latency;
-                        --memory: peak memory; --json: machine-readable)
+                        --memory: peak memory; --concurrency: two Python threads vs
+                        one; --json: machine-readable)
     fastrnn --version [--verbose]   version (with --verbose: BLAS, kernel level, threads, CPU)
 """
 import argparse
@@ -119,6 +120,11 @@ def cmd_bench(args):
                                             input_size=args.input_size, hidden=args.hidden,
                                             threads=args.threads, use_torch=not args.no_torch,
                                             budget=args.budget, out=out)
+    elif args.concurrency:
+        shape = (args.shape or [(8, 50, 32, 64)])[0]
+        result["concurrency"] = [
+            bench.run_concurrency(cell, shape, mode, engine_threads=args.threads or 1, out=out)
+            for cell in args.cells for mode in args.modes]
     elif args.memory:
         if not quiet:
             print(bench.MEMORY_HEADER)
@@ -179,6 +185,10 @@ def build_parser():
     b.add_argument("--hidden", type=int, default=256, help="--stream hidden size")
     b.add_argument("--memory", action="store_true",
                    help="peak memory of one call vs torch (fresh process each) instead")
+    b.add_argument("--concurrency", action="store_true",
+                   help="throughput of two Python threads vs one (independent calls; "
+                        "--threads engine threads per call, default 1; first --shape, "
+                        "default 8,50,32,64) instead")
     b.add_argument("--json", action="store_true",
                    help="print the results as one JSON object (and nothing else)")
     b.set_defaults(func=cmd_bench)

@@ -337,3 +337,46 @@ def run_memory(cells, shapes, modes, threads=None, use_torch=True, out=sys.stdou
 
 MEMORY_HEADER = ("| cell | (B, T, I, H) | mode | fastrnn extra peak MiB | torch extra peak MiB |"
                  "\n|---|---|---|---:|---:|")
+
+
+# ---------------------------------------------------------------------------------------
+# Python threads: independent calls from two threads run side by side (the GIL is released)
+
+def run_concurrency(cell="lstm", shape=(8, 50, 32, 64), mode="infer", engine_threads=1,
+                    python_threads=2, calls=1000, out=sys.stdout):
+    """Throughput (calls/s) of one Python thread making `calls` calls, and of
+    `python_threads` threads each making `calls` calls on independent inputs, with
+    `engine_threads` threads per engine call."""
+    import threading
+    before = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(engine_threads)
+    try:
+        runners = [numpy_like_runner(F, cell, make_problem(cell, *shape, seed=s), mode)
+                   for s in range(python_threads)]
+
+        def work(fn, n):
+            for _ in range(n):
+                fn()
+
+        for fn in runners:
+            work(fn, max(1, calls // 20))
+        t0 = time.perf_counter()
+        work(runners[0], calls)
+        one = calls / (time.perf_counter() - t0)
+        threads = [threading.Thread(target=work, args=(fn, calls)) for fn in runners]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        many = python_threads * calls / (time.perf_counter() - t0)
+    finally:
+        fastrnn.set_num_threads(before)
+    row = {"cell": cell, "shape": list(shape), "mode": mode, "engine_threads": engine_threads,
+           "python_threads": python_threads, "one_thread_calls_per_s": one,
+           "many_threads_calls_per_s": many, "speedup": many / one}
+    if out is not None:
+        print(f"{cell} {shape} {mode}, {engine_threads} engine thread(s) per call: "
+              f"1 Python thread {one:.0f} calls/s, {python_threads} Python threads "
+              f"{many:.0f} calls/s ({many / one:.2f}x)", file=out, flush=True)
+    return row
