@@ -180,23 +180,29 @@ cdef inline void step_input(Py_ssize_t B, Py_ssize_t I, const floating* x,
                     row[j] += bias[j]
 
 
-# Column-panel products whose panels are consecutive hidden units (one panel per unit block)
-# run GROUP blocks per call, so that small batches still use the micro-kernel's
-# multi-panel blocks (more independent accumulators).
+# Work is handed out to threads in groups of consecutive unit blocks: up to GROUP blocks per
+# group (so products with one panel per block still run several panels per kernel call:
+# more independent accumulators for small batches), but small enough that every thread gets
+# a group.  Grouping never changes a result: each output is the same dot product.
 cdef enum:
     GROUP = 4
 
 
-cdef inline Py_ssize_t n_groups(Py_ssize_t nub) noexcept nogil:
-    return (nub + GROUP - 1) // GROUP
+cdef inline Py_ssize_t group_size(Py_ssize_t nub, int nthreads) noexcept nogil:
+    cdef Py_ssize_t gs = (nub + nthreads - 1) // nthreads
+    return max(<Py_ssize_t>1, min(<Py_ssize_t>GROUP, gs))
 
 
-cdef inline Py_ssize_t group_panels(Py_ssize_t grp, Py_ssize_t nub) noexcept nogil:
-    return min(<Py_ssize_t>GROUP, nub - grp * GROUP)
+cdef inline Py_ssize_t n_groups(Py_ssize_t nub, Py_ssize_t gs) noexcept nogil:
+    return (nub + gs - 1) // gs
+
+
+cdef inline Py_ssize_t group_panels(Py_ssize_t grp, Py_ssize_t nub, Py_ssize_t gs) noexcept nogil:
+    return min(gs, nub - grp * gs)
 
 
 cdef inline Py_ssize_t group_units(Py_ssize_t grp, Py_ssize_t nub, const Py_ssize_t* col0,
-                                   const int* width) noexcept nogil:
+                                   const int* width, Py_ssize_t gs) noexcept nogil:
     """Hidden units covered by group grp (consecutive: col0[q] = q * NR)."""
-    cdef Py_ssize_t last = grp * GROUP + group_panels(grp, nub) - 1
-    return col0[last] + width[last] - col0[grp * GROUP]
+    cdef Py_ssize_t last = grp * gs + group_panels(grp, nub, gs) - 1
+    return col0[last] + width[last] - col0[grp * gs]

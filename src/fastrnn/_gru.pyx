@@ -17,7 +17,7 @@ from libc.string cimport memcpy, memset
 from cython.parallel cimport parallel, prange
 from fastrnn._activations cimport sigmoid_v, tanh_v
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (_check_double, GROUP, group_panels, group_units, n_groups, INFER_ROWS, chunk_projection, column_sums, copy_or_zero,
+from fastrnn._common cimport (_check_double, group_panels, group_size, group_units, n_groups, INFER_ROWS, chunk_projection, column_sums, copy_or_zero,
                               cur_slot, data_or_null, gemm_panels, input_side_grads, step_input,
                               is_active, pack_panels, panel_cols, prev_slot, step_time)
 from fastrnn._simd import unit_block_layout
@@ -132,6 +132,7 @@ cdef void gru_forward_kernel(
     cdef Py_ssize_t NR = panel_cols(gates)
     cdef Py_ssize_t s, s0, n, t, t_lo, ub, grp
     cdef floating* g
+    cdef Py_ssize_t gs = group_size(nub, nthreads)
 
     s = t = 0
     g = NULL
@@ -155,11 +156,11 @@ cdef void gru_forward_kernel(
                                   hs + cur_slot(s, t, reverse, keep) * BH,
                                   aux + (t * BH if keep else 0), y + t * BH, keep)
                 if not reset_after:
-                    for grp in prange(n_groups(nub), schedule="static"):
-                        gru_forward_b(col0_n[grp * GROUP],
-                                      group_units(grp, nub, col0_n, width_n), t, B, H,
-                                      panels_n + grp * GROUP * H * NR, group_panels(grp, nub),
-                                      col0_n + grp * GROUP, width_n + grp * GROUP,
+                    for grp in prange(n_groups(nub, gs), schedule="static"):
+                        gru_forward_b(col0_n[grp * gs],
+                                      group_units(grp, nub, col0_n, width_n, gs), t, B, H,
+                                      panels_n + grp * gs * H * NR, group_panels(grp, nub, gs),
+                                      col0_n + grp * gs, width_n + grp * gs,
                                       lengths, g, aux + (t * BH if keep else 0),
                                       hs + prev_slot(s, t, reverse, keep) * BH,
                                       hs + cur_slot(s, t, reverse, keep) * BH, y + t * BH)
@@ -248,7 +249,8 @@ cdef void gru_backward_kernel(
         const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
         floating* panels_hh,        # WORK (nub, 3H | 2H, NR): W_hh (or W_hh[:2H]) by unit block
         floating* panels_n,         # WORK (nub, H, NR): W_hn by unit block (not reset_after)
-        floating* work,             # WORK (B, 3H): reset_after: hh-side dG; else d(r*h) (B, H)
+        floating* work,             # WORK (2, B, 3H): reset_after: hh-side dG of two steps;
+                                    #   else d(r*h) (B, H)
         floating* dh0, floating* work_h,   # OUT dh0 (B, H); WORK (B, H)
         floating* dx,               # OUT (T, B, I)
         floating* dw_ih,            # OUT (3H, I)
@@ -261,40 +263,47 @@ cdef void gru_backward_kernel(
     cdef Py_ssize_t NR = panel_cols(gates)
     cdef Py_ssize_t s, t, ub, grp
     cdef const floating* h_prev
-    cdef floating* g_t
+    cdef Py_ssize_t ta
     cdef floating* bufs[2]
+    cdef Py_ssize_t gs = group_size(nub, nthreads)
 
-    s = t = 0
-    g_t = NULL
+    s = t = ta = 0
     bufs[0] = dh0
     bufs[1] = work_h
     pack_panels(w_hh, H, False, K_hh, nub, col0, width, panels_hh)
     if not reset_after:
         pack_panels(w_hh + 2 * H * H, H, False, H, nub, col0, width, panels_n)
     copy_or_zero(dh0, dhT, BH)
+    # Iteration s: the recurrent product of step s-1 for this thread's units, then the
+    # update of step s for the same units (it only needs their own dh).  With reset_after
+    # the product reads the hh-side gradients of step s-1 from one half of `work` while the
+    # update writes step s's into the other.
     with parallel(num_threads=nthreads):
-        for s in range(T):
-            t = step_time(T - 1 - s, T, reverse)          # forward steps in reverse order
-            g_t = gates + t * B * GH
-            for ub in prange(nub, schedule="static"):
-                gru_backward_a(col0[ub], width[ub], t, B, H, reset_after, lengths,
-                               dy + t * BH if dy != NULL else NULL, g_t,
-                               hs + prev_slot(0, t, reverse, True) * BH, aux + t * BH, work,
-                               bufs[s & 1], bufs[(s + 1) & 1])
-            if not reset_after:
-                for grp in prange(n_groups(nub), schedule="static"):
-                    gru_backward_b(col0[grp * GROUP], group_units(grp, nub, col0, width), t,
-                                   B, H, panels_n + grp * GROUP * H * NR,
-                                   group_panels(grp, nub), col0 + grp * GROUP,
-                                   width + grp * GROUP, lengths, g_t,
+        for s in range(T + 1):
+            for grp in prange(n_groups(nub, gs), schedule="static"):
+                if s > 0:
+                    # dh(s) [:, units] += [dr, dz, (dn*r)](s-1) @ W_hh[:K_hh, units]
+                    gemm_panels(B, K_hh,
+                                work + ((s - 1) & 1) * B * GH if reset_after
+                                else gates + step_time(T - s, T, reverse) * B * GH, GH,
+                                panels_hh + grp * gs * K_hh * NR, group_panels(grp, nub, gs),
+                                col0 + grp * gs, width + grp * gs, bufs[s & 1], H, True)
+                if s < T:
+                    ta = step_time(T - 1 - s, T, reverse)     # forward steps in reverse
+                    gru_backward_a(col0[grp * gs], group_units(grp, nub, col0, width, gs), ta,
+                                   B, H, reset_after, lengths,
+                                   dy + ta * BH if dy != NULL else NULL, gates + ta * B * GH,
+                                   hs + prev_slot(0, ta, reverse, True) * BH, aux + ta * BH,
+                                   work + (s & 1) * B * GH, bufs[s & 1], bufs[(s + 1) & 1])
+            if not reset_after and s < T:
+                t = step_time(T - 1 - s, T, reverse)
+                for grp in prange(n_groups(nub, gs), schedule="static"):
+                    gru_backward_b(col0[grp * gs], group_units(grp, nub, col0, width, gs), t,
+                                   B, H, panels_n + grp * gs * H * NR,
+                                   group_panels(grp, nub, gs), col0 + grp * gs,
+                                   width + grp * gs, lengths, gates + t * B * GH,
                                    hs + prev_slot(0, t, reverse, True) * BH, work,
                                    bufs[(s + 1) & 1])
-            # dh_next[:, units] += [dr, dz, (dn*r)] @ W_hh[:K_hh, units]
-            for grp in prange(n_groups(nub), schedule="static"):
-                gemm_panels(B, K_hh, work if reset_after else g_t, GH,
-                            panels_hh + grp * GROUP * K_hh * NR, group_panels(grp, nub),
-                            col0 + grp * GROUP, width + grp * GROUP, bufs[(s + 1) & 1], H,
-                            True)
     if T % 2 == 1:
         memcpy(dh0, work_h, BH * sizeof(floating))
 
@@ -394,7 +403,7 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     gates, hs, aux = saved
     dtype = x.dtype
-    work = np.empty((B, 3 * H), dtype)
+    work = np.empty((2, B, 3 * H), dtype)
     dh0 = np.empty((B, H), dtype)
     work_h = np.empty((B, H), dtype)
     dx = np.empty_like(x)
@@ -512,6 +521,7 @@ cdef _step(const floating* xp, x, h, prepared, bias, b_hn, bint reset_after, int
     cdef floating* aux_p = <floating*>data_or_null(aux)
     cdef floating* hn_p = <floating*>data_or_null(h_new)
     nthreads = max(1, min(nthreads, nub))
+    cdef Py_ssize_t gs = group_size(nub, nthreads)
     with nogil, parallel(num_threads=nthreads):
         for ub in prange(nub, schedule="static"):
             step_input(B, I, xp, wi_p + 3 * ub * I * NR, 3, c3 + 3 * ub, w3 + 3 * ub, bias_p,
@@ -520,9 +530,9 @@ cdef _step(const floating* xp, x, h, prepared, bias, b_hn, bint reset_after, int
                           ca + G_a * ub, wa_w + G_a * ub, b_hn_p, NULL, g_p, hh_p, h_p, hn_p,
                           aux_p, NULL, False)
         if not reset_after:
-            for grp in prange(n_groups(nub), schedule="static"):
-                gru_forward_b(cn[grp * GROUP], group_units(grp, nub, cn, wn_w), 0, B, H,
-                              wn_p + grp * GROUP * H * NR, group_panels(grp, nub),
-                              cn + grp * GROUP, wn_w + grp * GROUP, NULL, g_p, aux_p, h_p,
+            for grp in prange(n_groups(nub, gs), schedule="static"):
+                gru_forward_b(cn[grp * gs], group_units(grp, nub, cn, wn_w, gs), 0, B, H,
+                              wn_p + grp * gs * H * NR, group_panels(grp, nub, gs),
+                              cn + grp * gs, wn_w + grp * gs, NULL, g_p, aux_p, h_p,
                               hn_p, NULL)
     return h_new

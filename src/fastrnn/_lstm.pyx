@@ -16,7 +16,7 @@ from cython.parallel cimport parallel, prange
 from fastrnn._simd cimport lstm_fwd_f32, lstm_fwd_f64
 from fastrnn._simd import unit_block_layout
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (_check_double, GROUP, group_panels, group_units, n_groups, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot, data_or_null, step_input,
+from fastrnn._common cimport (_check_double, group_panels, group_size, group_units, n_groups, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot, data_or_null, step_input,
                               gemm_panels, input_side_grads, is_active, pack_panels, panel_cols,
                               prev_slot, step_time)
 
@@ -171,30 +171,33 @@ cdef void lstm_backward_kernel(
     cdef Py_ssize_t GH = 4 * H, BH = B * H
     cdef Py_ssize_t s, t, ub, grp
     cdef floating* bufs[2]
-    cdef floating* g_t
+    cdef Py_ssize_t NR = panel_cols(gates)
+    cdef Py_ssize_t gs = group_size(nub, nthreads)
 
     s = t = 0
-    g_t = NULL
     bufs[0] = dh0
     bufs[1] = work
     pack_panels(w_hh, H, False, GH, nub, col0, width, panels)
     copy_or_zero(dh0, dhT, BH)
     copy_or_zero(dc, dcT, BH)
+    # Iteration s: the recurrent product of step s-1 for this thread's units, then the
+    # update of step s for the same units (it only needs their own dh): one barrier a step.
     with parallel(num_threads=nthreads):
-        for s in range(T):
-            t = step_time(T - 1 - s, T, reverse)          # forward steps in reverse order
-            g_t = gates + t * B * GH
-            for ub in prange(nub, schedule="static"):
-                lstm_backward_block(
-                    col0[ub], width[ub], t, B, H, lengths,
-                    dy + t * BH if dy != NULL else NULL, g_t,
-                    cs + prev_slot(0, t, reverse, True) * BH, tanh_c + t * BH,
-                    bufs[s & 1], bufs[(s + 1) & 1], dc)
-            # dh_next[:, units of ub] (+)= dG[t] @ W_hh[:, units of ub]
-            for grp in prange(n_groups(nub), schedule="static"):
-                gemm_panels(B, GH, g_t, GH, panels + grp * GROUP * GH * panel_cols(g_t),
-                            group_panels(grp, nub), col0 + grp * GROUP, width + grp * GROUP,
-                            bufs[(s + 1) & 1], H, lengths != NULL)
+        for s in range(T + 1):
+            for grp in prange(n_groups(nub, gs), schedule="static"):
+                if s > 0:
+                    # dh(s) [:, units] (+)= dG[t(s-1)] @ W_hh[:, units]
+                    gemm_panels(B, GH, gates + step_time(T - s, T, reverse) * B * GH, GH,
+                                panels + grp * gs * GH * NR, group_panels(grp, nub, gs),
+                                col0 + grp * gs, width + grp * gs, bufs[s & 1], H,
+                                lengths != NULL)
+                if s < T:
+                    t = step_time(T - 1 - s, T, reverse)      # forward steps in reverse
+                    lstm_backward_block(
+                        col0[grp * gs], group_units(grp, nub, col0, width, gs), t, B, H,
+                        lengths, dy + t * BH if dy != NULL else NULL, gates + t * B * GH,
+                        cs + prev_slot(0, t, reverse, True) * BH, tanh_c + t * BH,
+                        bufs[s & 1], bufs[(s + 1) & 1], dc)
     if T % 2 == 1:
         memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dG.T @ H_prev

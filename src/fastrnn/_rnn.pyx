@@ -14,7 +14,7 @@ from libc.string cimport memcpy, memset
 from fastrnn._activations cimport relu, tanh_v
 from cython.parallel cimport parallel, prange
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (_check_double, GROUP, group_panels, group_units, n_groups, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot,
+from fastrnn._common cimport (_check_double, group_panels, group_size, group_units, n_groups, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot,
                               data_or_null, gemm_panels, input_side_grads, is_active, step_input,
                               pack_panels, panel_cols, prev_slot, step_time)
 from fastrnn._simd import unit_block_layout
@@ -64,6 +64,7 @@ cdef void rnn_forward_kernel(
     cdef Py_ssize_t BH = B * H
     cdef Py_ssize_t s, s0, n, t, t_lo, ub, grp
     cdef Py_ssize_t NR = panel_cols(pre)
+    cdef Py_ssize_t gs = group_size(nub, nthreads)
 
     s = t = 0
     pack_panels(w_hh, H, True, H, nub, col0, width, panels)
@@ -75,11 +76,11 @@ cdef void rnn_forward_kernel(
         with parallel(num_threads=nthreads):
             for s in range(s0, s0 + n):
                 t = step_time(s, T, reverse)
-                for grp in prange(n_groups(nub), schedule="static"):
+                for grp in prange(n_groups(nub, gs), schedule="static"):
                     rnn_forward_block(
-                        col0[grp * GROUP], group_units(grp, nub, col0, width), t, B, H,
-                        use_relu, panels + grp * GROUP * H * NR, group_panels(grp, nub),
-                        col0 + grp * GROUP, width + grp * GROUP, lengths, pre + (t - t_lo) * BH,
+                        col0[grp * gs], group_units(grp, nub, col0, width, gs), t, B, H,
+                        use_relu, panels + grp * gs * H * NR, group_panels(grp, nub, gs),
+                        col0 + grp * gs, width + grp * gs, lengths, pre + (t - t_lo) * BH,
                         hs + prev_slot(s, t, reverse, keep) * BH,
                         hs + cur_slot(s, t, reverse, keep) * BH, y + t * BH)
         s0 += n
@@ -134,25 +135,31 @@ cdef void rnn_backward_kernel(
     cdef Py_ssize_t s, t, ub, grp
     cdef Py_ssize_t NR = panel_cols(d_pre)
     cdef floating* bufs[2]
+    cdef Py_ssize_t gs = group_size(nub, nthreads)
 
     s = t = 0
     bufs[0] = dh0
     bufs[1] = work
     pack_panels(w_hh, H, False, H, nub, col0, width, panels)
     copy_or_zero(dh0, dhT, BH)
+    # Iteration s: the recurrent product of step s-1 for this thread's units, then the
+    # update of step s for the same units (it only needs their own dh): one barrier a step.
     with parallel(num_threads=nthreads):
-        for s in range(T):
-            t = step_time(T - 1 - s, T, reverse)          # forward steps in reverse order
-            for ub in prange(nub, schedule="static"):
-                rnn_backward_block(col0[ub], width[ub], t, B, H, use_relu, lengths,
-                                   dy + t * BH if dy != NULL else NULL,
-                                   hs + cur_slot(0, t, reverse, True) * BH, d_pre + t * BH,
-                                   bufs[s & 1], bufs[(s + 1) & 1])
-            # dh_next[:, units of ub] (+)= dA[t] @ W_hh[:, units of ub]
-            for grp in prange(n_groups(nub), schedule="static"):
-                gemm_panels(B, H, d_pre + t * BH, H, panels + grp * GROUP * H * NR,
-                            group_panels(grp, nub), col0 + grp * GROUP, width + grp * GROUP,
-                            bufs[(s + 1) & 1], H, lengths != NULL)
+        for s in range(T + 1):
+            for grp in prange(n_groups(nub, gs), schedule="static"):
+                if s > 0:
+                    # dh(s) [:, units] (+)= dA[t(s-1)] @ W_hh[:, units]
+                    gemm_panels(B, H, d_pre + step_time(T - s, T, reverse) * BH, H,
+                                panels + grp * gs * H * NR, group_panels(grp, nub, gs),
+                                col0 + grp * gs, width + grp * gs, bufs[s & 1], H,
+                                lengths != NULL)
+                if s < T:
+                    t = step_time(T - 1 - s, T, reverse)      # forward steps in reverse
+                    rnn_backward_block(col0[grp * gs], group_units(grp, nub, col0, width, gs),
+                                       t, B, H, use_relu, lengths,
+                                       dy + t * BH if dy != NULL else NULL,
+                                       hs + cur_slot(0, t, reverse, True) * BH,
+                                       d_pre + t * BH, bufs[s & 1], bufs[(s + 1) & 1])
     if T % 2 == 1:
         memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dA.T @ H_prev
@@ -305,12 +312,13 @@ cdef _step(const floating* xp, x, h, prepared, bias, bint use_relu, int nthreads
     cdef floating* a_p = <floating*>data_or_null(a)
     cdef floating* hn_p = <floating*>data_or_null(h_new)
     nthreads = max(1, min(nthreads, nub))
+    cdef Py_ssize_t gs = group_size(nub, nthreads)
     with nogil, parallel(num_threads=nthreads):
-        for grp in prange(n_groups(nub), schedule="static"):
-            step_input(B, I, xp, wi_p + grp * GROUP * I * NR, group_panels(grp, nub),
-                       col0_p + grp * GROUP, width_p + grp * GROUP, bias_p, a_p, H)
-            rnn_forward_block(col0_p[grp * GROUP], group_units(grp, nub, col0_p, width_p), 0,
-                              B, H, use_relu, wh_p + grp * GROUP * H * NR,
-                              group_panels(grp, nub), col0_p + grp * GROUP,
-                              width_p + grp * GROUP, NULL, a_p, h_p, hn_p, NULL)
+        for grp in prange(n_groups(nub, gs), schedule="static"):
+            step_input(B, I, xp, wi_p + grp * gs * I * NR, group_panels(grp, nub, gs),
+                       col0_p + grp * gs, width_p + grp * gs, bias_p, a_p, H)
+            rnn_forward_block(col0_p[grp * gs], group_units(grp, nub, col0_p, width_p, gs), 0,
+                              B, H, use_relu, wh_p + grp * gs * H * NR,
+                              group_panels(grp, nub, gs), col0_p + grp * gs,
+                              width_p + grp * gs, NULL, a_p, h_p, hn_p, NULL)
     return h_new
