@@ -173,10 +173,76 @@ FR_INLINE double fr_tanhd(double x)
         }                                                                                   \
     }
 
+/* LSTM backward for n units of one row at one step: the saved gates in g (as above)
+ * become the pre-activation gradients; dc is carried back through the forget gate.
+ * dh is the gradient reaching h from the next step; dy (or NULL) the output gradient. */
+#define FR_LSTM_BWD_BODY(T, DY)                                                                \
+    {                                                                                       \
+        T i = gi[j], f = gf[j], c = gg[j], o = go[j], t = tc[j];                            \
+        T d = dh[j] + DY;                                                                   \
+        T dcj = dc[j] + d * o * (1 - t * t);                                                \
+        gi[j] = dcj * c * i * (1 - i);                                                      \
+        gf[j] = dcj * c_prev[j] * f * (1 - f);                                              \
+        gg[j] = dcj * i * (1 - c * c);                                                      \
+        go[j] = d * t * o * (1 - o);                                                        \
+        dc[j] = dcj * f;                                                                    \
+    }
+#define FR_DEFINE_LSTM_BWD(SUFFIX, ATTR, T)                                                 \
+    ATTR static void lstm_bwd_##SUFFIX(ptrdiff_t n, T *g, ptrdiff_t H, const T *c_prev,     \
+                                       const T *tc, const T *dh, const T *dy, T *dc)        \
+    {                                                                                       \
+        T *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;                           \
+        if (dy) {                                                                           \
+            FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) FR_LSTM_BWD_BODY(T, dy[j])              \
+        } else {                                                                            \
+            FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) FR_LSTM_BWD_BODY(T, 0)                 \
+        }                                                                                   \
+    }
+
+/* GRU backward for n units of one row at one step: g holds the saved r|z|n (blocks H apart)
+ * and becomes their pre-activation gradients; dh_next = dh * z.  With reset_after (aux not
+ * NULL: W_hn h + b_hn in, its gradient out) also dr and the hh-side gradients into w. */
+#define FR_GRU_BWD_BODY(T, DY, RESET_AFTER)                                                 \
+    {                                                                                       \
+        T r = gr[j], z = gz[j], nn = gn[j];                                                 \
+        T d = dh[j] + DY;                                                                   \
+        T dn = d * (1 - z) * (1 - nn * nn);                                                 \
+        gz[j] = d * (h_prev[j] - nn) * z * (1 - z);                                         \
+        gn[j] = dn;                                                                         \
+        dh_next[j] = d * z;                                                                 \
+        if (RESET_AFTER) {                                                                  \
+            T dr = dn * aux[j] * r * (1 - r);                                               \
+            gr[j] = dr;                                                                     \
+            aux[j] = dn * r;                                                                \
+            w[j] = dr;                                                                      \
+            w[H + j] = gz[j];                                                               \
+            w[2 * H + j] = dn * r;                                                          \
+        }                                                                                   \
+    }
+#define FR_DEFINE_GRU_BWD(SUFFIX, ATTR, T)                                                  \
+    ATTR static void gru_bwd_##SUFFIX(ptrdiff_t n, T *g, ptrdiff_t H, const T *h_prev,      \
+                                      const T *dh, const T *dy, T *dh_next, T *aux, T *w)   \
+    {                                                                                       \
+        T *gr = g, *gz = g + H, *gn = g + 2 * H;                                            \
+        if (dy && aux) {                                                                    \
+            FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) FR_GRU_BWD_BODY(T, dy[j], 1)         \
+        } else if (dy) {                                                                    \
+            FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) FR_GRU_BWD_BODY(T, dy[j], 0)         \
+        } else if (aux) {                                                                   \
+            FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) FR_GRU_BWD_BODY(T, 0, 1)             \
+        } else {                                                                            \
+            FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) FR_GRU_BWD_BODY(T, 0, 0)             \
+        }                                                                                   \
+    }
+
 #define FR_DEFINE_ALL(SUFFIX, ATTR)                                                         \
     FR_DEFINE_LOOPS(SUFFIX, ATTR)                                                           \
     FR_DEFINE_LSTM(f32_##SUFFIX, ATTR, float, fr_sigmoidf, fr_tanhf)                        \
-    FR_DEFINE_LSTM(f64_##SUFFIX, ATTR, double, fr_sigmoidd, fr_tanhd)
+    FR_DEFINE_LSTM(f64_##SUFFIX, ATTR, double, fr_sigmoidd, fr_tanhd)                       \
+    FR_DEFINE_LSTM_BWD(f32_##SUFFIX, ATTR, float)                                           \
+    FR_DEFINE_LSTM_BWD(f64_##SUFFIX, ATTR, double)                                          \
+    FR_DEFINE_GRU_BWD(f32_##SUFFIX, ATTR, float)                                            \
+    FR_DEFINE_GRU_BWD(f64_##SUFFIX, ATTR, double)
 
 FR_DEFINE_ALL(generic, )
 #ifdef FR_X86_DISPATCH
@@ -194,10 +260,20 @@ typedef struct {
     void (*lstm_fwd_f32)(ptrdiff_t, float *, ptrdiff_t, const float *, float *, float *, float *);
     void (*lstm_fwd_f64)(ptrdiff_t, double *, ptrdiff_t, const double *, double *, double *,
                          double *);
+    void (*lstm_bwd_f32)(ptrdiff_t, float *, ptrdiff_t, const float *, const float *,
+                         const float *, const float *, float *);
+    void (*lstm_bwd_f64)(ptrdiff_t, double *, ptrdiff_t, const double *, const double *,
+                         const double *, const double *, double *);
+    void (*gru_bwd_f32)(ptrdiff_t, float *, ptrdiff_t, const float *, const float *,
+                        const float *, float *, float *, float *);
+    void (*gru_bwd_f64)(ptrdiff_t, double *, ptrdiff_t, const double *, const double *,
+                        const double *, double *, double *, double *);
 } fr_table;
 
 #define FR_TABLE(SUFFIX) {sigmoid_f32_##SUFFIX, sigmoid_f64_##SUFFIX, tanh_f32_##SUFFIX, \
-                          tanh_f64_##SUFFIX, lstm_fwd_f32_##SUFFIX, lstm_fwd_f64_##SUFFIX}
+                          tanh_f64_##SUFFIX, lstm_fwd_f32_##SUFFIX, lstm_fwd_f64_##SUFFIX, \
+                          lstm_bwd_f32_##SUFFIX, lstm_bwd_f64_##SUFFIX, gru_bwd_f32_##SUFFIX, \
+                          gru_bwd_f64_##SUFFIX}
 
 static const fr_table fr_tables[] = {
     FR_TABLE(generic),
@@ -262,4 +338,29 @@ void fr_lstm_fwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev, 
                      double *h_cur, double *tc)
 {
     FR_CURRENT->lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc);
+}
+
+void fr_lstm_bwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, const float *tc,
+                     const float *dh, const float *dy, float *dc)
+{
+    FR_CURRENT->lstm_bwd_f32(n, g, H, c_prev, tc, dh, dy, dc);
+}
+
+void fr_lstm_bwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev,
+                     const double *tc, const double *dh, const double *dy, double *dc)
+{
+    FR_CURRENT->lstm_bwd_f64(n, g, H, c_prev, tc, dh, dy, dc);
+}
+
+void fr_gru_bwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *h_prev, const float *dh,
+                    const float *dy, float *dh_next, float *aux, float *w)
+{
+    FR_CURRENT->gru_bwd_f32(n, g, H, h_prev, dh, dy, dh_next, aux, w);
+}
+
+void fr_gru_bwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *h_prev,
+                    const double *dh, const double *dy, double *dh_next, double *aux,
+                    double *w)
+{
+    FR_CURRENT->gru_bwd_f64(n, g, H, h_prev, dh, dy, dh_next, aux, w);
 }

@@ -27,6 +27,17 @@ void fr_lstm_fwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, fl
 void fr_lstm_fwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev, double *c_cur,
                      double *h_cur, double *tc);
 
+/* Fused LSTM / GRU backward updates over n units of one row (see fr_simd.c). */
+void fr_lstm_bwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, const float *tc,
+                     const float *dh, const float *dy, float *dc);
+void fr_lstm_bwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev,
+                     const double *tc, const double *dh, const double *dy, double *dc);
+void fr_gru_bwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *h_prev, const float *dh,
+                    const float *dy, float *dh_next, float *aux, float *w);
+void fr_gru_bwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *h_prev,
+                    const double *dh, const double *dy, double *dh_next, double *aux,
+                    double *w);
+
 /* Packed-panel products for the per-step recurrent GEMM (fr_gemm.c).
  * A panel holds FR_NR consecutive output columns of the right operand B (K, N), k-major:
  * panel[k * FR_NR + j] = B[k, col0 + j] for j < width, 0 for width <= j < FR_NR.

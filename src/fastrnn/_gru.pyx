@@ -15,6 +15,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
+from fastrnn._simd cimport gru_bwd_f32, gru_bwd_f64
 from fastrnn._activations cimport sigmoid_v, tanh_v
 from fastrnn._blas cimport gemm_split
 from fastrnn._common cimport (_check_double, group_panels, group_size, group_units, n_groups, INFER_ROWS, chunk_projection, column_sums, copy_or_zero,
@@ -180,7 +181,6 @@ cdef void gru_backward_a(
     cdef Py_ssize_t b, j, k
     cdef floating* g_row
     cdef floating* w_row
-    cdef floating r, z, n, dh_j, dn
     for b in range(B):
         g_row = g_t + b * GH + u0
         k = b * H + u0
@@ -194,21 +194,12 @@ cdef void gru_backward_a(
                 memset(aux_t + k, 0, nu * sizeof(floating))
             continue
         w_row = work + b * GH + u0
-        for j in range(nu):
-            r = g_row[j]
-            z = g_row[H + j]
-            n = g_row[2 * H + j]
-            dh_j = dh[k + j] + (dy_t[k + j] if dy_t != NULL else 0)
-            dn = dh_j * (1 - z) * (1 - n * n)
-            g_row[H + j] = dh_j * (h_prev[k + j] - n) * z * (1 - z)
-            g_row[2 * H + j] = dn
-            dh_next[k + j] = dh_j * z
-            if reset_after:
-                g_row[j] = dn * aux_t[k + j] * r * (1 - r)
-                aux_t[k + j] = dn * r                 # d(W_hn h + b_hn)
-                w_row[j] = g_row[j]
-                w_row[H + j] = g_row[H + j]
-                w_row[2 * H + j] = aux_t[k + j]
+        if floating is float:
+            gru_bwd_f32(nu, g_row, H, h_prev + k, dh + k, dy_t + k if dy_t != NULL else NULL,
+                        dh_next + k, aux_t + k if reset_after else NULL, w_row)
+        else:
+            gru_bwd_f64(nu, g_row, H, h_prev + k, dh + k, dy_t + k if dy_t != NULL else NULL,
+                        dh_next + k, aux_t + k if reset_after else NULL, w_row)
 
 
 cdef void gru_backward_b(

@@ -13,7 +13,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
-from fastrnn._simd cimport lstm_fwd_f32, lstm_fwd_f64
+from fastrnn._simd cimport lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32, lstm_fwd_f64
 from fastrnn._simd import unit_block_layout
 from fastrnn._blas cimport gemm_split
 from fastrnn._common cimport (_check_double, group_panels, group_size, group_units, n_groups, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot, data_or_null, step_input,
@@ -118,7 +118,6 @@ cdef void lstm_backward_block(
     cdef Py_ssize_t GH = 4 * H
     cdef Py_ssize_t b, j, k
     cdef floating* g_row
-    cdef floating gi, gf, gg, go, tc, dh_j, dc_j
     for b in range(B):
         g_row = g_t + b * GH + u0
         if not is_active(lengths, b, t):
@@ -129,20 +128,13 @@ cdef void lstm_backward_block(
             continue
         if lengths != NULL:
             memset(dh_next + b * H + u0, 0, nu * sizeof(floating))
-        for j in range(nu):
-            k = b * H + u0 + j
-            gi = g_row[j]
-            gf = g_row[H + j]
-            gg = g_row[2 * H + j]
-            go = g_row[3 * H + j]
-            tc = tc_t[k]
-            dh_j = dh[k] + (dy_t[k] if dy_t != NULL else 0)
-            dc_j = dc[k] + dh_j * go * (1 - tc * tc)
-            g_row[j] = dc_j * gg * gi * (1 - gi)
-            g_row[H + j] = dc_j * c_prev[k] * gf * (1 - gf)
-            g_row[2 * H + j] = dc_j * gi * (1 - gg * gg)
-            g_row[3 * H + j] = dh_j * tc * go * (1 - go)
-            dc[k] = dc_j * gf
+        k = b * H + u0
+        if floating is float:
+            lstm_bwd_f32(nu, g_row, H, c_prev + k, tc_t + k, dh + k,
+                         dy_t + k if dy_t != NULL else NULL, dc + k)
+        else:
+            lstm_bwd_f64(nu, g_row, H, c_prev + k, tc_t + k, dh + k,
+                         dy_t + k if dy_t != NULL else NULL, dc + k)
 
 
 cdef void lstm_backward_kernel(

@@ -25,3 +25,14 @@ cdef void gemm_panels_f32(Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t
 cdef void gemm_panels_f64(Py_ssize_t M, Py_ssize_t K, const double* A, Py_ssize_t lda,
                           const double* panels, Py_ssize_t npanels, const Py_ssize_t* col0,
                           const int* width, double* C, Py_ssize_t ldc, bint accumulate) noexcept nogil
+cdef void lstm_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
+                       const float* tc, const float* dh, const float* dy, float* dc) noexcept nogil
+cdef void lstm_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+                       const double* tc, const double* dh, const double* dy,
+                       double* dc) noexcept nogil
+cdef void gru_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* h_prev,
+                      const float* dh, const float* dy, float* dh_next, float* aux,
+                      float* w) noexcept nogil
+cdef void gru_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* h_prev,
+                      const double* dh, const double* dy, double* dh_next, double* aux,
+                      double* w) noexcept nogil

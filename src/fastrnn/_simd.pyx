@@ -31,6 +31,17 @@ cdef extern from "fr_simd.h":
     void fr_gemm_panels_f64(Py_ssize_t M, Py_ssize_t K, const double* A, Py_ssize_t lda,
                             const double* panels, Py_ssize_t npanels, const Py_ssize_t* col0,
                             const int* width, double* C, Py_ssize_t ldc, int accumulate) nogil
+    void fr_lstm_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
+                         const float* tc, const float* dh, const float* dy, float* dc) nogil
+    void fr_lstm_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+                         const double* tc, const double* dh, const double* dy,
+                         double* dc) nogil
+    void fr_gru_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* h_prev,
+                        const float* dh, const float* dy, float* dh_next, float* aux,
+                        float* w) nogil
+    void fr_gru_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* h_prev,
+                        const double* dh, const double* dy, double* dh_next, double* aux,
+                        double* w) nogil
     int fr_simd_supported() nogil
     int fr_simd_select(int level) nogil
     int fr_simd_level() nogil
@@ -90,6 +101,29 @@ cdef void lstm_fwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev
 cdef void lstm_fwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
                        double* c_cur, double* h_cur, double* tc) noexcept nogil:
     fr_lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc)
+
+
+cdef void lstm_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
+                       const float* tc, const float* dh, const float* dy, float* dc) noexcept nogil:
+    fr_lstm_bwd_f32(n, g, H, c_prev, tc, dh, dy, dc)
+
+
+cdef void lstm_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+                       const double* tc, const double* dh, const double* dy,
+                       double* dc) noexcept nogil:
+    fr_lstm_bwd_f64(n, g, H, c_prev, tc, dh, dy, dc)
+
+
+cdef void gru_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* h_prev,
+                      const float* dh, const float* dy, float* dh_next, float* aux,
+                      float* w) noexcept nogil:
+    fr_gru_bwd_f32(n, g, H, h_prev, dh, dy, dh_next, aux, w)
+
+
+cdef void gru_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* h_prev,
+                      const double* dh, const double* dy, double* dh_next, double* aux,
+                      double* w) noexcept nogil:
+    fr_gru_bwd_f64(n, g, H, h_prev, dh, dy, dh_next, aux, w)
 
 
 cdef void pack_panels_f32(const float* w, Py_ssize_t ldw, bint trans, Py_ssize_t K,
