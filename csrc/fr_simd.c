@@ -173,6 +173,23 @@ FR_INLINE double fr_tanhd(double x)
         }                                                                                   \
     }
 
+/* GRU forward (reset_after) for n units of one row: g holds the input-side pre-activations
+ * r|z|n (blocks H apart), hh the recurrent products W_hh h (same layout); b_hn may be NULL.
+ * Writes the activations r, z, n back into g, W_hn h + b_hn into hn, and h'. */
+#define FR_DEFINE_GRU_FWD(SUFFIX, ATTR, T, SIG, TANH)                                       \
+    ATTR static void gru_fwd_##SUFFIX(ptrdiff_t n, T *g, const T *hh, ptrdiff_t H,          \
+                                      const T *b_hn, const T *h_prev, T *hn, T *h_cur)      \
+    {                                                                                       \
+        T *gr = g, *gz = g + H, *gn = g + 2 * H;                                            \
+        FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) {                                        \
+            T r = SIG(gr[j] + hh[j]), z = SIG(gz[j] + hh[H + j]);                           \
+            T a = hh[2 * H + j] + (b_hn ? b_hn[j] : 0);                                     \
+            T c = TANH(gn[j] + r * a);                                                      \
+            gr[j] = r; gz[j] = z; gn[j] = c; hn[j] = a;                                     \
+            h_cur[j] = c + z * (h_prev[j] - c);                                             \
+        }                                                                                   \
+    }
+
 /* LSTM backward for n units of one row at one step: the saved gates in g (as above)
  * become the pre-activation gradients; dc is carried back through the forget gate.
  * dh is the gradient reaching h from the next step; dy (or NULL) the output gradient. */
@@ -239,6 +256,8 @@ FR_INLINE double fr_tanhd(double x)
     FR_DEFINE_LOOPS(SUFFIX, ATTR)                                                           \
     FR_DEFINE_LSTM(f32_##SUFFIX, ATTR, float, fr_sigmoidf, fr_tanhf)                        \
     FR_DEFINE_LSTM(f64_##SUFFIX, ATTR, double, fr_sigmoidd, fr_tanhd)                       \
+    FR_DEFINE_GRU_FWD(f32_##SUFFIX, ATTR, float, fr_sigmoidf, fr_tanhf)                     \
+    FR_DEFINE_GRU_FWD(f64_##SUFFIX, ATTR, double, fr_sigmoidd, fr_tanhd)                    \
     FR_DEFINE_LSTM_BWD(f32_##SUFFIX, ATTR, float)                                           \
     FR_DEFINE_LSTM_BWD(f64_##SUFFIX, ATTR, double)                                          \
     FR_DEFINE_GRU_BWD(f32_##SUFFIX, ATTR, float)                                            \
@@ -260,6 +279,10 @@ typedef struct {
     void (*lstm_fwd_f32)(ptrdiff_t, float *, ptrdiff_t, const float *, float *, float *, float *);
     void (*lstm_fwd_f64)(ptrdiff_t, double *, ptrdiff_t, const double *, double *, double *,
                          double *);
+    void (*gru_fwd_f32)(ptrdiff_t, float *, const float *, ptrdiff_t, const float *,
+                        const float *, float *, float *);
+    void (*gru_fwd_f64)(ptrdiff_t, double *, const double *, ptrdiff_t, const double *,
+                        const double *, double *, double *);
     void (*lstm_bwd_f32)(ptrdiff_t, float *, ptrdiff_t, const float *, const float *,
                          const float *, const float *, float *);
     void (*lstm_bwd_f64)(ptrdiff_t, double *, ptrdiff_t, const double *, const double *,
@@ -272,6 +295,7 @@ typedef struct {
 
 #define FR_TABLE(SUFFIX) {sigmoid_f32_##SUFFIX, sigmoid_f64_##SUFFIX, tanh_f32_##SUFFIX, \
                           tanh_f64_##SUFFIX, lstm_fwd_f32_##SUFFIX, lstm_fwd_f64_##SUFFIX, \
+                          gru_fwd_f32_##SUFFIX, gru_fwd_f64_##SUFFIX, \
                           lstm_bwd_f32_##SUFFIX, lstm_bwd_f64_##SUFFIX, gru_bwd_f32_##SUFFIX, \
                           gru_bwd_f64_##SUFFIX}
 
@@ -363,4 +387,16 @@ void fr_gru_bwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *h_prev,
                     double *w)
 {
     FR_CURRENT->gru_bwd_f64(n, g, H, h_prev, dh, dy, dh_next, aux, w);
+}
+
+void fr_gru_fwd_f32(ptrdiff_t n, float *g, const float *hh, ptrdiff_t H, const float *b_hn,
+                    const float *h_prev, float *hn, float *h_cur)
+{
+    FR_CURRENT->gru_fwd_f32(n, g, hh, H, b_hn, h_prev, hn, h_cur);
+}
+
+void fr_gru_fwd_f64(ptrdiff_t n, double *g, const double *hh, ptrdiff_t H, const double *b_hn,
+                    const double *h_prev, double *hn, double *h_cur)
+{
+    FR_CURRENT->gru_fwd_f64(n, g, hh, H, b_hn, h_prev, hn, h_cur);
 }

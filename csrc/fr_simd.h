@@ -27,6 +27,12 @@ void fr_lstm_fwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, fl
 void fr_lstm_fwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev, double *c_cur,
                      double *h_cur, double *tc);
 
+/* Fused GRU (reset_after) forward step over n units of one row (see fr_simd.c). */
+void fr_gru_fwd_f32(ptrdiff_t n, float *g, const float *hh, ptrdiff_t H, const float *b_hn,
+                    const float *h_prev, float *hn, float *h_cur);
+void fr_gru_fwd_f64(ptrdiff_t n, double *g, const double *hh, ptrdiff_t H, const double *b_hn,
+                    const double *h_prev, double *hn, double *h_cur);
+
 /* Fused LSTM / GRU backward updates over n units of one row (see fr_simd.c). */
 void fr_lstm_bwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, const float *tc,
                      const float *dh, const float *dy, float *dc);

@@ -15,7 +15,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
-from fastrnn._simd cimport gru_bwd_f32, gru_bwd_f64
+from fastrnn._simd cimport gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64
 from fastrnn._activations cimport sigmoid_v, tanh_v
 from fastrnn._blas cimport gemm_split
 from fastrnn._common cimport (_check_double, group_panels, group_size, group_units, n_groups, INFER_ROWS, chunk_projection, column_sums, copy_or_zero,
@@ -57,20 +57,13 @@ cdef void gru_forward_a(
         g_row = g + b * GH + u0
         if reset_after:
             hh_row = hh + b * GH + u0
-            for j in range(nu):
-                g_row[j] += hh_row[j]
-                g_row[H + j] += hh_row[H + j]
-            sigmoid_v(g_row, g_row, nu)                     # r
-            sigmoid_v(g_row + H, g_row + H, nu)             # z
             hn_row = aux_t + k if keep else hh_row + 2 * H
-            for j in range(nu):
-                hn = hh_row[2 * H + j] + (b_hn[u0 + j] if b_hn != NULL else 0)
-                hn_row[j] = hn
-                g_row[2 * H + j] += g_row[j] * hn
-            tanh_v(g_row + 2 * H, g_row + 2 * H, nu)        # n
-            for j in range(nu):
-                n = g_row[2 * H + j]
-                h_cur[k + j] = n + g_row[H + j] * (h_prev[k + j] - n)
+            if floating is float:
+                gru_fwd_f32(nu, g_row, hh_row, H, b_hn + u0 if b_hn != NULL else NULL,
+                            h_prev + k, hn_row, h_cur + k)
+            else:
+                gru_fwd_f64(nu, g_row, hh_row, H, b_hn + u0 if b_hn != NULL else NULL,
+                            h_prev + k, hn_row, h_cur + k)
             if y_t != NULL:
                 memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
         else:

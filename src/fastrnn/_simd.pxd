@@ -36,3 +36,8 @@ cdef void gru_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* h_prev,
 cdef void gru_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* h_prev,
                       const double* dh, const double* dy, double* dh_next, double* aux,
                       double* w) noexcept nogil
+cdef void gru_fwd_f32(Py_ssize_t n, float* g, const float* hh, Py_ssize_t H, const float* b_hn,
+                      const float* h_prev, float* hn, float* h_cur) noexcept nogil
+cdef void gru_fwd_f64(Py_ssize_t n, double* g, const double* hh, Py_ssize_t H,
+                      const double* b_hn, const double* h_prev, double* hn,
+                      double* h_cur) noexcept nogil

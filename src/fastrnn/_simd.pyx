@@ -42,6 +42,11 @@ cdef extern from "fr_simd.h":
     void fr_gru_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* h_prev,
                         const double* dh, const double* dy, double* dh_next, double* aux,
                         double* w) nogil
+    void fr_gru_fwd_f32(Py_ssize_t n, float* g, const float* hh, Py_ssize_t H,
+                        const float* b_hn, const float* h_prev, float* hn, float* h_cur) nogil
+    void fr_gru_fwd_f64(Py_ssize_t n, double* g, const double* hh, Py_ssize_t H,
+                        const double* b_hn, const double* h_prev, double* hn,
+                        double* h_cur) nogil
     int fr_simd_supported() nogil
     int fr_simd_select(int level) nogil
     int fr_simd_level() nogil
@@ -124,6 +129,17 @@ cdef void gru_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* h_pre
                       const double* dh, const double* dy, double* dh_next, double* aux,
                       double* w) noexcept nogil:
     fr_gru_bwd_f64(n, g, H, h_prev, dh, dy, dh_next, aux, w)
+
+
+cdef void gru_fwd_f32(Py_ssize_t n, float* g, const float* hh, Py_ssize_t H, const float* b_hn,
+                      const float* h_prev, float* hn, float* h_cur) noexcept nogil:
+    fr_gru_fwd_f32(n, g, hh, H, b_hn, h_prev, hn, h_cur)
+
+
+cdef void gru_fwd_f64(Py_ssize_t n, double* g, const double* hh, Py_ssize_t H,
+                      const double* b_hn, const double* h_prev, double* hn,
+                      double* h_cur) noexcept nogil:
+    fr_gru_fwd_f64(n, g, hh, H, b_hn, h_prev, hn, h_cur)
 
 
 cdef void pack_panels_f32(const float* w, Py_ssize_t ldw, bint trans, Py_ssize_t K,
