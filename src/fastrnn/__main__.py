@@ -133,12 +133,12 @@ def cmd_bench(args):
                                             use_torch=not args.no_torch, out=out)
     else:
         if not quiet:
-            print("measuring the GEMM rate, then each configuration (interleaved rounds, "
-                  "medians) ...")
-            print(bench.HEADER)
+            print("measuring the GEMM rate, then each configuration (implementations take "
+                  "turns; medians) ...", file=sys.stderr)
         table = bench.run_table(args.cells, args.shape or bench.DEFAULT_SHAPES, args.modes,
                                 threads=args.threads, use_torch=not args.no_torch,
-                                use_numpy=not args.no_numpy, budget=args.budget, out=out)
+                                use_numpy=not args.no_numpy, budget=args.budget, out=out,
+                                progress=None if quiet else sys.stderr)
         result["table"] = table
         if not quiet:
             peaks = ", ".join(f"{k} {v:.0f}" for k, v in table["gemm_peaks"].items())

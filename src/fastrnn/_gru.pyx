@@ -40,7 +40,7 @@ cdef void gru_forward_a(
     cdef floating* g_row
     cdef floating* hh_row
     cdef floating* hn_row
-    cdef floating n, hn
+    cdef floating n
     if reset_after:
         gemm_panels(B, H, h_prev, H, panels, 3, col0, width, hh, GH, False)
     else:

@@ -140,7 +140,7 @@ def gemm_peak(n=2048, repeat=5):
 
 
 def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True,
-              budget=2.0, min_rounds=3, out=sys.stdout):
+              budget=2.0, min_rounds=3, out=sys.stdout, progress=None):
     torch = _torch() if use_torch else None
     if threads is not None:
         fastrnn.set_num_threads(threads)
@@ -163,16 +163,25 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
                 gf = flops(cell, B, T, I, H, mode) / med["fastrnn"] / 1e9
                 row = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "mode": mode,
                        "rounds": rounds, "fastrnn_ms": med["fastrnn"] * 1e3,
-                       "fastrnn_gflops": gf, "pct_of_gemm_peak": 100 * gf / peak}
+                       "fastrnn_gflops": gf}
                 for other in ("numpy", "torch"):
                     if other in med:
                         row[f"{other}_ms"] = med[other] * 1e3
                         row[f"{other}_over_fastrnn"] = med[other] / med["fastrnn"]
                 rows.append(row)
-                if out is not None:
-                    print(_format_row(row), file=out, flush=True)
+                if progress is not None:
+                    print(f"  {cell} {shape} {mode}: fastrnn {row['fastrnn_ms']:.2f} ms",
+                          file=progress, flush=True)
+    # the GEMM rate: the best of the measurements before and after the table
     peak2, peaks2 = gemm_peak()
-    return {"gemm_peak_gflops": max(peak, peak2),
+    peak = max(peak, peak2)
+    for row in rows:
+        row["pct_of_gemm_peak"] = 100 * row["fastrnn_gflops"] / peak
+    if out is not None:
+        print(HEADER, file=out)
+        for row in rows:
+            print(_format_row(row), file=out, flush=True)
+    return {"gemm_peak_gflops": peak,
             "gemm_peaks": {k: max(peaks[k], peaks2[k]) for k in peaks},
             "threads": nthreads, "torch": None if torch is None else torch.__version__,
             "config": fastrnn.config(), "rows": rows}
