@@ -14,3 +14,9 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
 cdef void gemm_split(bint trans_a, bint trans_b, int m, int n, int k,
                      const floating* a, int lda, const floating* b, int ldb,
                      bint accumulate, floating* c, int ldc, int nthreads) noexcept nogil
+
+# C (m, n) = A (m, k) @ op(B) (+ C) as blocks of columns (depending on n only) shared out
+# between nthreads threads.
+cdef void gemm_split_cols(bint trans_b, int m, int n, int k,
+                          const floating* a, int lda, const floating* b, int ldb,
+                          bint accumulate, floating* c, int ldc, int nthreads) noexcept nogil

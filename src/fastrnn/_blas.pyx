@@ -15,6 +15,8 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 cdef enum:
     SPLIT_ROWS = 64
     SPLIT_BLOCKS = 12
+    SPLIT_COLS = 128
+    SPLIT_COL_BLOCKS = 4
 
 
 def _find_blas_library():
@@ -143,3 +145,23 @@ cdef void gemm_split(bint trans_a, bint trans_b, int m, int n, int k,
             gemm(trans_a, trans_b, m1 - m0, n, k, <floating>1,
                  a + (m0 if trans_a else <Py_ssize_t>m0 * lda), lda, b, ldb, beta,
                  c + <Py_ssize_t>m0 * ldc, ldc)
+
+
+cdef void gemm_split_cols(bint trans_b, int m, int n, int k,
+                          const floating* a, int lda, const floating* b, int ldb,
+                          bint accumulate, floating* c, int ldc, int nthreads) noexcept nogil:
+    # Blocks of columns (at most SPLIT_COL_BLOCKS, at least SPLIT_COLS wide) that depend on n
+    # only.  For the input projection (few, long rows of x against all of W_ih) this packs
+    # each part of W_ih once instead of once per row block.
+    cdef int part, n0, n1
+    cdef int cols = max(SPLIT_COLS, (n + SPLIT_COL_BLOCKS - 1) // SPLIT_COL_BLOCKS)
+    cdef int nblocks = (n + cols - 1) // cols
+    cdef floating beta = 1 if accumulate else 0
+    if nthreads > nblocks:
+        nthreads = nblocks if nblocks > 0 else 1
+    with parallel(num_threads=nthreads):
+        for part in prange(nblocks, schedule="static"):
+            n0 = part * cols
+            n1 = min(n, n0 + cols)
+            gemm(False, trans_b, m, n1 - n0, k, <floating>1, a, lda,
+                 b + (<Py_ssize_t>n0 * ldb if trans_b else n0), ldb, beta, c + n0, ldc)

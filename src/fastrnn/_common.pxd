@@ -17,7 +17,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
-from fastrnn._blas cimport gemm, gemm_split
+from fastrnn._blas cimport gemm, gemm_split, gemm_split_cols
 
 # Inference computes input projections this many rows at a time (bounded workspace).
 cdef enum:
@@ -75,8 +75,8 @@ cdef inline void input_projection(Py_ssize_t rows, Py_ssize_t GH, Py_ssize_t I,
         for r in range(rows):
             memcpy(out + r * GH, bias, GH * sizeof(floating))
     # out (+)= x @ w_ih.T
-    gemm_split(False, True, <int>rows, <int>GH, <int>I, x, <int>I, w_ih, <int>I,
-               bias != NULL, out, <int>GH, nthreads)
+    gemm_split_cols(True, <int>rows, <int>GH, <int>I, x, <int>I, w_ih, <int>I,
+                    bias != NULL, out, <int>GH, nthreads)
 
 
 cdef inline void column_sums(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
