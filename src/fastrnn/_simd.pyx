@@ -171,10 +171,24 @@ def panel_width(dtype):
     return FR_NR_F32 if np.dtype(dtype) == np.float32 else FR_NR_F64
 
 
+_layouts = {}
+
+
 def unit_block_layout(Py_ssize_t G, Py_ssize_t H, dtype):
     """Panels of the recurrent weight for the forward product, grouped by blocks of hidden
     units: for unit block u, one panel per gate (columns gate*H + u*NR ...).  Returns
-    (col0 intp array, width intc array, number of unit blocks)."""
+    (col0 intp array, width intc array, number of unit blocks); cached, read-only."""
+    key = (G, H, np.dtype(dtype).itemsize)
+    hit = _layouts.get(key)
+    if hit is None:
+        hit = _layouts[key] = _make_layout(G, H, dtype)
+        if len(_layouts) > 256:
+            _layouts.clear()
+            _layouts[key] = hit
+    return hit
+
+
+def _make_layout(Py_ssize_t G, Py_ssize_t H, dtype):
     NR = panel_width(dtype)
     nub = (H + NR - 1) // NR
     col0 = np.empty(nub * G, np.intp)
@@ -183,6 +197,8 @@ def unit_block_layout(Py_ssize_t G, Py_ssize_t H, dtype):
         for gate in range(G):
             col0[u * G + gate] = gate * H + u * NR
             width[u * G + gate] = min(NR, H - u * NR)
+    col0.setflags(write=False)
+    width.setflags(write=False)
     return col0, width, nub
 
 
