@@ -1,23 +1,6 @@
-# Inline activations for the fused elementwise passes, float or double.  Derivatives are
-# written from saved outputs in the kernels: sigmoid' = s*(1-s), tanh' = 1-t*t, relu' = (y>0).
-# Constants are cast to `floating` so float code stays in single precision.
-from libc.math cimport exp, expf, tanh, tanhf
+# Activations for the elementwise passes, float or double.  Derivatives are written from
+# saved outputs in the kernels: sigmoid' = s*(1-s), tanh' = 1-t*t, relu' = (y>0).
 from cython cimport floating
-
-
-cdef inline floating sigmoid(floating v) noexcept nogil:
-    # exp(-v) overflows to inf for v << 0, giving exactly 0: no NaN.
-    if floating is float:
-        return <float>1 / (<float>1 + expf(-v))
-    else:
-        return 1 / (1 + exp(-v))
-
-
-cdef inline floating tanh_(floating v) noexcept nogil:
-    if floating is float:
-        return tanhf(v)
-    else:
-        return tanh(v)
 
 
 cdef inline floating relu(floating v) noexcept nogil:

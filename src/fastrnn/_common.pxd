@@ -17,7 +17,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
-from fastrnn._blas cimport gemm, gemm_split, gemm_split_cols
+from fastrnn._blas cimport gemm_split, gemm_split_cols
 
 # Inference computes input projections this many rows at a time (bounded workspace).
 cdef enum:

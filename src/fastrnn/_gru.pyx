@@ -18,7 +18,8 @@ from cython.parallel cimport parallel, prange
 from fastrnn._simd cimport gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64
 from fastrnn._activations cimport sigmoid_v, tanh_v
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (_check_double, group_panels, group_size, group_units, n_groups, INFER_ROWS, chunk_projection, column_sums, copy_or_zero,
+from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, column_sums, copy_or_zero,
+                              group_panels, group_size, group_units, n_groups,
                               cur_slot, data_or_null, gemm_panels, input_side_grads, step_input,
                               is_active, pack_panels, panel_cols, prev_slot, step_time)
 from fastrnn._simd import unit_block_layout
@@ -40,7 +41,6 @@ cdef void gru_forward_a(
     cdef floating* g_row
     cdef floating* hh_row
     cdef floating* hn_row
-    cdef floating n
     if reset_after:
         gemm_panels(B, H, h_prev, H, panels, 3, col0, width, hh, GH, False)
     else:

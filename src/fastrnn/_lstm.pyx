@@ -16,7 +16,9 @@ from cython.parallel cimport parallel, prange
 from fastrnn._simd cimport lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32, lstm_fwd_f64
 from fastrnn._simd import unit_block_layout
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (_check_double, group_panels, group_size, group_units, n_groups, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot, data_or_null, step_input,
+from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, copy_or_zero, cur_slot,
+                              data_or_null, group_panels, group_size, group_units, n_groups,
+                              step_input,
                               gemm_panels, input_side_grads, is_active, pack_panels, panel_cols,
                               prev_slot, step_time)
 

@@ -14,7 +14,8 @@ from libc.string cimport memcpy, memset
 from fastrnn._activations cimport relu, tanh_v
 from cython.parallel cimport parallel, prange
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (_check_double, group_panels, group_size, group_units, n_groups, INFER_ROWS, chunk_projection, copy_or_zero, cur_slot,
+from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, copy_or_zero, cur_slot,
+                              group_panels, group_size, group_units, n_groups,
                               data_or_null, gemm_panels, input_side_grads, is_active, step_input,
                               pack_panels, panel_cols, prev_slot, step_time)
 from fastrnn._simd import unit_block_layout
