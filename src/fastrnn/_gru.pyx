@@ -22,7 +22,7 @@ from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, colum
                               group_panels, group_size, group_units, n_groups,
                               cur_slot, data_or_null, gemm_panels, input_side_grads, step_input,
                               is_active, pack_panels, panel_cols, prev_slot, step_time)
-from fastrnn._simd import unit_block_layout
+from fastrnn._simd import pack_unit_blocks, unit_block_layout
 
 cnp.import_array()
 
@@ -433,39 +433,13 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
 def prepare(w_ih, w_hh, bint reset_after):
     """Packed weights for `step`: (input panels r|z|n, recurrent panels (r|z|n, or r|z),
     W_hn panels (not reset_after) or None, the three layouts, nub)."""
-    if w_hh.dtype == np.float32:
-        return _prepare(<float*>cnp.PyArray_DATA(w_hh), w_ih, w_hh, reset_after)
-    _check_double(w_hh)
-    return _prepare(<double*>cnp.PyArray_DATA(w_hh), w_ih, w_hh, reset_after)
-
-
-cdef _prepare(const floating* w_hh_p, w_ih, w_hh, bint reset_after):
-    cdef Py_ssize_t H = w_hh.shape[1], I = w_ih.shape[1]
-    cdef Py_ssize_t G_a = 3 if reset_after else 2
-    col0_3, width_3, nub_obj = unit_block_layout(3, H, w_hh.dtype)
-    col0_a, width_a, _ = unit_block_layout(G_a, H, w_hh.dtype)
-    col0_n, width_n, _ = unit_block_layout(1, H, w_hh.dtype)
-    cdef Py_ssize_t nub = nub_obj
-    cdef Py_ssize_t NR = panel_cols(w_hh_p)
-    wi = np.empty((3 * nub, I, NR), w_hh.dtype)
-    wa = np.empty((G_a * nub, H, NR), w_hh.dtype)
-    wn = None if reset_after else np.empty((nub, H, NR), w_hh.dtype)
-    cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
-    cdef floating* wi_p = <floating*>data_or_null(wi)
-    cdef floating* wa_p = <floating*>data_or_null(wa)
-    cdef floating* wn_p = <floating*>data_or_null(wn)
-    cdef const Py_ssize_t* c3 = <Py_ssize_t*>data_or_null(col0_3)
-    cdef const int* w3 = <int*>data_or_null(width_3)
-    cdef const Py_ssize_t* ca = <Py_ssize_t*>data_or_null(col0_a)
-    cdef const int* wa_w = <int*>data_or_null(width_a)
-    cdef const Py_ssize_t* cn = <Py_ssize_t*>data_or_null(col0_n)
-    cdef const int* wn_w = <int*>data_or_null(width_n)
-    with nogil:
-        pack_panels(w_ih_p, I, True, I, 3 * nub, c3, w3, wi_p)
-        pack_panels(w_hh_p, H, True, H, G_a * nub, ca, wa_w, wa_p)
-        if not reset_after:
-            pack_panels(w_hh_p + 2 * H * H, H, True, H, nub, cn, wn_w, wn_p)
-    return wi, wa, wn, (col0_3, width_3), (col0_a, width_a), (col0_n, width_n), nub
+    H = w_hh.shape[1]
+    G_a = 3 if reset_after else 2
+    col0_3, width_3, nub = unit_block_layout(3, H, w_hh.dtype)
+    wn = None if reset_after else pack_unit_blocks(w_hh[2 * H:], 1, H)
+    return (pack_unit_blocks(w_ih, 3, H), pack_unit_blocks(w_hh, G_a, H), wn,
+            (col0_3, width_3), unit_block_layout(G_a, H, w_hh.dtype)[:2],
+            unit_block_layout(1, H, w_hh.dtype)[:2], nub)
 
 
 def step(x, h, prepared, bias, b_hn, bint reset_after, int nthreads=1):

@@ -18,7 +18,7 @@ from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, copy_
                               group_panels, group_size, group_units, n_groups,
                               data_or_null, gemm_panels, input_side_grads, is_active, step_input,
                               pack_panels, panel_cols, prev_slot, step_time)
-from fastrnn._simd import unit_block_layout
+from fastrnn._simd import pack_unit_blocks, unit_block_layout
 
 cnp.import_array()
 
@@ -266,27 +266,9 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
 
 def prepare(w_ih, w_hh):
     """Packed weights for `step`: (input panels, recurrent panels, col0, width, nub)."""
-    if w_hh.dtype == np.float32:
-        return _prepare(<float*>cnp.PyArray_DATA(w_hh), w_ih, w_hh)
-    _check_double(w_hh)
-    return _prepare(<double*>cnp.PyArray_DATA(w_hh), w_ih, w_hh)
-
-
-cdef _prepare(const floating* w_hh_p, w_ih, w_hh):
-    cdef Py_ssize_t H = w_hh.shape[1], I = w_ih.shape[1]
-    col0, width, nub_obj = unit_block_layout(1, H, w_hh.dtype)
-    cdef Py_ssize_t nub = nub_obj
-    wi = np.empty((nub, I, panel_cols(w_hh_p)), w_hh.dtype)
-    wh = np.empty((nub, H, panel_cols(w_hh_p)), w_hh.dtype)
-    cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
-    cdef floating* wi_p = <floating*>data_or_null(wi)
-    cdef floating* wh_p = <floating*>data_or_null(wh)
-    cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
-    cdef const int* width_p = <int*>data_or_null(width)
-    with nogil:
-        pack_panels(w_ih_p, I, True, I, nub, col0_p, width_p, wi_p)
-        pack_panels(w_hh_p, H, True, H, nub, col0_p, width_p, wh_p)
-    return wi, wh, col0, width, nub
+    H = w_hh.shape[1]
+    col0, width, nub = unit_block_layout(1, H, w_hh.dtype)
+    return pack_unit_blocks(w_ih, 1, H), pack_unit_blocks(w_hh, 1, H), col0, width, nub
 
 
 def step(x, h, prepared, bias, bint use_relu, int nthreads=1):

@@ -202,6 +202,29 @@ def _make_layout(Py_ssize_t G, Py_ssize_t H, dtype):
     return col0, width, nub
 
 
+def pack_unit_blocks(w, Py_ssize_t G, Py_ssize_t H):
+    """w.T packed by unit blocks (the panels of unit_block_layout(G, H)): w is a C-contiguous
+    native float32/float64 array whose rows gate*H + u are read (G*H rows or more), K columns.
+    Returns an array (G * nub, K, NR)."""
+    if w.dtype != np.float32 and w.dtype != np.float64:
+        raise TypeError(f"w must be native float32 or float64, got {w.dtype}")
+    col0, width, nub = unit_block_layout(G, H, w.dtype)
+    cdef Py_ssize_t K = w.shape[1]
+    cdef Py_ssize_t npanels = G * nub
+    out = np.empty((npanels, K, panel_width(w.dtype)), w.dtype)
+    cdef const Py_ssize_t* c = <Py_ssize_t*>cnp.PyArray_DATA(col0)
+    cdef const int* wd = <int*>cnp.PyArray_DATA(width)
+    cdef void* src = cnp.PyArray_DATA(w)
+    cdef void* dst = cnp.PyArray_DATA(out)
+    cdef bint f32 = w.dtype == np.float32
+    with nogil:
+        if f32:
+            fr_pack_panels_f32(<float*>src, K, 1, K, npanels, c, wd, <float*>dst)
+        else:
+            fr_pack_panels_f64(<double*>src, K, 1, K, npanels, c, wd, <double*>dst)
+    return out
+
+
 def supported():
     """Name of the best kernel level this CPU can run: 'avx512', 'avx2' or 'generic'."""
     return LEVELS[fr_simd_supported()]
