@@ -478,15 +478,16 @@ def _step_weights(kind, weights, prepare, x_dtype):
                     f"(w_ih, w_hh[, b_ih, b_hh]), got {type(weights).__name__}")
 
 
-def _step_inputs(x_t, states, sw):
-    """x (B, I) and states (B, H) in the compute dtype; `single` when x_t was 1-D (I,)."""
-    x = _float_array("x_t", x_t)
+def _step_inputs(x, states, sw):
+    """x (B, I) and states (B, H) in the compute dtype; `single` when x was 1-D (I,).
+    x is x_t already checked by _float_array."""
+    shape = x.shape
     single = x.ndim == 1
     if single:
         x = x[None]
     if x.ndim != 2 or x.shape[1] != sw.I:
         raise ValueError(f"x_t must have shape (B, I) or (I,) with I = {sw.I}, got "
-                         f"{np.shape(x_t)}")
+                         f"{shape}")
     B = x.shape[0]
     out = []
     for name, s in states:
@@ -514,8 +515,9 @@ def rnn_step(x_t, h, weights):
     ``prepare_rnn`` (packed once: fast) or a tuple (w_ih, w_hh, b_ih, b_hh) (packed on every
     call; tanh).  Returns h' (same leading shape as x_t, x_t's dtype).  Releases the GIL.
     """
-    sw = _step_weights("rnn", weights, prepare_rnn, _float_array("x_t", x_t).dtype)
-    x, (h,), single, out_dtype = _step_inputs(x_t, [("h", h)], sw)
+    x = _float_array("x_t", x_t)
+    sw = _step_weights("rnn", weights, prepare_rnn, x.dtype)
+    x, (h,), single, out_dtype = _step_inputs(x, [("h", h)], sw)
     with engine_threads(blas=False) as nthreads:
         h_new = _rnn.step(x, h, sw.packed, sw.bias, sw.variant, _step_threads(nthreads, sw))
     return _step_result([h_new], single, out_dtype)[0]
@@ -529,8 +531,9 @@ def lstm_step(x_t, state, weights):
         state = (None, None)
     if not isinstance(state, (tuple, list)) or len(state) != 2:
         raise TypeError(f"state must be a tuple (h, c) or None, got {type(state).__name__}")
-    sw = _step_weights("lstm", weights, prepare_lstm, _float_array("x_t", x_t).dtype)
-    x, (h, c), single, out_dtype = _step_inputs(x_t, [("h", state[0]), ("c", state[1])], sw)
+    x = _float_array("x_t", x_t)
+    sw = _step_weights("lstm", weights, prepare_lstm, x.dtype)
+    x, (h, c), single, out_dtype = _step_inputs(x, [("h", state[0]), ("c", state[1])], sw)
     with engine_threads(blas=False) as nthreads:
         h_new, c_new = _lstm.step(x, h, c, sw.packed, sw.bias, _step_threads(nthreads, sw))
     return tuple(_step_result([h_new, c_new], single, out_dtype))
@@ -540,8 +543,9 @@ def gru_step(x_t, h, weights):
     """One GRU step.  x_t (B, I) or (I,); h (B, H) / (H,) or None (zeros); weights a
     StepWeights from ``prepare_gru`` or a tuple (w_ih, w_hh, b_ih, b_hh) (reset_after=True).
     Returns h'.  Releases the GIL."""
-    sw = _step_weights("gru", weights, prepare_gru, _float_array("x_t", x_t).dtype)
-    x, (h,), single, out_dtype = _step_inputs(x_t, [("h", h)], sw)
+    x = _float_array("x_t", x_t)
+    sw = _step_weights("gru", weights, prepare_gru, x.dtype)
+    x, (h,), single, out_dtype = _step_inputs(x, [("h", h)], sw)
     with engine_threads(blas=False) as nthreads:
         h_new = _gru.step(x, h, sw.packed, sw.bias, sw.b_hn, sw.variant,
                           _step_threads(nthreads, sw))
