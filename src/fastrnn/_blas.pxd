@@ -8,15 +8,11 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                const floating* b, int ldb,
                floating beta, floating* c, int ldc) noexcept nogil
 
-# C (m, n) = op(A) @ op(B) (+ C when accumulate) as fixed blocks of rows shared out between
-# nthreads threads (same per-element results for any nthreads).  BLAS runs single-threaded
-# during engine calls (fastrnn._threads), so its workers never compete with these threads.
+# C (m, n) = op(A) @ op(B) (+ C when accumulate) as blocks of rows (or, with by_cols, of
+# columns) shared out between nthreads threads; the blocks depend on the size only, so the
+# results are the same for any nthreads.  BLAS runs single-threaded during engine calls
+# (fastrnn._threads), so its workers never compete with these threads.
 cdef void gemm_split(bint trans_a, bint trans_b, int m, int n, int k,
                      const floating* a, int lda, const floating* b, int ldb,
-                     bint accumulate, floating* c, int ldc, int nthreads) noexcept nogil
-
-# C (m, n) = A (m, k) @ op(B) (+ C) as blocks of columns (depending on n only) shared out
-# between nthreads threads.
-cdef void gemm_split_cols(bint trans_b, int m, int n, int k,
-                          const floating* a, int lda, const floating* b, int ldb,
-                          bint accumulate, floating* c, int ldc, int nthreads) noexcept nogil
+                     bint accumulate, floating* c, int ldc, int nthreads,
+                     bint by_cols) noexcept nogil

@@ -128,40 +128,28 @@ def _gemm(a, b, c, bint trans_a=False, bint trans_b=False, alpha=1.0, beta=0.0):
 
 cdef void gemm_split(bint trans_a, bint trans_b, int m, int n, int k,
                      const floating* a, int lda, const floating* b, int ldb,
-                     bint accumulate, floating* c, int ldc, int nthreads) noexcept nogil:
-    # The blocks depend on m only (at most SPLIT_BLOCKS of them, at least SPLIT_ROWS rows
-    # each), never on nthreads, so every BLAS call (and so every result bit) is the same for
-    # any thread count.  Few large blocks: BLAS repacks the other operand on each call.
-    cdef int part, m0, m1
-    cdef int rows = max(SPLIT_ROWS, (m + SPLIT_BLOCKS - 1) // SPLIT_BLOCKS)
-    cdef int nblocks = (m + rows - 1) // rows
+                     bint accumulate, floating* c, int ldc, int nthreads,
+                     bint by_cols) noexcept nogil:
+    # Blocks of rows (or of columns) that depend on the problem size only, never on nthreads,
+    # so every BLAS call (and so every result bit) is the same for any thread count.  Few,
+    # large blocks: BLAS repacks the operand that is not split on every call, so a product of
+    # few long rows against a big weight (the input projection) is split by columns.
+    cdef int part, p0, p1
+    cdef int extent = n if by_cols else m
+    cdef int most = SPLIT_COL_BLOCKS if by_cols else SPLIT_BLOCKS
+    cdef int size = max(SPLIT_COLS if by_cols else SPLIT_ROWS, (extent + most - 1) // most)
+    cdef int nblocks = (extent + size - 1) // size
     cdef floating beta = 1 if accumulate else 0
     if nthreads > nblocks:
         nthreads = nblocks if nblocks > 0 else 1
     with parallel(num_threads=nthreads):
         for part in prange(nblocks, schedule="static"):
-            m0 = part * rows
-            m1 = min(m, m0 + rows)
-            gemm(trans_a, trans_b, m1 - m0, n, k, <floating>1,
-                 a + (m0 if trans_a else <Py_ssize_t>m0 * lda), lda, b, ldb, beta,
-                 c + <Py_ssize_t>m0 * ldc, ldc)
-
-
-cdef void gemm_split_cols(bint trans_b, int m, int n, int k,
-                          const floating* a, int lda, const floating* b, int ldb,
-                          bint accumulate, floating* c, int ldc, int nthreads) noexcept nogil:
-    # Blocks of columns (at most SPLIT_COL_BLOCKS, at least SPLIT_COLS wide) that depend on n
-    # only.  For the input projection (few, long rows of x against all of W_ih) this packs
-    # each part of W_ih once instead of once per row block.
-    cdef int part, n0, n1
-    cdef int cols = max(SPLIT_COLS, (n + SPLIT_COL_BLOCKS - 1) // SPLIT_COL_BLOCKS)
-    cdef int nblocks = (n + cols - 1) // cols
-    cdef floating beta = 1 if accumulate else 0
-    if nthreads > nblocks:
-        nthreads = nblocks if nblocks > 0 else 1
-    with parallel(num_threads=nthreads):
-        for part in prange(nblocks, schedule="static"):
-            n0 = part * cols
-            n1 = min(n, n0 + cols)
-            gemm(False, trans_b, m, n1 - n0, k, <floating>1, a, lda,
-                 b + (<Py_ssize_t>n0 * ldb if trans_b else n0), ldb, beta, c + n0, ldc)
+            p0 = part * size
+            p1 = min(extent, p0 + size)
+            if by_cols:
+                gemm(trans_a, trans_b, m, p1 - p0, k, <floating>1, a, lda,
+                     b + (<Py_ssize_t>p0 * ldb if trans_b else p0), ldb, beta, c + p0, ldc)
+            else:
+                gemm(trans_a, trans_b, p1 - p0, n, k, <floating>1,
+                     a + (p0 if trans_a else <Py_ssize_t>p0 * lda), lda, b, ldb, beta,
+                     c + <Py_ssize_t>p0 * ldc, ldc)

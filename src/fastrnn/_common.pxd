@@ -17,7 +17,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
-from fastrnn._blas cimport gemm_split, gemm_split_cols
+from fastrnn._blas cimport gemm_split
 
 # Inference computes input projections this many rows at a time (bounded workspace).
 cdef enum:
@@ -75,8 +75,8 @@ cdef inline void input_projection(Py_ssize_t rows, Py_ssize_t GH, Py_ssize_t I,
         for r in range(rows):
             memcpy(out + r * GH, bias, GH * sizeof(floating))
     # out (+)= x @ w_ih.T
-    gemm_split_cols(True, <int>rows, <int>GH, <int>I, x, <int>I, w_ih, <int>I,
-                    bias != NULL, out, <int>GH, nthreads)
+    gemm_split(False, True, <int>rows, <int>GH, <int>I, x, <int>I, w_ih, <int>I,
+               bias != NULL, out, <int>GH, nthreads, True)
 
 
 cdef inline void column_sums(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
@@ -106,10 +106,10 @@ cdef inline void input_side_grads(Py_ssize_t rows, Py_ssize_t I, Py_ssize_t GH,
     d_gates (rows, GH) are the pre-activation gradients on the input side."""
     # dW_ih = dG.T @ X
     gemm_split(True, False, <int>GH, <int>I, <int>rows, d_gates, <int>GH, x, <int>I,
-               False, dw_ih, <int>I, nthreads)
+               False, dw_ih, <int>I, nthreads, False)
     # dX = dG @ W_ih
     gemm_split(False, False, <int>rows, <int>I, <int>GH, d_gates, <int>GH, w_ih, <int>I,
-               False, dx, <int>I, nthreads)
+               False, dx, <int>I, nthreads, False)
     # db = dG.sum(0)
     if db != NULL:
         column_sums(rows, GH, GH, d_gates, db, nthreads)

@@ -294,15 +294,15 @@ cdef void gru_backward_kernel(
     h_prev = hs + (BH if reverse else 0)
     # dW_hh[:2H] = dG[:, :2H].T @ H_prev
     gemm_split(True, False, <int>(2 * H), <int>H, <int>TB, gates, <int>GH, h_prev, <int>H,
-               False, dw_hh, <int>H, nthreads)
+               False, dw_hh, <int>H, nthreads, False)
     if reset_after:
         # dW_hn = d(W_hn h).T @ H_prev
         gemm_split(True, False, <int>H, <int>H, <int>TB, aux, <int>H, h_prev, <int>H,
-                   False, dw_hh + 2 * H * H, <int>H, nthreads)
+                   False, dw_hh + 2 * H * H, <int>H, nthreads, False)
     else:
         # dW_hn = dn.T @ (r*h_prev)
         gemm_split(True, False, <int>H, <int>H, <int>TB, gates + 2 * H, <int>GH, aux, <int>H,
-                   False, dw_hh + 2 * H * H, <int>H, nthreads)
+                   False, dw_hh + 2 * H * H, <int>H, nthreads, False)
     input_side_grads(TB, I, GH, x, w_ih, gates, dx, dw_ih, db_ih, nthreads)
     if db_hh != NULL:
         if reset_after:

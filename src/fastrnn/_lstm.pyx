@@ -196,7 +196,7 @@ cdef void lstm_backward_kernel(
         memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dG.T @ H_prev
     gemm_split(True, False, <int>GH, <int>H, <int>(T * B), gates, <int>GH,
-               hs + (BH if reverse else 0), <int>H, False, dw_hh, <int>H, nthreads)
+               hs + (BH if reverse else 0), <int>H, False, dw_hh, <int>H, nthreads, False)
     input_side_grads(T * B, I, GH, x, w_ih, gates, dx, dw_ih, db, nthreads)
 
 

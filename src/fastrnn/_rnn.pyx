@@ -165,7 +165,7 @@ cdef void rnn_backward_kernel(
         memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dA.T @ H_prev
     gemm_split(True, False, <int>H, <int>H, <int>(T * B), d_pre, <int>H,
-               hs + (BH if reverse else 0), <int>H, False, dw_hh, <int>H, nthreads)
+               hs + (BH if reverse else 0), <int>H, False, dw_hh, <int>H, nthreads, False)
     input_side_grads(T * B, I, H, x, w_ih, d_pre, dx, dw_ih, db, nthreads)
 
 
