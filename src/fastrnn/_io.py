@@ -1,0 +1,144 @@
+"""Saving and loading models: one ``.npz`` file holding the architecture as JSON and the
+parameters as arrays.  Loading never unpickles (no code runs from the file) and builds only
+fastrnn's own classes or the ones passed in ``custom_objects``.  Saving writes a temporary
+file in the same directory and renames it over the target, so an interrupted save never
+leaves a truncated model where a good one was."""
+import inspect
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from fastrnn.layers._base import Layer
+
+FORMAT = "fastrnn-model"
+FORMAT_VERSION = 1
+_CONFIG_KEY = "__fastrnn_config__"
+_PARAM_PREFIX = "param:"
+
+
+class ModelFileError(ValueError):
+    """A file that is not a readable fastrnn model."""
+
+
+def _registry(custom_objects):
+    from fastrnn import layers, models
+    reg = {name: getattr(layers, name) for name in layers.__all__
+           if isinstance(getattr(layers, name), type)}
+    reg.update(Sequential=models.Sequential, Model=models.Model)
+    if custom_objects:
+        if not hasattr(custom_objects, "items"):
+            raise TypeError(f"custom_objects must be a dict of name -> class, got "
+                            f"{type(custom_objects).__name__}")
+        for name, cls in custom_objects.items():
+            if not (isinstance(cls, type) and issubclass(cls, Layer)):
+                raise TypeError(f"custom_objects[{name!r}] must be a Layer subclass, got "
+                                f"{cls!r}")
+            reg[name] = cls
+    return reg
+
+
+def layer_config(layer):
+    """{"class": name, "config": {...}} for a layer (JSON-ready)."""
+    return {"class": type(layer).__name__, "config": layer.get_config()}
+
+
+def layer_from_config(entry, custom_objects=None):
+    if not isinstance(entry, dict) or "class" not in entry or "config" not in entry:
+        raise ModelFileError(f"bad layer entry in the model's architecture: {entry!r:.200}")
+    reg = _registry(custom_objects)
+    cls = reg.get(entry["class"])
+    if cls is None:
+        raise ModelFileError(f"unknown layer class {entry['class']!r}: pass it to "
+                             f"fastrnn.load(..., custom_objects={{{entry['class']!r}: cls}})")
+    config = entry["config"]
+    try:
+        if "custom_objects" in inspect.signature(cls.from_config).parameters:
+            return cls.from_config(config, custom_objects=custom_objects)
+        return cls.from_config(config)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"cannot build {entry['class']} from the saved configuration: "
+                             f"{exc}") from exc
+
+
+def save(model, path):
+    """Write `model` (architecture + parameters) to `path`, atomically."""
+    if not isinstance(model, Layer):
+        raise TypeError(f"model must be a fastrnn layer or model, got {type(model).__name__}")
+    path = os.fspath(path)
+    from fastrnn import __version__
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION,
+              "fastrnn_version": __version__, "model": layer_config(model)}
+    try:
+        blob = json.dumps(header).encode("utf-8")
+    except TypeError as exc:
+        raise TypeError(f"{type(model).__name__}.get_config() must return JSON-serializable "
+                        f"values: {exc}") from exc
+    arrays = {_CONFIG_KEY: np.frombuffer(blob, dtype=np.uint8)}
+    arrays.update({_PARAM_PREFIX + k: v for k, v in model.parameters().items()})
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastrnn-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:                                   # make the rename itself durable
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def load(path, custom_objects=None):
+    """Read a model written by ``save``.  ``custom_objects``: {class name: class} for your own
+    Layer/Model subclasses.  Raises ModelFileError (a ValueError) for a corrupt or foreign
+    file."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except IsADirectoryError as exc:
+        raise ModelFileError(f"{path} is a directory, not a fastrnn model file") from exc
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            if _CONFIG_KEY not in npz.files:
+                raise ModelFileError(f"{path} is not a fastrnn model file (no architecture "
+                                     f"record)")
+            header = json.loads(bytes(npz[_CONFIG_KEY]).decode("utf-8"))
+            arrays = {k[len(_PARAM_PREFIX):]: npz[k] for k in npz.files
+                      if k.startswith(_PARAM_PREFIX)}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError,
+            UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path} is not a readable fastrnn model file ({type(exc).__name__}: "
+                             f"{exc})") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a fastrnn model file (format "
+                             f"{header.get('format') if isinstance(header, dict) else None!r})")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path} has model format version {header.get('format_version')}, "
+                             f"this fastrnn reads version {FORMAT_VERSION}")
+    model = layer_from_config(header.get("model"), custom_objects)
+    try:
+        model.load_state_dict(arrays, strict=True)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: the saved parameters do not fit the saved "
+                             f"architecture: {exc}") from exc
+    return model

@@ -1,0 +1,233 @@
+"""The Layer base class: parameters, gradients, modes, state dicts, configs.
+
+There is no autograd tape.  A layer's ``forward`` keeps (in training mode) what its
+``backward`` needs; ``backward(dy)`` returns the gradient with respect to the layer's input
+and ADDS the parameter gradients into ``layer.grads`` (zeroed by ``zero_grad()``), as PyTorch
+accumulates into ``.grad``.
+
+Parameter arrays are created once and only ever updated in place (optimizers,
+``load_state_dict``), so references taken from ``parameters()`` and ``grads`` stay valid for
+the life of the layer.
+"""
+import numpy as np
+
+from fastrnn.functional import _as_array
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in _DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+def check_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_prob(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def float_input(name, value, dtype, ndim=None, last=None, what=None):
+    """`value` as a float ndarray of `dtype`; checks rank (an int or tuple of ints) and size of
+    the last axis."""
+    arr = value if isinstance(value, np.ndarray) else _as_array(name, value)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
+        raise ValueError(f"{name} must be {what or f'{ndim}-D'}, got shape {arr.shape}")
+    if last is not None and (arr.ndim == 0 or arr.shape[-1] != last):
+        raise ValueError(f"{name} must have last dimension {last} ({what}), got shape "
+                         f"{arr.shape}")
+    return np.asarray(arr, dtype=dtype)
+
+
+class Layer:
+    """Base of every layer and model.
+
+    Subclasses call ``super().__init__()``, create parameters with ``add_parameter`` and
+    assign sublayers as attributes (registered in assignment order).  They implement
+    ``forward``/``backward`` and, to be saved by ``fastrnn.save``, ``get_config()`` returning
+    the constructor's keyword arguments.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_params", {})
+        object.__setattr__(self, "_grads", {})
+        object.__setattr__(self, "_layers", {})
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_layers" not in self.__dict__:
+            if isinstance(value, Layer):
+                raise AttributeError(f"{type(self).__name__}.__init__ must call "
+                                     f"super().__init__() before assigning layers")
+            object.__setattr__(self, name, value)
+            return
+        if isinstance(value, Layer) and not name.startswith("_"):
+            self._layers[name] = value
+        elif name in self._layers:
+            del self._layers[name]
+        object.__setattr__(self, name, value)
+
+    # -- parameters ------------------------------------------------------------------------
+    def add_parameter(self, name, array):
+        """Register `array` (owned by the layer from now on) as parameter `name`."""
+        array = np.ascontiguousarray(array)
+        self._params[name] = array
+        self._grads[name] = np.zeros_like(array)
+        return array
+
+    def named_layers(self, prefix=""):
+        """(dotted name, layer) for this layer and every sublayer, depth first."""
+        yield prefix, self
+        for name, layer in self._layers.items():
+            yield from layer.named_layers(f"{prefix}{name}.")
+
+    def _collect(self, attr):
+        out = {}
+        for prefix, layer in self.named_layers():
+            for name, arr in getattr(layer, attr).items():
+                out[prefix + name] = arr
+        return out
+
+    def parameters(self):
+        """Dict of dotted name -> parameter array (the live arrays, not copies)."""
+        return self._collect("_params")
+
+    @property
+    def grads(self):
+        """Dict of dotted name -> accumulated gradient (same keys and shapes as
+        ``parameters()``; live arrays)."""
+        return self._collect("_grads")
+
+    def num_parameters(self):
+        return int(sum(a.size for a in self.parameters().values()))
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g[...] = 0
+
+    def state_dict(self):
+        """Dict of dotted name -> a copy of each parameter."""
+        return {k: v.copy() for k, v in self.parameters().items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays (NumPy arrays or torch tensors) into the parameters, in place.
+
+        With ``strict=True`` the keys must match exactly; shapes must always match.
+        Returns ``(missing_keys, unexpected_keys)``.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping of name -> array, got "
+                            f"{type(state_dict).__name__}")
+        params = self.parameters()
+        missing = [k for k in params if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in params]
+        if strict and (missing or unexpected):
+            raise KeyError(f"state_dict does not match the layer: missing keys {missing}, "
+                           f"unexpected keys {unexpected}")
+        new = {}
+        for k, dst in params.items():
+            if k not in state_dict:
+                continue
+            src = _as_array(f"state_dict[{k!r}]", state_dict[k])
+            if src.dtype.kind not in "fiu":
+                raise TypeError(f"state_dict[{k!r}] must hold numbers, got dtype {src.dtype}")
+            if src.shape != dst.shape:
+                raise ValueError(f"state_dict[{k!r}] must have shape {dst.shape}, got "
+                                 f"{src.shape}")
+            new[k] = src
+        for k, src in new.items():       # all checked before anything is written
+            params[k][...] = src
+        self._weights_changed()
+        return missing, unexpected
+
+    def _weights_changed(self):
+        """Hook: parameters were overwritten (drop anything derived from them)."""
+        for _, layer in self.named_layers():
+            if layer is not self:
+                layer._on_weights_changed()
+        self._on_weights_changed()
+
+    def _on_weights_changed(self):
+        pass
+
+    # -- modes -----------------------------------------------------------------------------
+    def train(self, mode=True):
+        """Training mode (dropout active, forward keeps what backward needs)."""
+        mode = check_bool("mode", mode)
+        for _, layer in self.named_layers():
+            object.__setattr__(layer, "training", mode)
+            layer._on_weights_changed()
+        return self
+
+    def eval(self):
+        """Inference mode (no dropout, no backward caches)."""
+        return self.train(False)
+
+    def _is_training(self, training):
+        return self.training if training is None else check_bool("training", training)
+
+    # -- calling ---------------------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # Sequential's protocol: one array in, one array out, lengths passed along.
+    uses_lengths = False
+
+    def chain_forward(self, x, lengths):
+        return self.forward(x)
+
+    def chain_backward(self, dy):
+        return self.backward(dy)
+
+    def output_shape(self, input_shape):
+        """Output shape for an input of `input_shape` (None for unknown sizes)."""
+        return tuple(input_shape)
+
+    # -- configs ---------------------------------------------------------------------------
+    def get_config(self):
+        raise NotImplementedError(
+            f"{type(self).__name__} has no get_config(); define it (returning the "
+            f"constructor's keyword arguments) to save this layer")
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        try:
+            cfg = self.get_config()
+        except NotImplementedError:
+            return f"{type(self).__name__}()"
+        args = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if not isinstance(v, list))
+        return f"{type(self).__name__}({args})"
+
+
+def no_cache_error(layer):
+    return RuntimeError(f"{type(layer).__name__}.backward needs a forward call in training "
+                        f"mode first (each forward serves one backward)")

@@ -1,0 +1,415 @@
+"""Non-recurrent layers: Dense, Embedding, Dropout, activations, LastStep, Pool."""
+import numpy as np
+
+from fastrnn import init as _init
+from fastrnn.functional import _as_array, _prepare_lengths
+from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, check_prob,
+                                  float_input, no_cache_error)
+
+__all__ = ["Dense", "Embedding", "Dropout", "Tanh", "ReLU", "Sigmoid", "Softmax",
+           "LastStep", "Pool", "ACTIVATIONS"]
+
+
+def _check_dy(dy, shape, dtype):
+    dy = float_input("dy", dy, dtype)
+    if dy.shape != tuple(shape):
+        raise ValueError(f"dy must have the shape of the layer's output, {tuple(shape)}, got "
+                         f"{dy.shape}")
+    return dy
+
+
+# ----------------------------------------------------------------------------------------
+# activations
+
+def _sigmoid(x):
+    # exp of a non-positive number only: no overflow warnings for large |x|
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+def _softmax(x, axis):
+    z = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+class _Activation(Layer):
+    """Elementwise activation; no parameters.  Works in any float dtype (the input's)."""
+
+    def forward(self, x, *, training=None):
+        training = self._is_training(training)
+        x = float_input("x", x, None)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float64)
+        y = self._f(x)
+        self._cache = (x, y) if training else None
+        return y
+
+    def backward(self, dy):
+        cache = getattr(self, "_cache", None)
+        if cache is None:
+            raise no_cache_error(self)
+        self._cache = None
+        x, y = cache
+        return self._df(x, y, _check_dy(dy, y.shape, y.dtype))
+
+    def get_config(self):
+        return {}
+
+
+class Tanh(_Activation):
+    def _f(self, x):
+        return np.tanh(x)
+
+    def _df(self, x, y, dy):
+        return dy * (1 - y * y)
+
+
+class ReLU(_Activation):
+    def _f(self, x):
+        return np.maximum(x, 0)          # NaN stays NaN
+
+    def _df(self, x, y, dy):
+        return dy * (x > 0)
+
+
+class Sigmoid(_Activation):
+    def _f(self, x):
+        return _sigmoid(x)
+
+    def _df(self, x, y, dy):
+        return dy * y * (1 - y)
+
+
+class Softmax(_Activation):
+    """Softmax over `axis` (default the last)."""
+
+    def __init__(self, axis=-1):
+        super().__init__()
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"axis must be an int, got {axis!r}")
+        self.axis = int(axis)
+
+    def _f(self, x):
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ValueError(f"axis {self.axis} is out of range for x of shape {x.shape}")
+        return _softmax(x, self.axis)
+
+    def _df(self, x, y, dy):
+        return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True))
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+
+ACTIVATIONS = {"tanh": Tanh, "relu": ReLU, "sigmoid": Sigmoid, "softmax": Softmax}
+
+
+def _activation(name):
+    if name is None or name == "linear":
+        return None
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be None or one of {sorted(ACTIVATIONS)}, got "
+                         f"{name!r}")
+    return ACTIVATIONS[name]()
+
+
+# ----------------------------------------------------------------------------------------
+# Dense
+
+class Dense(Layer):
+    """``y = x @ weight.T + bias`` over the last axis of x (any leading dims, so it applies to
+    every time step of a sequence), then an optional activation.  weight (out_features,
+    in_features) and bias (out_features,) as ``torch.nn.Linear``; the default initialization is
+    PyTorch's, U(-1/sqrt(in_features), 1/sqrt(in_features))."""
+
+    def __init__(self, in_features, out_features, bias=True, activation=None,
+                 dtype=np.float32, *, kernel_initializer="pytorch", bias_initializer="pytorch",
+                 seed=None):
+        super().__init__()
+        self.in_features = check_int("in_features", in_features)
+        self.out_features = check_int("out_features", out_features)
+        self.bias = check_bool("bias", bias)
+        self.dtype = check_dtype(dtype)
+        self.activation = activation
+        self._act = _activation(activation)
+        self._initializers = {"kernel_initializer": kernel_initializer,
+                              "bias_initializer": bias_initializer}
+        for k, v in self._initializers.items():
+            _init.get(v, k)
+        self.add_parameter("weight", np.zeros((self.out_features, self.in_features),
+                                              self.dtype))
+        if self.bias:
+            self.add_parameter("bias", np.zeros(self.out_features, self.dtype))
+        self._cache = None
+        self.reset_parameters(seed)
+
+    def reset_parameters(self, seed=None):
+        rng = _init.as_generator(seed)
+        fan = self.in_features
+        w = self._params["weight"]
+        w[...] = _init.get(self._initializers["kernel_initializer"])(w.shape, rng, self.dtype,
+                                                                     fan=fan)
+        if self.bias:
+            b = self._params["bias"]
+            b[...] = _init.get(self._initializers["bias_initializer"])(b.shape, rng,
+                                                                       self.dtype, fan=fan)
+
+    def forward(self, x, *, training=None):
+        training = self._is_training(training)
+        x = float_input("x", x, self.dtype, last=self.in_features, what="in_features")
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        y = x2 @ self._params["weight"].T                # (N, out) = (N, in) @ (in, out)
+        if self.bias:
+            y += self._params["bias"]
+        y = y.reshape(*lead, self.out_features)
+        self._cache = x2 if training else None
+        if self._act is not None:
+            y = self._act.forward(y, training=training)
+        return y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise no_cache_error(self)
+        x2 = self._cache
+        self._cache = None
+        if self._act is not None:
+            dy = self._act.backward(dy)
+        dy = float_input("dy", dy, self.dtype)
+        if dy.size != x2.shape[0] * self.out_features or dy.shape[-1] != self.out_features:
+            raise ValueError(f"dy must have the shape of the layer's output (..., "
+                             f"{self.out_features}) with {x2.shape[0]} rows, got {dy.shape}")
+        lead = dy.shape[:-1]
+        dy2 = dy.reshape(-1, self.out_features)
+        self._grads["weight"] += dy2.T @ x2              # (out, in)
+        if self.bias:
+            self._grads["bias"] += dy2.sum(axis=0)
+        return (dy2 @ self._params["weight"]).reshape(*lead, self.in_features)
+
+    def output_shape(self, input_shape):
+        return (*input_shape[:-1], self.out_features)
+
+    def get_config(self):
+        cfg = dict(in_features=self.in_features, out_features=self.out_features,
+                   bias=self.bias, activation=self.activation, dtype=self.dtype.name)
+        cfg.update({k: v for k, v in self._initializers.items() if isinstance(v, str)})
+        return cfg
+
+
+# ----------------------------------------------------------------------------------------
+# Embedding
+
+class Embedding(Layer):
+    """Lookup table: integer ids (any shape) -> vectors (..., embedding_dim), as
+    ``torch.nn.Embedding`` (weight (num_embeddings, embedding_dim), N(0, 1) initialization;
+    the ``padding_idx`` row starts at zero and gets no gradient).  No input gradient:
+    ``backward`` returns None."""
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32, *,
+                 initializer="normal", seed=None):
+        super().__init__()
+        self.num_embeddings = check_int("num_embeddings", num_embeddings)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim)
+        if padding_idx is not None:
+            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)) \
+                    or not -self.num_embeddings <= padding_idx < self.num_embeddings:
+                raise ValueError(f"padding_idx must be None or an int in "
+                                 f"[-{self.num_embeddings}, {self.num_embeddings}), got "
+                                 f"{padding_idx!r}")
+            padding_idx = int(padding_idx) % self.num_embeddings
+        self.padding_idx = padding_idx
+        self.dtype = check_dtype(dtype)
+        self.initializer = initializer
+        _init.get(initializer, "initializer")
+        self.add_parameter("weight", np.zeros((self.num_embeddings, self.embedding_dim),
+                                              self.dtype))
+        self._cache = None
+        self.reset_parameters(seed)
+
+    def reset_parameters(self, seed=None):
+        w = self._params["weight"]
+        w[...] = _init.get(self.initializer)(w.shape, _init.as_generator(seed), self.dtype)
+        if self.padding_idx is not None:
+            w[self.padding_idx] = 0
+
+    def forward(self, ids, *, training=None):
+        training = self._is_training(training)
+        ids = _as_array("ids", ids)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"ids must hold integers, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            raise ValueError(f"ids must be in [0, {self.num_embeddings}), got values from "
+                             f"{ids.min()} to {ids.max()}")
+        self._cache = ids if training else None
+        return self._params["weight"][ids]
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise no_cache_error(self)
+        ids = self._cache
+        self._cache = None
+        dy = _check_dy(dy, (*ids.shape, self.embedding_dim), self.dtype)
+        flat_ids = ids.reshape(-1)
+        flat_dy = dy.reshape(-1, self.embedding_dim)
+        if self.padding_idx is not None:
+            keep = flat_ids != self.padding_idx
+            flat_ids, flat_dy = flat_ids[keep], flat_dy[keep]
+        np.add.at(self._grads["weight"], flat_ids, flat_dy)
+        return None
+
+    def output_shape(self, input_shape):
+        return (*input_shape, self.embedding_dim)
+
+    def get_config(self):
+        cfg = dict(num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim,
+                   padding_idx=self.padding_idx, dtype=self.dtype.name)
+        if isinstance(self.initializer, str):
+            cfg["initializer"] = self.initializer
+        return cfg
+
+
+# ----------------------------------------------------------------------------------------
+# Dropout
+
+class Dropout(Layer):
+    """Inverted dropout: in training mode each element is zeroed with probability p and the
+    rest scaled by 1/(1-p); the identity in eval mode.  ``seed``: int or Generator."""
+
+    def __init__(self, p=0.5, *, seed=None):
+        super().__init__()
+        self.p = check_prob("p", p)
+        self._rng = _init.as_generator(seed)
+        self._cache = None
+
+    def forward(self, x, *, training=None):
+        training = self._is_training(training)
+        x = float_input("x", x, None)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float64)
+        if not training or self.p == 0.0:
+            self._cache = ("identity", x.shape) if training else None
+            return x
+        keep = (self._rng.random(x.shape) >= self.p).astype(x.dtype)
+        keep *= 1.0 / (1.0 - self.p)
+        self._cache = ("mask", keep)
+        return x * keep
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise no_cache_error(self)
+        kind, val = self._cache
+        self._cache = None
+        if kind == "identity":
+            return _check_dy(dy, val, None)
+        return _check_dy(dy, val.shape, val.dtype) * val
+
+    def get_config(self):
+        return {"p": self.p}
+
+
+# ----------------------------------------------------------------------------------------
+# sequence reductions
+
+class _SequenceReduce(Layer):
+    uses_lengths = True
+
+    def __init__(self, batch_first=False):
+        super().__init__()
+        self.batch_first = check_bool("batch_first", batch_first)
+        self._cache = None
+
+    def _input(self, x, lengths):
+        x = float_input("x", x, None, ndim=3, what="3-D ((B, T, H) with batch_first)"
+                        if self.batch_first else "3-D (T, B, H)")
+        if x.dtype.kind != "f":
+            x = x.astype(np.float64)
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)
+        T, B, _ = x.shape
+        if T == 0:
+            raise ValueError("x must have at least one time step")
+        lengths = _prepare_lengths(lengths, T, B)
+        return x, lengths
+
+    def chain_forward(self, x, lengths):
+        return self.forward(x, lengths=lengths)
+
+    def output_shape(self, input_shape):
+        return (input_shape[0] if self.batch_first else input_shape[1], input_shape[2])
+
+    def _grad_input(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def _finish(self, dx):
+        return dx.transpose(1, 0, 2) if self.batch_first else dx
+
+    def get_config(self):
+        return {"batch_first": self.batch_first}
+
+
+class LastStep(_SequenceReduce):
+    """Each row's output at its last valid step: (T, B, H) -> (B, H) (``lengths`` (B,) or
+    None for full rows).  Use after a recurrent layer for many-to-one models."""
+
+    def forward(self, x, lengths=None, *, training=None):
+        training = self._is_training(training)
+        x, lengths = self._input(x, lengths)
+        T, B, _ = x.shape
+        last = np.full(B, T - 1) if lengths is None else lengths - 1
+        self._cache = (x.shape, x.dtype, last) if training else None
+        return x[last, np.arange(B)]
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise no_cache_error(self)
+        shape, dtype, last = self._cache
+        self._cache = None
+        dy = _check_dy(dy, (shape[1], shape[2]), dtype)
+        dx = np.zeros(shape, dtype)
+        dx[last, np.arange(shape[1])] = dy
+        return self._finish(dx)
+
+
+class Pool(_SequenceReduce):
+    """Mean or max over each row's valid steps: (T, B, H) -> (B, H)."""
+
+    def __init__(self, mode="mean", batch_first=False):
+        super().__init__(batch_first)
+        if mode not in ("mean", "max"):
+            raise ValueError(f"mode must be 'mean' or 'max', got {mode!r}")
+        self.mode = mode
+
+    def forward(self, x, lengths=None, *, training=None):
+        training = self._is_training(training)
+        x, lengths = self._input(x, lengths)
+        T, B, H = x.shape
+        n = np.full(B, T) if lengths is None else lengths
+        valid = (np.arange(T)[:, None] < n[None, :])[:, :, None]       # (T, B, 1)
+        if self.mode == "mean":
+            y = np.where(valid, x, 0).sum(axis=0) / n[:, None].astype(x.dtype)
+            cache = (x.shape, x.dtype, valid, n)
+        else:
+            masked = np.where(valid, x, -np.inf)
+            arg = masked.argmax(axis=0)                                 # (B, H)
+            y = np.take_along_axis(x, arg[None], axis=0)[0]
+            cache = (x.shape, x.dtype, arg, None)
+        self._cache = cache if training else None
+        return y.astype(x.dtype, copy=False)
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise no_cache_error(self)
+        shape, dtype, aux, n = self._cache
+        self._cache = None
+        T, B, H = shape
+        dy = _check_dy(dy, (B, H), dtype)
+        if self.mode == "mean":
+            dx = np.where(aux, (dy / n[:, None].astype(dtype))[None], 0).astype(dtype)
+        else:
+            dx = np.zeros(shape, dtype)
+            np.put_along_axis(dx, aux[None], dy[None], axis=0)
+        return self._finish(dx)
+
+    def get_config(self):
+        return {"mode": self.mode, "batch_first": self.batch_first}

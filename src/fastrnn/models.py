@@ -1,0 +1,147 @@
+"""Models: ``Sequential`` (a chain of layers) and ``Model`` (base for custom architectures).
+
+A custom model subclasses ``Model``, assigns its layers as attributes in ``__init__`` (they
+are registered in that order: their parameters appear in ``parameters()`` / ``state_dict()``
+as ``"<attribute>.<name>"``), and writes ``forward`` and ``backward`` by calling the layers'
+own ``forward``/``backward`` in order and in reverse.  See the README for an encoder-decoder.
+"""
+import numpy as np
+
+from fastrnn.layers._base import Layer
+from fastrnn.layers._recurrent import lengths_from_mask
+
+__all__ = ["Model", "Sequential"]
+
+
+class Model(Layer):
+    """Base class of models; a Layer with ``summary()``."""
+
+    def summary(self, input_shape=None, print_fn=print):
+        """Print a table of the layers, their output shapes and parameter counts.
+
+        Output shapes come from ``input_shape`` (for a Sequential) or from the last forward
+        call; "?" where unknown."""
+        rows = self._summary_rows(input_shape)
+        header = ("layer", "type", "output shape", "params")
+        widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
+        line = "  ".join(f"{{:<{w}}}" if i < 3 else f"{{:>{w}}}" for i, w in enumerate(widths))
+        out = [line.format(*header), "-" * (sum(widths) + 6)]
+        out += [line.format(*map(str, r)) for r in rows]
+        total = self.num_parameters()
+        out += ["-" * (sum(widths) + 6), f"total parameters: {total:,}"]
+        print_fn("\n".join(out))
+
+    def _summary_rows(self, input_shape):
+        rows = []
+        shapes = getattr(self, "_output_shapes", {})
+        for name, layer in self._layers.items():
+            shape = shapes.get(name, "?")
+            rows.append((name, type(layer).__name__, _shape_str(shape),
+                         layer.num_parameters()))
+        return rows
+
+
+def _shape_str(shape):
+    if isinstance(shape, tuple):
+        return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+    return str(shape)
+
+
+class Sequential(Model):
+    """A chain of layers: each layer's output is the next one's input.
+
+    ``forward(x, lengths=None, mask=None)`` passes ``lengths`` (or a prefix ``mask``,
+    converted once) to the layers that use them (recurrent layers, LastStep, Pool); a
+    recurrent layer's state output is dropped inside the chain.  Parameter names are
+    ``"<index>.<name>"`` as in ``torch.nn.Sequential``.
+    """
+
+    def __init__(self, layers=()):
+        super().__init__()
+        object.__setattr__(self, "_output_shapes", {})
+        for layer in layers:
+            self.add(layer)
+
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential takes fastrnn layers, got {type(layer).__name__}")
+        setattr(self, str(len(self._layers)), layer)
+        return self
+
+    @property
+    def layers(self):
+        return list(self._layers.values())
+
+    def __len__(self):
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def _batch_first(self):
+        for layer in self.layers:
+            if hasattr(layer, "batch_first"):
+                return layer.batch_first
+        return False
+
+    def forward(self, x, lengths=None, mask=None, *, training=None):
+        if not self._layers:
+            raise ValueError("Sequential has no layers")
+        if mask is not None:
+            if lengths is not None:
+                raise ValueError("give lengths or mask, not both")
+            shape = np.shape(x)
+            if len(shape) < 2:
+                raise ValueError(f"a mask needs x with time and batch axes, got shape {shape}")
+            bf = self._batch_first()
+            T, B = (shape[1], shape[0]) if bf else (shape[0], shape[1])
+            lengths = lengths_from_mask(mask, T, B, bf)
+        self._output_shapes.clear()
+        for name, layer in self._layers.items():
+            if training is None:
+                x = layer.chain_forward(x, lengths)
+            else:
+                saved = layer.training
+                layer.train(training)
+                try:
+                    x = layer.chain_forward(x, lengths)
+                finally:
+                    layer.train(saved)
+            self._output_shapes[name] = tuple(np.shape(x))
+        return x
+
+    def backward(self, dy):
+        names = list(self._layers)
+        for i in reversed(range(len(names))):
+            dy = self._layers[names[i]].chain_backward(dy)
+            if dy is None and i:
+                raise ValueError(f"layer {names[i]} ({type(self._layers[names[i]]).__name__}) "
+                                 f"has no input gradient, so it must be the first layer")
+        return dy
+
+    def output_shape(self, input_shape):
+        for layer in self.layers:
+            input_shape = layer.output_shape(input_shape)
+        return input_shape
+
+    def _summary_rows(self, input_shape):
+        if input_shape is None:
+            return super()._summary_rows(None)
+        rows, shape = [], tuple(input_shape)
+        for name, layer in self._layers.items():
+            shape = layer.output_shape(shape)
+            rows.append((name, type(layer).__name__, _shape_str(shape),
+                         layer.num_parameters()))
+        return rows
+
+    def get_config(self):
+        from fastrnn._io import layer_config
+        return {"layers": [layer_config(layer) for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from fastrnn._io import layer_from_config
+        return cls([layer_from_config(c, custom_objects) for c in config["layers"]])
