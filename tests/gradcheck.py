@@ -5,6 +5,7 @@ import numpy as np
 def numeric_grad(loss, arr, rng, n_entries=12, eps=1e-6):
     """Central differences of loss() w.r.t. up to n_entries random entries of arr (in place).
     Returns (flat indices, numeric derivatives)."""
+    assert arr.flags.c_contiguous, "perturbing a view's copy would test nothing"
     flat = arr.reshape(-1)
     idx = rng.choice(flat.size, size=min(n_entries, flat.size), replace=False)
     out = []

@@ -109,6 +109,7 @@ def load(path, custom_objects=None):
     """Read a model written by ``save``.  ``custom_objects``: {class name: class} for your own
     Layer/Model subclasses.  Raises ModelFileError (a ValueError) for a corrupt or foreign
     file."""
+    _registry(custom_objects)                 # checks custom_objects before any file work
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
