@@ -81,6 +81,10 @@ class Sequential(Model):
     def __getitem__(self, i):
         return self.layers[i]
 
+    def __repr__(self):
+        inner = "".join(f"\n  ({name}): {layer!r}" for name, layer in self._layers.items())
+        return f"Sequential({inner}\n)" if inner else "Sequential()"
+
     def _batch_first(self):
         for layer in self.layers:
             if hasattr(layer, "batch_first"):

@@ -224,7 +224,7 @@ class _Recurrent(Layer):
             arr = float_input(label, s, self.dtype)
             if arr.shape != (LD, B, H):
                 raise ValueError(f"{label} must have shape (num_layers * num_directions, B, H) "
-                                 f"= {(LD, B, H)}, got {arr.shape}")
+                                 f"= ({LD}, {'B' if B is None else B}, {H}), got {arr.shape}")
             out.append(np.ascontiguousarray(arr))
         return out
 
