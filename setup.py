@@ -58,7 +58,7 @@ directives = {
     "embedsignature": True,
 }
 
-MODULES = ["_blas", "_simd", "_rnn", "_lstm", "_gru"]
+MODULES = ["_blas", "_simd", "_rnn", "_lstm", "_gru", "_optim"]
 C_SOURCES = {"_simd": ["csrc/fr_simd.c", "csrc/fr_gemm.c"]}
 
 extensions = [
