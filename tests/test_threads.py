@@ -356,3 +356,45 @@ def test_set_num_threads_validates(restore_num_threads):
             fastrnn.set_num_threads(bad)
     fastrnn.set_num_threads(3)
     assert fastrnn.get_num_threads() == 3
+
+
+# ----------------------------------------------------------------------------------------
+# the workspace pool (large buffers reused across calls)
+
+def test_workspace_reuse_gives_identical_results_and_no_aliasing():
+    from fastrnn import _workspace
+    rng = np.random.default_rng(0)
+    T_, B_, I_, H_ = 40, 16, 8, 64
+    x = rng.standard_normal((T_, B_, I_)).astype(np.float32)
+    w_ih = (rng.standard_normal((4 * H_, I_)) * 0.1).astype(np.float32)
+    w_hh = (rng.standard_normal((4 * H_, H_)) * 0.1).astype(np.float32)
+    dy = rng.standard_normal((T_, B_, H_)).astype(np.float32)
+    _workspace.clear()
+    y1, h1, c1, cache1 = F.lstm_forward(x, None, None, w_ih, w_hh, None, None)
+    g1 = F.lstm_backward(dy, None, None, cache1)
+    assert _workspace.held_bytes() > 0                    # the cache's buffers came back
+    # a second pair reuses them; two live caches at once must not share buffers
+    y2, _, _, cache2 = F.lstm_forward(x, None, None, w_ih, w_hh, None, None)
+    y3, _, _, cache3 = F.lstm_forward(x * 0.5, None, None, w_ih, w_hh, None, None)
+    assert not any(a is b for a in cache2.saved for b in cache3.saved)
+    g2 = F.lstm_backward(dy, None, None, cache2)
+    np.testing.assert_array_equal(y1, y2)
+    for a, b in zip(g1, g2):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    F.lstm_backward(dy, None, None, cache3)
+    _workspace.clear()
+    assert _workspace.held_bytes() == 0
+
+
+def test_workspace_keeps_out_arrays_that_are_still_referenced():
+    from fastrnn import _workspace
+    _workspace.clear()
+    kept = np.empty(1 << 16, np.float64)
+    extra = kept                                          # noqa: F841 (a second reference)
+    _workspace.release((kept,), extra_refs=0)
+    assert _workspace.held_bytes() == 0
+    view = np.empty(1 << 17, np.float64)[::2]
+    _workspace.release((view,))
+    assert _workspace.held_bytes() == 0
+    _workspace.clear()

@@ -23,6 +23,7 @@ from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, colum
                               cur_slot, data_or_null, gemm_panels, input_side_grads, step_input,
                               is_active, pack_panels, panel_cols, prev_slot, step_time)
 from fastrnn._simd import pack_unit_blocks, unit_block_layout
+from fastrnn._workspace import empty as ws_empty, release as ws_release
 
 cnp.import_array()
 
@@ -333,17 +334,17 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint r
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t chunk = T if training else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
-    gates = np.empty((chunk, B, 3 * H), dtype)
-    hs = np.empty((T + 1 if training else 2, B, H), dtype)
-    aux = np.empty((T if training else 1, B, H), dtype)
+    gates = ws_empty((chunk, B, 3 * H), dtype)
+    hs = ws_empty((T + 1 if training else 2, B, H), dtype)
+    aux = ws_empty((T if training else 1, B, H), dtype)
     hh = np.empty((B, 3 * H), dtype) if reset_after else None
     y = np.empty((T, B, H), dtype)
     hT = np.empty((B, H), dtype)
     col0_a, width_a, nub_obj = unit_block_layout(3 if reset_after else 2, H, dtype)
     col0_n, width_n, _ = unit_block_layout(1, H, dtype)
     cdef Py_ssize_t nub = nub_obj
-    panels_a = np.empty(((3 if reset_after else 2) * nub, H, panel_cols(xp)), dtype)
-    panels_n = None if reset_after else np.empty((nub, H, panel_cols(xp)), dtype)
+    panels_a = ws_empty(((3 if reset_after else 2) * nub, H, panel_cols(xp)), dtype)
+    panels_n = None if reset_after else ws_empty((nub, H, panel_cols(xp)), dtype)
     cdef const Py_ssize_t* col0_a_p = <Py_ssize_t*>data_or_null(col0_a)
     cdef const int* width_a_p = <int*>data_or_null(width_a)
     cdef const Py_ssize_t* col0_n_p = <Py_ssize_t*>data_or_null(col0_n)
@@ -368,7 +369,11 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint r
                            len_p, reverse, training, chunk, col0_a_p, width_a_p, col0_n_p,
                            width_n_p, nub, nthreads, panels_a_p, panels_n_p, gates_p, hs_p,
                            aux_p, hh_p, y_p, hT_p)
-    return y, hT, ((gates, hs, aux) if training else None)
+    ws_release((panels_a, panels_n), extra_refs=1)
+    if training:
+        return y, hT, (gates, hs, aux)
+    ws_release((gates, hs, aux), extra_refs=1)
+    return y, hT, None
 
 
 def backward(dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
@@ -397,8 +402,8 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     db_hh = np.empty(3 * H, dtype) if has_bias else None
     col0, width, nub_obj = unit_block_layout(1, H, dtype)
     cdef Py_ssize_t nub = nub_obj
-    panels_hh = np.empty((nub, (3 if reset_after else 2) * H, panel_cols(xp)), dtype)
-    panels_n = None if reset_after else np.empty((nub, H, panel_cols(xp)), dtype)
+    panels_hh = ws_empty((nub, (3 if reset_after else 2) * H, panel_cols(xp)), dtype)
+    panels_n = None if reset_after else ws_empty((nub, H, panel_cols(xp)), dtype)
     cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
     cdef const int* width_p = <int*>data_or_null(width)
     cdef floating* panels_hh_p = <floating*>data_or_null(panels_hh)
@@ -425,6 +430,7 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
                             dy_p, dhT_p, gates_p, hs_p, aux_p, col0_p, width_p, nub, nthreads,
                             panels_hh_p, panels_n_p, work_p, dh0_p, work_h_p, dx_p, dw_ih_p,
                             dw_hh_p, db_ih_p, db_hh_p)
+    ws_release((panels_hh, panels_n), extra_refs=1)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 

@@ -15,6 +15,7 @@ from libc.string cimport memcpy, memset
 from cython.parallel cimport parallel, prange
 from fastrnn._simd cimport lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32, lstm_fwd_f64
 from fastrnn._simd import pack_unit_blocks, unit_block_layout
+from fastrnn._workspace import empty as ws_empty, release as ws_release
 from fastrnn._blas cimport gemm_split
 from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, copy_or_zero, cur_slot,
                               data_or_null, group_panels, group_size, group_units, n_groups,
@@ -216,16 +217,17 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t chunk = T if training else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
-    gates = np.empty((chunk, B, 4 * H), dtype)
-    hs = np.empty((T + 1 if training else 2, B, H), dtype)
-    cs = np.empty_like(hs)
-    tanh_c = np.empty((T if training else 1, B, H), dtype)
+    # training keeps these for backward (fastrnn.functional recycles them after it)
+    gates = ws_empty((chunk, B, 4 * H), dtype)
+    hs = ws_empty((T + 1 if training else 2, B, H), dtype)
+    cs = ws_empty((T + 1 if training else 2, B, H), dtype)
+    tanh_c = ws_empty((T if training else 1, B, H), dtype)
     y = np.empty((T, B, H), dtype)
     hT = np.empty((B, H), dtype)
     cT = np.empty((B, H), dtype)
     col0, width, nub_obj = unit_block_layout(4, H, dtype)
     cdef Py_ssize_t nub = nub_obj
-    panels = np.empty((4 * nub, H, panel_cols(xp)), dtype)
+    panels = ws_empty((4 * nub, H, panel_cols(xp)), dtype)
     cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
     cdef const int* width_p = <int*>data_or_null(width)
     cdef floating* panels_p = <floating*>data_or_null(panels)
@@ -247,7 +249,11 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
         lstm_forward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, bias_p, h0_p, c0_p, len_p,
                             reverse, training, chunk, col0_p, width_p, nub, nthreads,
                             panels_p, gates_p, hs_p, cs_p, tc_p, y_p, hT_p, cT_p)
-    return y, hT, cT, ((gates, hs, cs, tanh_c) if training else None)
+    ws_release((panels,), extra_refs=1)
+    if training:
+        return y, hT, cT, (gates, hs, cs, tanh_c)
+    ws_release((gates, hs, cs, tanh_c), extra_refs=1)
+    return y, hT, cT, None
 
 
 def backward(dy, dhT, dcT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
@@ -275,7 +281,7 @@ cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint re
     db = np.empty(4 * H, dtype) if has_bias else None
     col0, width, nub_obj = unit_block_layout(1, H, dtype)
     cdef Py_ssize_t nub = nub_obj
-    panels = np.empty((nub, 4 * H, panel_cols(xp)), dtype)
+    panels = ws_empty((nub, 4 * H, panel_cols(xp)), dtype)
     cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
     cdef const int* width_p = <int*>data_or_null(width)
     cdef floating* panels_p = <floating*>data_or_null(panels)
@@ -301,6 +307,7 @@ cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint re
         lstm_backward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, len_p, reverse, dy_p, dhT_p,
                              dcT_p, gates_p, hs_p, cs_p, tc_p, col0_p, width_p, nub, nthreads,
                              panels_p, dh0_p, work_p, dc0_p, dx_p, dw_ih_p, dw_hh_p, db_p)
+    ws_release((panels,), extra_refs=1)
     return dx, dh0, dc0, dw_ih, dw_hh, db
 
 

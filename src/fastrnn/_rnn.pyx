@@ -19,6 +19,7 @@ from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, copy_
                               data_or_null, gemm_panels, input_side_grads, is_active, step_input,
                               pack_panels, panel_cols, prev_slot, step_time)
 from fastrnn._simd import pack_unit_blocks, unit_block_layout
+from fastrnn._workspace import empty as ws_empty, release as ws_release
 
 cnp.import_array()
 
@@ -185,13 +186,13 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, lengths, bint reverse
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t chunk = T if training else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
-    pre = np.empty((chunk, B, H), dtype)
-    hs = np.empty((T + 1 if training else 2, B, H), dtype)
+    pre = ws_empty((chunk, B, H), dtype)
+    hs = ws_empty((T + 1 if training else 2, B, H), dtype)
     y = np.empty((T, B, H), dtype)
     hT = np.empty((B, H), dtype)
     col0, width, nub_obj = unit_block_layout(1, H, dtype)
     cdef Py_ssize_t nub = nub_obj
-    panels = np.empty((nub, H, panel_cols(xp)), dtype)
+    panels = ws_empty((nub, H, panel_cols(xp)), dtype)
     cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
     cdef const int* width_p = <int*>data_or_null(width)
     cdef floating* panels_p = <floating*>data_or_null(panels)
@@ -209,7 +210,11 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, lengths, bint reverse
         rnn_forward_kernel(T, B, I, H, use_relu, xp, w_ih_p, w_hh_p, bias_p, h0_p, len_p,
                            reverse, training, chunk, col0_p, width_p, nub, nthreads, panels_p,
                            pre_p, hs_p, y_p, hT_p)
-    return y, hT, ((hs,) if training else None)
+    ws_release((panels, pre), extra_refs=1)
+    if training:
+        return y, hT, (hs,)
+    ws_release((hs,), extra_refs=1)
+    return y, hT, None
 
 
 def backward(dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
@@ -228,7 +233,7 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     (hs,) = saved
     dtype = x.dtype
-    d_pre = np.empty((T, B, H), dtype)
+    d_pre = ws_empty((T, B, H), dtype)
     dh0 = np.empty((B, H), dtype)
     work = np.empty((B, H), dtype)
     dx = np.empty_like(x)
@@ -259,6 +264,7 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
         rnn_backward_kernel(T, B, I, H, use_relu, xp, w_ih_p, w_hh_p, len_p, reverse, dy_p,
                             dhT_p, hs_p, col0_p, width_p, nub, nthreads, panels_p, d_pre_p,
                             dh0_p, work_p, dx_p, dw_ih_p, dw_hh_p, db_p)
+    ws_release((panels, d_pre), extra_refs=1)
     return dx, dh0, dw_ih, dw_hh, db
 
 

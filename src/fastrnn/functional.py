@@ -31,6 +31,7 @@ import numpy as np
 
 from fastrnn import _gru, _lstm, _rnn
 from fastrnn._threads import engine_threads
+from fastrnn._workspace import release
 from fastrnn._results import GRUGrads, LSTMGrads, RNNGrads
 
 __all__ = [
@@ -246,6 +247,13 @@ def _sum_bias(b_ih, b_hh):
     return b_ih + b_hh
 
 
+def _recycle(cache):
+    """The backward has consumed the cache: its saved buffers go back to the pool."""
+    saved, cache.saved = cache.saved, None
+    if saved is not None:
+        release(saved)
+
+
 def _is_empty(x):
     return x.shape[0] == 0 or x.shape[1] == 0
 
@@ -294,7 +302,7 @@ def rnn_backward(dy, dhT, cache):
             dx, dh0, dw_ih, dw_hh, db = _rnn.backward(
                 dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
                 cache.saved, True, cache.variant, nthreads)
-    cache.saved = None
+    _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
     return RNNGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
 
@@ -341,7 +349,7 @@ def lstm_backward(dy, dhT, dcT, cache):
             dx, dh0, dc0, dw_ih, dw_hh, db = _lstm.backward(
                 dy, dhT, dcT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
                 cache.saved, True, nthreads)
-    cache.saved = None
+    _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
     return LSTMGrads(*_cast(cache.out_dtype, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh))
 
@@ -397,7 +405,7 @@ def gru_backward(dy, dhT, cache):
             dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _gru.backward(
                 dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
                 cache.saved, True, cache.variant, nthreads)
-    cache.saved = None
+    _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db_ih, db_hh)
     return GRUGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
 
