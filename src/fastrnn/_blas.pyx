@@ -104,6 +104,33 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
               &beta, c, &ldc)
 
 
+def matmul(a, b, c, bint trans_a=False, bint trans_b=False, bint accumulate=False,
+           int nthreads=1):
+    """c (+)= op(a) @ op(b) for C-contiguous 2-D arrays of one float dtype, GIL released: fixed
+    row (or column) blocks of single-threaded BLAS spread over `nthreads` OpenMP threads, so
+    the result does not depend on the thread count.  The caller checks the arguments."""
+    cdef float[:, ::1] af, bf, cf
+    cdef double[:, ::1] ad, bd, cd
+    cdef int m = c.shape[0], n = c.shape[1]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    cdef bint by_cols = m < n
+    if c.dtype == np.float32:
+        af, bf, cf = a, b, c
+        if m and n:
+            with nogil:
+                gemm_split[float](trans_a, trans_b, m, n, k, &af[0, 0], af.shape[1],
+                                  &bf[0, 0], bf.shape[1], accumulate, &cf[0, 0], n,
+                                  nthreads, by_cols)
+    else:
+        ad, bd, cd = a, b, c
+        if m and n:
+            with nogil:
+                gemm_split[double](trans_a, trans_b, m, n, k, &ad[0, 0], ad.shape[1],
+                                   &bd[0, 0], bd.shape[1], accumulate, &cd[0, 0], n,
+                                   nthreads, by_cols)
+    return c
+
+
 def _gemm(a, b, c, bint trans_a=False, bint trans_b=False, alpha=1.0, beta=0.0):
     """c = alpha * op(a) @ op(b) + beta * c, in place on the C-contiguous array c (tests only)."""
     cdef float[:, ::1] af, bf, cf

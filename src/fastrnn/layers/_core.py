@@ -2,6 +2,8 @@
 import numpy as np
 
 from fastrnn import init as _init
+from fastrnn._blas import matmul
+from fastrnn._threads import engine_threads
 from fastrnn.functional import _as_array, _prepare_lengths
 from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, check_prob,
                                   float_input, no_cache_error)
@@ -159,8 +161,11 @@ class Dense(Layer):
         training = self._is_training(training)
         x = float_input("x", x, self.dtype, last=self.in_features, what="in_features")
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features)
-        y = x2 @ self._params["weight"].T                # (N, out) = (N, in) @ (in, out)
+        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        y = np.empty((x2.shape[0], self.out_features), self.dtype)
+        with engine_threads() as nthreads:
+            # y = x2 @ weight.T    (N, out) = (N, in) @ (in, out)
+            matmul(x2, self._params["weight"], y, trans_b=True, nthreads=nthreads)
         if self.bias:
             y += self._params["bias"]
         y = y.reshape(*lead, self.out_features)
@@ -181,11 +186,17 @@ class Dense(Layer):
             raise ValueError(f"dy must have the shape of the layer's output (..., "
                              f"{self.out_features}) with {x2.shape[0]} rows, got {dy.shape}")
         lead = dy.shape[:-1]
-        dy2 = dy.reshape(-1, self.out_features)
-        self._grads["weight"] += dy2.T @ x2              # (out, in)
+        dy2 = np.ascontiguousarray(dy.reshape(-1, self.out_features))
+        dx = np.empty((dy2.shape[0], self.in_features), self.dtype)
+        with engine_threads() as nthreads:
+            # grad_weight += dy2.T @ x2    (out, in)
+            matmul(dy2, x2, self._grads["weight"], trans_a=True, accumulate=True,
+                   nthreads=nthreads)
+            # dx = dy2 @ weight    (N, in)
+            matmul(dy2, self._params["weight"], dx, nthreads=nthreads)
         if self.bias:
             self._grads["bias"] += dy2.sum(axis=0)
-        return (dy2 @ self._params["weight"]).reshape(*lead, self.in_features)
+        return dx.reshape(*lead, self.in_features)
 
     def output_shape(self, input_shape):
         return (*input_shape[:-1], self.out_features)
