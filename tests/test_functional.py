@@ -94,16 +94,16 @@ def forward(mod, cell, p, lengths=None, reverse=False, **kw):
     return y, hT, None, cache
 
 
-def backward(mod, cell, cache, dy, dhT, dcT=None):
+def backward(mod, cell, cache, dy, dhT, dcT=None, **kw):
     """mod.<cell>_backward; returns the gradients as a dict keyed like the problem."""
     if cell.startswith("rnn"):
-        g = mod.rnn_backward(dy, dhT, cache)
+        g = mod.rnn_backward(dy, dhT, cache, **kw)
         assert type(g) is RNNGrads
     elif cell == "lstm":
-        g = mod.lstm_backward(dy, dhT, dcT, cache)
+        g = mod.lstm_backward(dy, dhT, dcT, cache, **kw)
         assert type(g) is LSTMGrads
     else:
-        g = mod.gru_backward(dy, dhT, cache)
+        g = mod.gru_backward(dy, dhT, cache, **kw)
         assert type(g) is GRUGrads
     return {k[1:]: v for k, v in g._asdict().items()}   # "dw_ih" -> "w_ih"
 
@@ -969,3 +969,40 @@ def test_blas_gemm_rejects_bad_arguments():
         _blas._gemm(a.astype(np.float32), b, np.zeros((4, 5)))
     with pytest.raises(TypeError):                  # unsupported dtype
         _blas._gemm(a, b, np.zeros((4, 5), np.int64))
+
+
+# ----------------------------------------------------------------------------------------
+# per-step clipping of the carried gradient (clip_hidden_grad)
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("lengths_on", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_clip_hidden_grad_matches_reference(cell, lengths_on, reverse):
+    rng = np.random.default_rng(11)
+    p = make_problem(cell, 3, scale=1.5)
+    lengths = random_lengths(rng, T, B) if lengths_on else None
+    dy, dhT, dcT = upstream(cell, 4, (T, B, I, H))
+    dy, dhT = dy * 5, dhT * 5                       # large enough for the clip to act
+    clip = 0.05
+    out = forward(F, cell, p, lengths, reverse)
+    ref_out = forward(ref, cell, p, lengths, reverse)
+    got = backward(F, cell, out[-1], dy, dhT, dcT, clip_hidden_grad=clip)
+    want = backward(ref, cell, ref_out[-1], dy, dhT, dcT, clip_hidden_grad=clip)
+    unclipped = backward(ref, cell, forward(ref, cell, p, lengths, reverse)[-1], dy, dhT, dcT)
+    for name, a in got.items():
+        if a is not None:
+            np.testing.assert_allclose(a, want[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    assert not np.allclose(want["w_hh"], unclipped["w_hh"])      # the clip did act
+    huge = backward(F, cell, forward(F, cell, p, lengths, reverse)[-1], dy, dhT, dcT,
+                    clip_hidden_grad=1e30)
+    for name, a in huge.items():
+        if a is not None:
+            np.testing.assert_allclose(a, unclipped[name], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "1"])
+def test_clip_hidden_grad_rejects_bad_values(bad):
+    p = make_problem("lstm", 0)
+    out = forward(F, "lstm", p)
+    with pytest.raises(ValueError, match="clip_hidden_grad must be"):
+        F.lstm_backward(None, None, None, out[-1], clip_hidden_grad=bad)

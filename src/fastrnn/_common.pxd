@@ -58,6 +58,22 @@ cdef inline bint is_active(const int64_t* lengths, Py_ssize_t b, Py_ssize_t t) n
     return lengths == NULL or t < lengths[b]
 
 
+cdef inline void clamp_units(floating* v, Py_ssize_t B, Py_ssize_t H, Py_ssize_t u0,
+                             Py_ssize_t nu, double clip) noexcept nogil:
+    # v[:, u0:u0+nu] clamped to [-clip, clip] (NaN stays NaN): per-step clipping of the
+    # gradient carried back through the recurrence
+    cdef Py_ssize_t b, j
+    cdef floating c = <floating>clip
+    cdef floating* row
+    for b in range(B):
+        row = v + b * H + u0
+        for j in range(nu):
+            if row[j] > c:
+                row[j] = c
+            elif row[j] < -c:
+                row[j] = -c
+
+
 cdef inline void copy_or_zero(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
     if src == NULL:
         memset(dst, 0, n * sizeof(floating))

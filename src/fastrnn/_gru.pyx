@@ -18,7 +18,7 @@ from cython.parallel cimport parallel, prange
 from fastrnn._simd cimport gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64
 from fastrnn._activations cimport sigmoid_v, tanh_v
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, column_sums, copy_or_zero,
+from fastrnn._common cimport (clamp_units, INFER_ROWS, _check_double, chunk_projection, column_sums, copy_or_zero,
                               group_panels, group_size, group_units, n_groups,
                               cur_slot, data_or_null, gemm_panels, input_side_grads, step_input,
                               is_active, pack_panels, panel_cols, prev_slot, step_time)
@@ -232,6 +232,7 @@ cdef void gru_backward_kernel(
         floating* aux,              # IN/OUT (T, B, H): reset_after: W_hn h + b_hn in,
                                     #   d(W_hn h + b_hn) out; else r*h_prev (kept)
         const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        double clip,                # > 0: clamp the carried dh to [-clip, clip] every step
         floating* panels_hh,        # WORK (nub, 3H | 2H, NR): W_hh (or W_hh[:2H]) by unit block
         floating* panels_n,         # WORK (nub, H, NR): W_hn by unit block (not reset_after)
         floating* work,             # WORK (2, B, 3H): reset_after: hh-side dG of two steps;
@@ -275,6 +276,9 @@ cdef void gru_backward_kernel(
                                 col0 + grp * gs, width + grp * gs, bufs[s & 1], H, True)
                 if s < T:
                     ta = step_time(T - 1 - s, T, reverse)     # forward steps in reverse
+                    if clip > 0:
+                        clamp_units(bufs[s & 1], B, H, col0[grp * gs],
+                                    group_units(grp, nub, col0, width, gs), clip)
                     gru_backward_a(col0[grp * gs], group_units(grp, nub, col0, width, gs), ta,
                                    B, H, reset_after, lengths,
                                    dy + ta * BH if dy != NULL else NULL, gates + ta * B * GH,
@@ -377,18 +381,18 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint r
 
 
 def backward(dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
-             bint reset_after, int nthreads=1):
+             bint reset_after, int nthreads=1, double clip=0):
     """dx, dh0, dw_ih, dw_hh, db_ih, db_hh (None without bias).  Overwrites saved buffers."""
     if x.dtype == np.float32:
         return _backward(<float*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                         reverse, saved, has_bias, reset_after, nthreads)
+                         reverse, saved, has_bias, reset_after, nthreads, clip)
     _check_double(x)
     return _backward(<double*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                     reverse, saved, has_bias, reset_after, nthreads)
+                     reverse, saved, has_bias, reset_after, nthreads, clip)
 
 
 cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved,
-               bint has_bias, bint reset_after, int nthreads):
+               bint has_bias, bint reset_after, int nthreads, double clip):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     gates, hs, aux = saved
     dtype = x.dtype
@@ -428,7 +432,7 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     with nogil:
         gru_backward_kernel(T, B, I, H, reset_after, xp, w_ih_p, w_hh_p, len_p, reverse,
                             dy_p, dhT_p, gates_p, hs_p, aux_p, col0_p, width_p, nub, nthreads,
-                            panels_hh_p, panels_n_p, work_p, dh0_p, work_h_p, dx_p, dw_ih_p,
+                            clip, panels_hh_p, panels_n_p, work_p, dh0_p, work_h_p, dx_p, dw_ih_p,
                             dw_hh_p, db_ih_p, db_hh_p)
     ws_release((panels_hh, panels_n), extra_refs=1)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

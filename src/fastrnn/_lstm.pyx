@@ -17,7 +17,8 @@ from fastrnn._simd cimport lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32, lstm_fwd_f6
 from fastrnn._simd import pack_unit_blocks, unit_block_layout
 from fastrnn._workspace import empty as ws_empty, release as ws_release
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, copy_or_zero, cur_slot,
+from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, clamp_units, copy_or_zero,
+                              cur_slot,
                               data_or_null, group_panels, group_size, group_units, n_groups,
                               step_input,
                               gemm_panels, input_side_grads, is_active, pack_panels, panel_cols,
@@ -155,6 +156,7 @@ cdef void lstm_backward_kernel(
         const floating* cs,         # IN  (T+1, B, H)
         const floating* tanh_c,     # IN  (T, B, H)
         const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        double clip,                # > 0: clamp the carried dh to [-clip, clip] every step
         floating* panels,           # WORK (nub, 4H, NR) packed W_hh by output unit block
         floating* dh0, floating* work,   # OUT dh0 (B, H); WORK (B, H)
         floating* dc,               # OUT (B, H) dc0 (starts as dcT)
@@ -188,6 +190,9 @@ cdef void lstm_backward_kernel(
                                 lengths != NULL)
                 if s < T:
                     t = step_time(T - 1 - s, T, reverse)      # forward steps in reverse
+                    if clip > 0:
+                        clamp_units(bufs[s & 1], B, H, col0[grp * gs],
+                                    group_units(grp, nub, col0, width, gs), clip)
                     lstm_backward_block(
                         col0[grp * gs], group_units(grp, nub, col0, width, gs), t, B, H,
                         lengths, dy + t * BH if dy != NULL else NULL, gates + t * B * GH,
@@ -257,18 +262,18 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
 
 
 def backward(dy, dhT, dcT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
-             int nthreads=1):
+             int nthreads=1, double clip=0):
     """dx, dh0, dc0, dw_ih, dw_hh, db (None without bias).  Overwrites saved gates."""
     if x.dtype == np.float32:
         return _backward(<float*>cnp.PyArray_DATA(x), dy, dhT, dcT, x, w_ih, w_hh, lengths,
-                         reverse, saved, has_bias, nthreads)
+                         reverse, saved, has_bias, nthreads, clip)
     _check_double(x)
     return _backward(<double*>cnp.PyArray_DATA(x), dy, dhT, dcT, x, w_ih, w_hh, lengths,
-                     reverse, saved, has_bias, nthreads)
+                     reverse, saved, has_bias, nthreads, clip)
 
 
 cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint reverse,
-               saved, bint has_bias, int nthreads):
+               saved, bint has_bias, int nthreads, double clip):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     gates, hs, cs, tanh_c = saved
     dtype = x.dtype
@@ -306,7 +311,7 @@ cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint re
     with nogil:
         lstm_backward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, len_p, reverse, dy_p, dhT_p,
                              dcT_p, gates_p, hs_p, cs_p, tc_p, col0_p, width_p, nub, nthreads,
-                             panels_p, dh0_p, work_p, dc0_p, dx_p, dw_ih_p, dw_hh_p, db_p)
+                             clip, panels_p, dh0_p, work_p, dc0_p, dx_p, dw_ih_p, dw_hh_p, db_p)
     ws_release((panels,), extra_refs=1)
     return dx, dh0, dc0, dw_ih, dw_hh, db
 

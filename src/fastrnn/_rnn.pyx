@@ -14,7 +14,7 @@ from libc.string cimport memcpy, memset
 from fastrnn._activations cimport relu, tanh_v
 from cython.parallel cimport parallel, prange
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, copy_or_zero, cur_slot,
+from fastrnn._common cimport (clamp_units, INFER_ROWS, _check_double, chunk_projection, copy_or_zero, cur_slot,
                               group_panels, group_size, group_units, n_groups,
                               data_or_null, gemm_panels, input_side_grads, is_active, step_input,
                               pack_panels, panel_cols, prev_slot, step_time)
@@ -125,6 +125,7 @@ cdef void rnn_backward_kernel(
         const floating* dhT,        # IN  (B, H) or NULL
         const floating* hs,         # IN  (T+1, B, H)
         const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        double clip,                # > 0: clamp the carried dh to [-clip, clip] every step
         floating* panels,           # WORK (nub, H, NR) packed W_hh by output unit block
         floating* d_pre,            # WORK (T, B, H) d(pre-activations)
         floating* dh0, floating* work,     # OUT dh0 (B, H); WORK (B, H)
@@ -157,6 +158,9 @@ cdef void rnn_backward_kernel(
                                 lengths != NULL)
                 if s < T:
                     t = step_time(T - 1 - s, T, reverse)      # forward steps in reverse
+                    if clip > 0:
+                        clamp_units(bufs[s & 1], B, H, col0[grp * gs],
+                                    group_units(grp, nub, col0, width, gs), clip)
                     rnn_backward_block(col0[grp * gs], group_units(grp, nub, col0, width, gs),
                                        t, B, H, use_relu, lengths,
                                        dy + t * BH if dy != NULL else NULL,
@@ -218,18 +222,18 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, lengths, bint reverse
 
 
 def backward(dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
-             bint use_relu, int nthreads=1):
+             bint use_relu, int nthreads=1, double clip=0):
     """dx, dh0, dw_ih, dw_hh, db (None without bias)."""
     if x.dtype == np.float32:
         return _backward(<float*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                         reverse, saved, has_bias, use_relu, nthreads)
+                         reverse, saved, has_bias, use_relu, nthreads, clip)
     _check_double(x)
     return _backward(<double*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                     reverse, saved, has_bias, use_relu, nthreads)
+                     reverse, saved, has_bias, use_relu, nthreads, clip)
 
 
 cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved,
-               bint has_bias, bint use_relu, int nthreads):
+               bint has_bias, bint use_relu, int nthreads, double clip):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     (hs,) = saved
     dtype = x.dtype
@@ -262,7 +266,7 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     cdef floating* db_p = <floating*>data_or_null(db)
     with nogil:
         rnn_backward_kernel(T, B, I, H, use_relu, xp, w_ih_p, w_hh_p, len_p, reverse, dy_p,
-                            dhT_p, hs_p, col0_p, width_p, nub, nthreads, panels_p, d_pre_p,
+                            dhT_p, hs_p, col0_p, width_p, nub, nthreads, clip, panels_p, d_pre_p,
                             dh0_p, work_p, dx_p, dw_ih_p, dw_hh_p, db_p)
     ws_release((panels, d_pre), extra_refs=1)
     return dx, dh0, dw_ih, dw_hh, db

@@ -254,6 +254,17 @@ def _recycle(cache):
         release(saved)
 
 
+def _clip_arg(value):
+    """clip_hidden_grad as a float for the kernels (0 = off)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"clip_hidden_grad must be None or a positive finite number, got "
+                         f"{value!r}")
+    return float(value)
+
+
 def _is_empty(x):
     return x.shape[0] == 0 or x.shape[1] == 0
 
@@ -287,11 +298,16 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", lengths=N
     return y, hT, cache
 
 
-def rnn_backward(dy, dhT, cache):
+def rnn_backward(dy, dhT, cache, *, clip_hidden_grad=None):
     """Gradients of an rnn_forward call.  dy (T, B, H) or None; dhT (B, H) or None.
 
     Returns ``RNNGrads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)`` (db_* None without bias).
+    ``clip_hidden_grad`` (a positive number, optional) clamps the gradient carried back
+    through the recurrence to [-c, c] at every step (the gradient arriving at h_t from the
+    later steps, dhT included, before dy_t is added): the results are then not the exact
+    gradient, by design.
     """
+    clip = _clip_arg(clip_hidden_grad)
     dy, dhT = _prepare_backward(cache, "rnn", [("dy", dy), ("dhT", dhT)])
     cache.consumed = True
     if _is_empty(cache.x):
@@ -301,7 +317,7 @@ def rnn_backward(dy, dhT, cache):
         with engine_threads() as nthreads:
             dx, dh0, dw_ih, dw_hh, db = _rnn.backward(
                 dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
-                cache.saved, True, cache.variant, nthreads)
+                cache.saved, True, cache.variant, nthreads, clip)
     _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
     return RNNGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
@@ -334,11 +350,16 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse=Fal
     return y, hT, cT, cache
 
 
-def lstm_backward(dy, dhT, dcT, cache):
+def lstm_backward(dy, dhT, dcT, cache, *, clip_hidden_grad=None):
     """Gradients of an lstm_forward call.  dy (T, B, H), dhT, dcT (B, H); each may be None.
 
     Returns ``LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``.
+    ``clip_hidden_grad`` (a positive number, optional) clamps the gradient carried back
+    through the recurrence to [-c, c] at every step (the gradient arriving at h_t from the
+    later steps, dhT included, before dy_t is added): the results are then not the exact
+    gradient, by design.
     """
+    clip = _clip_arg(clip_hidden_grad)
     dy, dhT, dcT = _prepare_backward(cache, "lstm", [("dy", dy), ("dhT", dhT), ("dcT", dcT)])
     cache.consumed = True
     if _is_empty(cache.x):
@@ -348,7 +369,7 @@ def lstm_backward(dy, dhT, dcT, cache):
         with engine_threads() as nthreads:
             dx, dh0, dc0, dw_ih, dw_hh, db = _lstm.backward(
                 dy, dhT, dcT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
-                cache.saved, True, nthreads)
+                cache.saved, True, nthreads, clip)
     _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
     return LSTMGrads(*_cast(cache.out_dtype, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh))
@@ -389,11 +410,16 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True, lengths=None
     return y, hT, cache
 
 
-def gru_backward(dy, dhT, cache):
+def gru_backward(dy, dhT, cache, *, clip_hidden_grad=None):
     """Gradients of a gru_forward call.  dy (T, B, H) or None; dhT (B, H) or None.
 
     Returns ``GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``.
+    ``clip_hidden_grad`` (a positive number, optional) clamps the gradient carried back
+    through the recurrence to [-c, c] at every step (the gradient arriving at h_t from the
+    later steps, dhT included, before dy_t is added): the results are then not the exact
+    gradient, by design.
     """
+    clip = _clip_arg(clip_hidden_grad)
     dy, dhT = _prepare_backward(cache, "gru", [("dy", dy), ("dhT", dhT)])
     cache.consumed = True
     if _is_empty(cache.x):
@@ -404,7 +430,7 @@ def gru_backward(dy, dhT, cache):
         with engine_threads() as nthreads:
             dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _gru.backward(
                 dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
-                cache.saved, True, cache.variant, nthreads)
+                cache.saved, True, cache.variant, nthreads, clip)
     _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db_ih, db_hh)
     return GRUGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))

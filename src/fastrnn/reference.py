@@ -235,7 +235,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", lengths=None
     return y, h, cache
 
 
-def rnn_backward(dy, dhT, cache):
+def rnn_backward(dy, dhT, cache, clip_hidden_grad=None):
     """Gradients of an Elman RNN layer; returns :class:`RNNGrads`."""
     x, w_ih, w_hh, active, y = (cache[k] for k in ("x", "w_ih", "w_hh", "active", "y"))
     T, B, H = y.shape
@@ -245,6 +245,8 @@ def rnn_backward(dy, dhT, cache):
 
     d_a = np.empty((T, B, H), dtype=x.dtype)  # gradient of the pre-activations
     for t in reversed(_steps(T, cache["reverse"])):
+        if clip_hidden_grad is not None:     # the carried gradient, clamped every step
+            dh = np.clip(dh, -clip_hidden_grad, clip_hidden_grad)
         act_t = None if active is None else active[t]
         g = dh if dy is None else dh + dy[t]
         # y[t] equals the new state on the active rows; the others are zeroed below.
@@ -307,7 +309,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False)
     return y, h, c, cache
 
 
-def lstm_backward(dy, dhT, dcT, cache):
+def lstm_backward(dy, dhT, dcT, cache, clip_hidden_grad=None):
     """Gradients of an LSTM layer; returns :class:`LSTMGrads`."""
     x, w_ih, w_hh, active, gates = (cache[k] for k in ("x", "w_ih", "w_hh", "active", "gates"))
     c_in, tanh_c = cache["c_in"], cache["tanh_c"]
@@ -320,6 +322,8 @@ def lstm_backward(dy, dhT, dcT, cache):
 
     d_a = np.empty((T, B, 4 * H), dtype=x.dtype)  # gradient of the gate pre-activations
     for t in reversed(_steps(T, cache["reverse"])):
+        if clip_hidden_grad is not None:     # the carried gradient, clamped every step
+            dh = np.clip(dh, -clip_hidden_grad, clip_hidden_grad)
         act_t = None if active is None else active[t]
         i, f, g, o = (gates[t, :, k * H:(k + 1) * H] for k in range(4))
         tc = tanh_c[t]
@@ -403,7 +407,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, lengths=None,
     return y, h, cache
 
 
-def gru_backward(dy, dhT, cache):
+def gru_backward(dy, dhT, cache, clip_hidden_grad=None):
     """Gradients of a GRU layer; returns :class:`GRUGrads`."""
     x, w_ih, w_hh, active, gates = (cache[k] for k in ("x", "w_ih", "w_hh", "active", "gates"))
     h_in, aux, reset_after = cache["h_in"], cache["aux"], cache["reset_after"]
@@ -419,6 +423,8 @@ def gru_backward(dy, dhT, cache):
     # when reset_after=False).  They differ only in the n block, and only when reset_after.
     d_h = np.empty((T, B, 3 * H), dtype=x.dtype) if reset_after else d_x
     for t in reversed(_steps(T, cache["reverse"])):
+        if clip_hidden_grad is not None:     # the carried gradient, clamped every step
+            dh = np.clip(dh, -clip_hidden_grad, clip_hidden_grad)
         act_t = None if active is None else active[t]
         r, z, n = (gates[t, :, k * H:(k + 1) * H] for k in range(3))
         h = h_in[t]

@@ -7,7 +7,7 @@ import numpy as np
 
 from fastrnn import functional as F
 from fastrnn import init as _init
-from fastrnn.functional import _as_array, _prepare_lengths
+from fastrnn.functional import _as_array, _clip_arg, _prepare_lengths
 from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, check_prob,
                                   float_input, no_cache_error)
 
@@ -75,7 +75,8 @@ class _Recurrent(Layer):
                  dropout=0.0, bidirectional=False, dtype=np.float32, *, merge_mode="concat",
                  return_sequences=True, return_state=True, go_backwards=False, stateful=False,
                  kernel_initializer="pytorch", recurrent_initializer="pytorch",
-                 bias_initializer="pytorch", unit_forget_bias=False, seed=None):
+                 bias_initializer="pytorch", unit_forget_bias=False, clip_hidden_grad=None,
+                 seed=None):
         super().__init__()
         self.input_size = check_int("input_size", input_size)
         self.hidden_size = check_int("hidden_size", hidden_size)
@@ -96,6 +97,8 @@ class _Recurrent(Layer):
                              "bidirectional layer already runs both directions")
         self.stateful = check_bool("stateful", stateful)
         self.unit_forget_bias = check_bool("unit_forget_bias", unit_forget_bias)
+        _clip_arg(clip_hidden_grad)
+        self.clip_hidden_grad = None if clip_hidden_grad is None else float(clip_hidden_grad)
         if self.unit_forget_bias and self._kind != "lstm":
             raise ValueError("unit_forget_bias is for LSTM layers only")
         self._initializers = {
@@ -181,6 +184,8 @@ class _Recurrent(Layer):
         cfg.update({k: v for k, v in self._initializers.items() if isinstance(v, str)})
         if self.unit_forget_bias:
             cfg["unit_forget_bias"] = True
+        if self.clip_hidden_grad is not None:
+            cfg["clip_hidden_grad"] = self.clip_hidden_grad
         cfg.update(self._cell_config())
         return cfg
 
@@ -549,7 +554,9 @@ class RNN(_Recurrent):
     batch_first, dropout, bidirectional) plus dtype and the Keras-style options
     merge_mode, return_sequences, return_state, go_backwards, stateful, initializers
     (kernel_initializer, recurrent_initializer — e.g. "identity" with relu for an IRNN —,
-    bias_initializer) and seed.  Parameter names are PyTorch's.
+    bias_initializer) and seed.  ``clip_hidden_grad=c`` clamps the gradient carried back
+    through time to [-c, c] at every step of backward (see fastrnn.functional.rnn_backward).
+    Parameter names are PyTorch's.
     """
     _G = 1
     _kind = "rnn"
@@ -572,7 +579,7 @@ class RNN(_Recurrent):
         return y, [hT], cache
 
     def _cell_backward(self, dy, d_finals, cache):
-        g = F.rnn_backward(dy, d_finals[0], cache)
+        g = F.rnn_backward(dy, d_finals[0], cache, clip_hidden_grad=self.clip_hidden_grad)
         return g.dx, [g.dh0], g.dw_ih, g.dw_hh, g.db_ih, g.db_hh
 
     def _prepare_step(self, *w):
@@ -598,7 +605,8 @@ class LSTM(_Recurrent):
         return y, [hT, cT], cache
 
     def _cell_backward(self, dy, d_finals, cache):
-        g = F.lstm_backward(dy, d_finals[0], d_finals[1], cache)
+        g = F.lstm_backward(dy, d_finals[0], d_finals[1], cache,
+                            clip_hidden_grad=self.clip_hidden_grad)
         return g.dx, [g.dh0, g.dc0], g.dw_ih, g.dw_hh, g.db_ih, g.db_hh
 
     def _prepare_step(self, *w):
@@ -633,7 +641,7 @@ class GRU(_Recurrent):
         return y, [hT], cache
 
     def _cell_backward(self, dy, d_finals, cache):
-        g = F.gru_backward(dy, d_finals[0], cache)
+        g = F.gru_backward(dy, d_finals[0], cache, clip_hidden_grad=self.clip_hidden_grad)
         return g.dx, [g.dh0], g.dw_ih, g.dw_hh, g.db_ih, g.db_hh
 
     def _prepare_step(self, *w):
