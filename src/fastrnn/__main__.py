@@ -1,5 +1,8 @@
 """The ``fastrnn`` command (also ``python -m fastrnn``).
 
+    fastrnn train [TASK]  train a model on a built-in task (adding, copy, sum-classify,
+                        sine, charlm --text PATH) and print the final metrics
+                        (--json: one JSON object on the last line)
     fastrnn demo        forward + backward of each cell on random data, checked against the
                         NumPy reference, with timings
     fastrnn bench       fastrnn vs the NumPy reference vs torch: times, GFLOP/s, % of the
@@ -151,12 +154,93 @@ def cmd_bench(args):
     return 0
 
 
+def _print_result(r):
+    verdict = "solved" if r["solved"] else "not solved"
+    cmp = ">=" if r["metric"].endswith("accuracy") else "<"
+    print(f"{r['task']}: {r['cell']} H={r['hidden']} layers={r['layers']} "
+          f"seq_len={r['seq_len']}, {r['steps']} steps, {r['wall_time_s']:.1f} s")
+    print(f"  {r['metric']} {r['value']:.4g} (baseline {r['baseline']:.4g}; target {cmp} "
+          f"{r['target']:.4g}: {verdict})")
+    if "recall_accuracy" in r:
+        print(f"  recall accuracy on the copied symbols {r['recall_accuracy']:.3f}")
+    if r.get("stop_reason"):
+        print(f"  stopped: {r['stop_reason']}")
+    if "sample" in r:
+        print(f"  sample: {r['sample_prime']!r} -> {r['sample']!r}")
+    if "saved" in r:
+        print(f"  model saved to {r['saved']}")
+
+
+def cmd_train(args):
+    import json
+
+    from fastrnn import tasks
+    options = {k: getattr(args, k) for k in (
+        "seq_len", "cell", "hidden", "layers", "optimizer", "lr", "clip_norm", "batch_size",
+        "steps", "text", "temperature", "sample", "copy_len")}
+    if options["clip_norm"] is not None and options["clip_norm"] <= 0:
+        options["clip_norm"] = None
+        explicit_no_clip = True
+    else:
+        explicit_no_clip = False
+    if args.task != "charlm" and args.text is not None:
+        print("fastrnn train: --text is for the charlm task", file=sys.stderr)
+        return 2
+    try:
+        task = tasks.get_task(args.task, **options)
+        if explicit_no_clip:
+            task.options["clip_norm"] = None
+        verbose = 0 if args.quiet else (2 if args.json else 1)
+        result, _, _ = tasks.run(task, dtype=np.dtype(args.dtype), seed=args.seed,
+                                 verbose=verbose, save=args.save,
+                                 stop_at_target=not args.keep_going)
+    except (ValueError, OSError) as exc:
+        print(f"fastrnn train: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        _print_result(result)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastrnn", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="with --version: also the BLAS, kernel level, threads and CPU")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    t = sub.add_parser("train", help="train a model on a built-in task (default: adding)")
+    t.add_argument("task", nargs="?", default="adding",
+                   choices=["adding", "copy", "sum-classify", "sine", "charlm"])
+    t.add_argument("--text", default=None, metavar="PATH", help="charlm: the text file")
+    t.add_argument("--cell", choices=["lstm", "gru", "rnn"], default=None,
+                   help="recurrent cell (default lstm)")
+    t.add_argument("--layers", type=int, default=None, help="stacked recurrent layers")
+    t.add_argument("--hidden", type=int, default=None, help="hidden size")
+    t.add_argument("--seq-len", type=int, default=None, metavar="T",
+                   help="sequence length (adding: 100; copy: the delay; ...)")
+    t.add_argument("--steps", type=int, default=None, help="optimizer steps (about)")
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"],
+                   default=None)
+    t.add_argument("--lr", type=float, default=None, help="learning rate")
+    t.add_argument("--clip-norm", type=float, default=None,
+                   help="global gradient-norm clipping (0: off)")
+    t.add_argument("--copy-len", type=int, default=None, help="copy: symbols to recall")
+    t.add_argument("--temperature", type=float, default=None, help="charlm sampling")
+    t.add_argument("--sample", type=int, default=None,
+                   help="charlm: characters to sample after training (0: none)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--keep-going", action="store_true",
+                   help="train for all --steps (default: stop once the target is reached)")
+    t.add_argument("--save", default=None, metavar="PATH", help="save the trained model")
+    t.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    t.add_argument("--json", action="store_true",
+                   help="print the final metrics as one JSON object on the last line")
+    t.set_defaults(func=cmd_train)
+
     demo = sub.add_parser("demo", help="forward/backward of each cell vs the NumPy reference")
     demo.add_argument("--batch", type=int, default=32, metavar="B")
     demo.add_argument("--seq-len", type=int, default=50, metavar="T")
@@ -206,7 +290,8 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    for name in ("batch", "seq_len", "input_size", "hidden", "repeat", "threads"):
+    for name in ("batch", "seq_len", "input_size", "hidden", "repeat", "threads", "layers",
+                 "steps", "batch_size", "copy_len"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")

@@ -14,7 +14,45 @@ __all__ = ["Model", "Sequential"]
 
 
 class Model(Layer):
-    """Base class of models; a Layer with ``summary()``."""
+    """Base class of models: a Layer with ``summary()``, ``fit``, ``evaluate``, ``predict``."""
+
+    stop_training = False
+
+    def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
+            validation_data=None, clip_norm=None, clip_value=None, shuffle=True, callbacks=(),
+            seed=None, verbose=1, metrics=(), validation_batch_size=None, stream=None):
+        """Train on (x, y) with mini-batches; returns a ``History``.
+
+        x, y: sample-major arrays (``x[i]`` is sample i; x may be a list of variable-length
+        sequences, padded per batch); lengths: (N,) valid steps per sample; loss: a
+        fastrnn.losses.Loss or its name; optimizer: a fastrnn.optim optimizer (or a name:
+        "adam", "sgd", ...); validation_data: (x_val, y_val[, lengths_val]), evaluated after
+        every epoch (val_* entries); clip_norm / clip_value: gradient clipping per step;
+        callbacks: fastrnn.callbacks / fastrnn.schedules objects; seed: shuffling order;
+        verbose: 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one
+        line per epoch; metrics: names ("accuracy", "mse", "mae", "perplexity") or Metric
+        objects; validation_batch_size: default batch_size; stream: where progress goes
+        (default stderr).  Stateful models get their batches in order (no shuffling, a final partial
+        batch dropped) and reset_states() at each epoch end.  Ctrl-C stops after the current
+        step; a non-finite loss stops before its update, with a warning naming the step
+        (``History.stop_reason``)."""
+        from fastrnn.training import fit
+        return fit(self, x, y, loss=loss, optimizer=optimizer, epochs=epochs,
+                   batch_size=batch_size, lengths=lengths, validation_data=validation_data,
+                   clip_norm=clip_norm, clip_value=clip_value, shuffle=shuffle,
+                   callbacks=callbacks, seed=seed, verbose=verbose, metrics=metrics,
+                   validation_batch_size=validation_batch_size, stream=stream)
+
+    def evaluate(self, x, y, *, loss=None, lengths=None, batch_size=256, metrics=()):
+        """Mean loss and metrics over (x, y) in eval mode: a dict."""
+        from fastrnn.training import evaluate
+        return evaluate(self, x, y, loss=loss, lengths=lengths, batch_size=batch_size,
+                        metrics=metrics)
+
+    def predict(self, x, *, lengths=None, batch_size=256):
+        """Outputs for x in eval mode, in batches, sample-major."""
+        from fastrnn.training import predict
+        return predict(self, x, lengths=lengths, batch_size=batch_size)
 
     def summary(self, input_shape=None, print_fn=print):
         """Print a table of the layers, their output shapes and parameter counts.
@@ -86,10 +124,11 @@ class Sequential(Model):
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
     def _batch_first(self):
+        """The first sequence layer's batch_first (None: no sequence layer)."""
         for layer in self.layers:
             if hasattr(layer, "batch_first"):
                 return layer.batch_first
-        return False
+        return None
 
     def forward(self, x, lengths=None, mask=None, *, training=None):
         if not self._layers:
@@ -100,7 +139,7 @@ class Sequential(Model):
             shape = np.shape(x)
             if len(shape) < 2:
                 raise ValueError(f"a mask needs x with time and batch axes, got shape {shape}")
-            bf = self._batch_first()
+            bf = bool(self._batch_first())
             T, B = (shape[1], shape[0]) if bf else (shape[0], shape[1])
             lengths = lengths_from_mask(mask, T, B, bf)
         self._output_shapes.clear()

@@ -1,0 +1,87 @@
+"""Batching helpers: pad variable-length sequences and iterate over mini-batches.
+
+Sample-major convention (as Keras): the first axis of ``x`` and ``y`` indexes samples;
+sequences are ``(T, ...)`` each, padded batches ``(B, T, ...)``."""
+import numpy as np
+
+__all__ = ["pad_sequences", "batches", "is_ragged"]
+
+
+def is_ragged(x):
+    """True for a list/tuple of per-sample arrays (variable length)."""
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(
+        isinstance(s, (np.ndarray, list, tuple)) for s in x) and not _uniform(x)
+
+
+def _uniform(x):
+    try:
+        shapes = {np.shape(s) for s in x}
+    except Exception:
+        return False
+    return len(shapes) == 1
+
+
+def pad_sequences(seqs, maxlen=None, dtype=None, value=0):
+    """Stack variable-length sequences (each (T_i, ...)) into a (N, T, ...) array padded at
+    the end with `value`, T = max T_i (or `maxlen`, which truncates longer ones at the end).
+    Returns ``(padded, lengths)``; lengths are the kept lengths (>= 1 required)."""
+    if not isinstance(seqs, (list, tuple)) or not seqs:
+        raise ValueError("seqs must be a non-empty list of sequences")
+    arrays = [np.asarray(s) for s in seqs]
+    for i, a in enumerate(arrays):
+        if a.ndim < 1:
+            raise ValueError(f"seqs[{i}] must be a sequence (at least 1-D), got a scalar")
+        if a.shape[1:] != arrays[0].shape[1:]:
+            raise ValueError(f"seqs[{i}] has feature shape {a.shape[1:]}, seqs[0] has "
+                             f"{arrays[0].shape[1:]}")
+        if len(a) == 0:
+            raise ValueError(f"seqs[{i}] is empty; every sequence needs at least one step")
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    if maxlen is not None:
+        if isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen < 1:
+            raise ValueError(f"maxlen must be a positive int, got {maxlen!r}")
+        lengths = np.minimum(lengths, maxlen)
+    T = int(lengths.max())
+    dtype = np.result_type(*arrays) if dtype is None else dtype
+    out = np.full((len(arrays), T) + arrays[0].shape[1:], value, dtype=dtype)
+    for i, (a, n) in enumerate(zip(arrays, lengths)):
+        out[i, :n] = a[:n]
+    return out, lengths
+
+
+def _take(data, idx):
+    if isinstance(data, (list, tuple)):
+        return [data[i] for i in idx]
+    return data[idx]
+
+
+def batches(x, y=None, batch_size=32, lengths=None, shuffle=True, seed=None,
+            drop_last=False):
+    """Yield ``(x_batch, y_batch, lengths_batch)`` over the samples (sample-major).
+
+    `x` (and `y`) are arrays with samples on axis 0, or lists of variable-length sequences,
+    which are padded per batch (so a batch is only as long as its longest sequence) and give
+    the batch's lengths.  `shuffle` draws a new order each call (`seed`: int or Generator);
+    `drop_last` leaves out a final partial batch."""
+    n = len(x)
+    if y is not None and len(y) != n:
+        raise ValueError(f"x and y must have the same number of samples, got {n} and {len(y)}")
+    if lengths is not None and len(lengths) != n:
+        raise ValueError(f"lengths must have one entry per sample ({n}), got {len(lengths)}")
+    order = np.arange(n)
+    if shuffle:
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        order = rng.permutation(n)
+    stop = n - n % batch_size if drop_last else n
+    ragged_x = isinstance(x, (list, tuple))
+    ragged_y = isinstance(y, (list, tuple))
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        xb, lb = _take(x, idx), None if lengths is None else np.asarray(lengths)[idx]
+        if ragged_x:
+            xb, lx = pad_sequences(xb)
+            lb = lx if lb is None else np.minimum(lb, lx)
+        yb = None if y is None else _take(y, idx)
+        if ragged_y:
+            yb, _ = pad_sequences(yb, maxlen=None)
+        yield xb, yb, lb
