@@ -51,6 +51,7 @@ class Task:
     defaults = dict(seq_len=100, cell="lstm", hidden=64, layers=1, optimizer="adam", lr=1e-2,
                     clip_norm=1.0, batch_size=32, steps=4000)
     steps_per_epoch = 100
+    stop_at_target = True                # stop after the first epoch that meets the target
 
     def __init__(self, **options):
         self.options = dict(self.defaults)
@@ -239,6 +240,7 @@ class CharLM(Task):
     target_metric = "val_perplexity"
     defaults = dict(Task.defaults, seq_len=50, hidden=128, batch_size=32, steps=600, lr=5e-3,
                     clip_norm=5.0, embed=32, sample=200, temperature=0.7, text=None)
+    stop_at_target = False               # a language model keeps improving: use every step
 
     def data(self, rng, dtype):
         if not self.text:
@@ -377,7 +379,7 @@ def run(task, *, dtype=np.float32, seed=0, verbose=1, save=None, stream=None,
     stopper = _StopAtTarget(task, data)
     history = model.fit(
         data["x"], data["y"], loss=task.loss, optimizer=opt, epochs=task.epochs(),
-        callbacks=[stopper] if stop_at_target else [],
+        callbacks=[stopper] if stop_at_target and task.stop_at_target else [],
         batch_size=task.batch_size, validation_data=data["val"],
         validation_batch_size=data.get("val_batch"), clip_norm=task.clip_norm,
         metrics=task.metrics, seed=seed, verbose=verbose, stream=stream)
