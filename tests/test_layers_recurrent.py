@@ -1,5 +1,7 @@
 """Recurrent layers: torch parity (multi-layer, bidirectional, packed lengths), finite-difference
 gradients of every option, stateful chunks, streaming steps, masks, dropout, initializers."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -54,7 +56,8 @@ PARITY = [
 def test_torch_parity(cell, num_layers, bidir, with_lengths, batch_first, with_state, dtype):
     torch = pytest.importorskip("torch")
     T, B, I, H = 6, 5, 4, 3
-    rng = np.random.default_rng(hash((cell, num_layers, bidir)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((cell, num_layers, bidir, with_lengths,
+                                                  batch_first)).encode()))
     tcls = {"rnn": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": torch.nn.LSTM,
             "gru": torch.nn.GRU}[cell]
     kw = {"nonlinearity": "relu"} if cell == "rnn_relu" else {}

@@ -51,13 +51,14 @@ def test_sequential_with_continuous_input_and_laststep_fd():
 
 def test_sequential_names_match_torch_sequential_and_load():
     torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
     tm = torch.nn.Sequential(torch.nn.Embedding(11, 4), torch.nn.Linear(4, 3))
     model = fastrnn.Sequential([L.Embedding(11, 4), L.Dense(4, 3)])
     assert list(model.parameters()) == list(tm.state_dict())
     model.load_state_dict(tm.state_dict())
     ids = np.array([[1, 2], [3, 4]])
     np.testing.assert_allclose(model.forward(ids), tm(torch.tensor(ids)).detach().numpy(),
-                               rtol=1e-6)
+                               rtol=1e-5, atol=1e-6)        # float32, summation order differs
 
 
 def test_sequential_mask_training_override_and_modes():
