@@ -20,14 +20,9 @@ vocab = sorted(set(text))
 ids = np.array([vocab.index(c) for c in text])
 V, B, T = len(vocab), 16, 40
 
-# B parallel streams, cut into T-step chunks; batch k holds chunk k of every stream, so a
-# stateful layer carries each stream's state from one batch to the next
-per = (len(ids) - 1) // B
-chunks = per // T
-x = np.stack([ids[b * per: b * per + chunks * T] for b in range(B)])
-y = np.stack([ids[b * per + 1: b * per + chunks * T + 1] for b in range(B)])
-x = x.reshape(B, chunks, T).transpose(1, 0, 2).reshape(-1, T)
-y = y.reshape(B, chunks, T).transpose(1, 0, 2).reshape(-1, T)
+# B parallel streams cut into T-step chunks, ordered so that batch k holds chunk k of every
+# stream: the stateful layer carries each stream's state from one batch to the next
+x, y = fastrnn.data.tbptt_streams(ids, B, T)
 
 embed = L.Embedding(V, 24, seed=0)
 lstm = L.LSTM(24, 128, batch_first=True, stateful=True, seed=0)

@@ -224,6 +224,8 @@ def test_fit_refuses_bad_arguments():
         (dict(metrics=["f1"]), ValueError, "metric must be"),
         (dict(lengths=[1, 2]), ValueError, "lengths must be 8 integers"),
         (dict(optimizer=optim.SGD(small_model(seed=1))), ValueError, "different model"),
+        (dict(optimizer=optim.SGD(list(model.parameters().values()))), ValueError,
+         "built from the model"),
     ]
     for kw, exc, match in bad:
         args = dict(loss="mse", optimizer="sgd", verbose=0)

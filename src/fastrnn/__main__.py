@@ -178,18 +178,11 @@ def cmd_train(args):
     options = {k: getattr(args, k) for k in (
         "seq_len", "cell", "hidden", "layers", "optimizer", "lr", "clip_norm", "batch_size",
         "steps", "text", "temperature", "sample", "copy_len")}
-    if options["clip_norm"] is not None and options["clip_norm"] <= 0:
-        options["clip_norm"] = None
-        explicit_no_clip = True
-    else:
-        explicit_no_clip = False
     if args.task != "charlm" and args.text is not None:
         print("fastrnn train: --text is for the charlm task", file=sys.stderr)
         return 2
     try:
         task = tasks.get_task(args.task, **options)
-        if explicit_no_clip:
-            task.options["clip_norm"] = None
         verbose = 0 if args.quiet else (2 if args.json else 1)
         result, _, _ = tasks.run(task, dtype=np.dtype(args.dtype), seed=args.seed,
                                  verbose=verbose, save=args.save,
@@ -222,7 +215,7 @@ def build_parser():
                    help="sequence length (adding: 100; copy: the delay; ...)")
     t.add_argument("--steps", type=int, default=None, help="optimizer steps (about)")
     t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"],
+    t.add_argument("--optimizer", choices=sorted(fastrnn.optim.NAMES),
                    default=None)
     t.add_argument("--lr", type=float, default=None, help="learning rate")
     t.add_argument("--clip-norm", type=float, default=None,

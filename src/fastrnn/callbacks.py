@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from fastrnn.layers._base import check_int
+
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "CSVLogger"]
 
 
@@ -71,9 +73,7 @@ class EarlyStopping(Callback):
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
                  restore_best_weights=False):
         self._mon = _Monitor(monitor, mode, min_delta)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
-        self.patience = patience
+        self.patience = check_int("patience", patience, 0)
         self.restore_best_weights = bool(restore_best_weights)
         self.stopped_epoch = None
         self.best_epoch = None

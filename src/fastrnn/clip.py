@@ -8,6 +8,7 @@ import numpy as np
 
 from fastrnn import _optim
 from fastrnn.layers._base import Layer
+from fastrnn.optim import check_inplace
 
 __all__ = ["clip_grad_norm", "clip_grad_value"]
 
@@ -24,16 +25,7 @@ def _arrays(grads):
     else:
         raise TypeError(f"grads must be a model, a dict of arrays or a list of arrays, got "
                         f"{type(grads).__name__}")
-    out = []
-    for name, g in items:
-        if not isinstance(g, np.ndarray) or g.dtype not in (np.float32, np.float64):
-            raise TypeError(f"grads[{name!r}] must be a float32 or float64 ndarray, got "
-                            f"{getattr(g, 'dtype', type(g).__name__)}")
-        if not g.flags.c_contiguous or not g.flags.writeable:
-            raise ValueError(f"grads[{name!r}] must be a writeable C-contiguous array "
-                             f"(clipping is in place)")
-        out.append(g.reshape(-1))
-    return out
+    return [check_inplace(f"grads[{name!r}]", g).reshape(-1) for name, g in items]
 
 
 def _positive(name, value, allow_inf=False):

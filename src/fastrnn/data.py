@@ -4,21 +4,9 @@ Sample-major convention (as Keras): the first axis of ``x`` and ``y`` indexes sa
 sequences are ``(T, ...)`` each, padded batches ``(B, T, ...)``."""
 import numpy as np
 
-__all__ = ["pad_sequences", "batches", "is_ragged"]
+from fastrnn.init import as_generator
 
-
-def is_ragged(x):
-    """True for a list/tuple of per-sample arrays (variable length)."""
-    return isinstance(x, (list, tuple)) and len(x) > 0 and all(
-        isinstance(s, (np.ndarray, list, tuple)) for s in x) and not _uniform(x)
-
-
-def _uniform(x):
-    try:
-        shapes = {np.shape(s) for s in x}
-    except Exception:
-        return False
-    return len(shapes) == 1
+__all__ = ["pad_sequences", "batches", "tbptt_streams"]
 
 
 def pad_sequences(seqs, maxlen=None, dtype=None, value=0):
@@ -70,8 +58,7 @@ def batches(x, y=None, batch_size=32, lengths=None, shuffle=True, seed=None,
         raise ValueError(f"lengths must have one entry per sample ({n}), got {len(lengths)}")
     order = np.arange(n)
     if shuffle:
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        order = rng.permutation(n)
+        order = as_generator(seed).permutation(n)
     stop = n - n % batch_size if drop_last else n
     ragged_x = isinstance(x, (list, tuple))
     ragged_y = isinstance(y, (list, tuple))
@@ -85,3 +72,28 @@ def batches(x, y=None, batch_size=32, lengths=None, shuffle=True, seed=None,
         if ragged_y:
             yb, _ = pad_sequences(yb, maxlen=None)
         yield xb, yb, lb
+
+
+def tbptt_streams(ids, batch_size, seq_len):
+    """Inputs and next-step targets for stateful truncated BPTT over one long sequence.
+
+    `ids` (N, ...) is cut into `batch_size` parallel streams, each into chunks of `seq_len`
+    steps; the samples are ordered so that batch k (samples k*batch_size .. +batch_size) holds
+    chunk k of every stream, which is what a stateful layer needs to carry each stream's state
+    from one batch to the next (fit keeps stateful batches in order).  Returns ``(x, y)`` of
+    shape (n_chunks * batch_size, seq_len, ...), y shifted one step ahead of x."""
+    ids = np.asarray(ids)
+    B, T = batch_size, seq_len
+    per_stream = (len(ids) - 1) // B
+    n_chunks = per_stream // T
+    if n_chunks < 1:
+        raise ValueError(f"the sequence is too short for batch_size {B} and seq_len {T}: "
+                         f"need more than {B * T + 1} steps, got {len(ids)}")
+    use = n_chunks * T
+    x = np.stack([ids[b * per_stream: b * per_stream + use] for b in range(B)])
+    y = np.stack([ids[b * per_stream + 1: b * per_stream + use + 1] for b in range(B)])
+    # (B, n_chunks, T, ...) -> (n_chunks, B, T, ...) -> (n_chunks * B, T, ...)
+    rest = ids.shape[1:]
+    x = x.reshape((B, n_chunks, T) + rest).swapaxes(0, 1).reshape((-1, T) + rest)
+    y = y.reshape((B, n_chunks, T) + rest).swapaxes(0, 1).reshape((-1, T) + rest)
+    return x, y

@@ -14,7 +14,7 @@ import numpy as np
 
 from fastrnn.functional import _as_array
 
-__all__ = ["Loss", "CrossEntropy", "MSE", "BCEWithLogits", "get"]
+__all__ = ["Loss", "CrossEntropy", "MSE", "BCEWithLogits", "get", "log_softmax"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -41,6 +41,12 @@ def _weights(mask, shape, dtype):
         raise ValueError(f"mask must have the leading shape of the positions, "
                          f"{tuple(shape)} (or a leading part of it), got {m.shape}")
     return m.astype(dtype)
+
+
+def log_softmax(z):
+    """log softmax over the last axis, stable for any logits."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 class Loss:
@@ -120,9 +126,7 @@ class CrossEntropy(Loss):
                              f"{z.shape}")
         C = z.shape[-1]
         t = _as_array("target", target)
-        shifted = z - z.max(axis=-1, keepdims=True)
-        lse = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        log_p = shifted - lse                                  # log_softmax
+        log_p = log_softmax(z)
         if t.shape == z.shape and t.dtype.kind == "f":
             probs = t.astype(z.dtype)
             counted = None

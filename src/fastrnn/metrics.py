@@ -4,6 +4,8 @@ Each metric has ``update(pred, target, weights=None)`` (weights: per-position ma
 positions' shape, e.g. valid steps), ``result()`` and ``reset()``."""
 import numpy as np
 
+from fastrnn.losses import log_softmax
+
 __all__ = ["Metric", "Accuracy", "MSE", "MAE", "Perplexity", "get"]
 
 
@@ -86,9 +88,7 @@ class Perplexity(Metric):
         if t.dtype.kind not in "iu" or t.shape != z.shape[:-1]:
             raise ValueError(f"perplexity needs class scores (..., C) and integer targets "
                              f"(...), got {z.shape} and {t.dtype} {t.shape}")
-        z = z - z.max(axis=-1, keepdims=True)
-        log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-        nll = -np.take_along_axis(log_p, t[..., None], axis=-1)[..., 0]
+        nll = -np.take_along_axis(log_softmax(z), t[..., None], axis=-1)[..., 0]
         self._add(nll, weights)
 
     def result(self):

@@ -16,9 +16,19 @@ import numbers
 import numpy as np
 
 from fastrnn import _optim
-from fastrnn.layers._base import Layer
+from fastrnn.layers._base import Layer, check_bool
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAMES", "get"]
+
+
+def check_inplace(label, a):
+    """`a` must be a writeable C-contiguous float32/float64 ndarray (updated in place)."""
+    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{label} must be a float32 or float64 ndarray, got "
+                        f"{getattr(a, 'dtype', type(a).__name__)}")
+    if not a.flags.c_contiguous or not a.flags.writeable:
+        raise ValueError(f"{label} must be a writeable C-contiguous array (updated in place)")
+    return a
 
 
 def _number(name, value, low=0.0, high=None, low_open=False, high_open=True):
@@ -52,12 +62,7 @@ class Optimizer:
         if not arrays:
             raise ValueError("params is empty: nothing to optimize")
         for name, a in zip(names, arrays):
-            if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
-                raise TypeError(f"parameter {name!r} must be a float32 or float64 ndarray, got "
-                                f"{getattr(a, 'dtype', type(a).__name__)}")
-            if not a.flags.c_contiguous or not a.flags.writeable:
-                raise ValueError(f"parameter {name!r} must be a writeable C-contiguous array "
-                                 f"(updates are in place)")
+            check_inplace(f"parameter {name!r}", a)
         self.names = names
         self.params = arrays
         self.state = [dict() for _ in arrays]
@@ -150,8 +155,7 @@ class SGD(Optimizer):
         self.momentum = _number("momentum", momentum)
         self.dampening = _number("dampening", dampening)
         self.weight_decay = _number("weight_decay", weight_decay)
-        if not isinstance(nesterov, bool):
-            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
+        nesterov = check_bool("nesterov", nesterov)
         if nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
         self.nesterov = nesterov
@@ -180,9 +184,7 @@ class Adam(Optimizer):
                       _number("betas[1]", betas[1], 0.0, 1.0))
         self.eps = _number("eps", eps)
         self.weight_decay = _number("weight_decay", weight_decay)
-        if not isinstance(amsgrad, bool):
-            raise TypeError(f"amsgrad must be True or False, got {amsgrad!r}")
-        self.amsgrad = amsgrad
+        self.amsgrad = check_bool("amsgrad", amsgrad)
 
     def _update(self, p, g, st):
         st["step"] = st.get("step", 0) + 1
@@ -218,9 +220,7 @@ class RMSprop(Optimizer):
         self.eps = _number("eps", eps)
         self.weight_decay = _number("weight_decay", weight_decay)
         self.momentum = _number("momentum", momentum)
-        if not isinstance(centered, bool):
-            raise TypeError(f"centered must be True or False, got {centered!r}")
-        self.centered = centered
+        self.centered = check_bool("centered", centered)
 
     def _update(self, p, g, st):
         sq = self._buffer(st, "square_avg", p)
@@ -251,3 +251,22 @@ class Adagrad(Optimizer):
             st["sum"] = np.full(p.size, self.initial_accumulator_value, p.dtype)
         clr = self.lr / (1 + (st["step"] - 1) * self.lr_decay)
         _optim.adagrad(p, g, st["sum"], clr, self.eps, self.weight_decay)
+
+
+NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+
+
+def get(optimizer, model, **kwargs):
+    """An optimizer for `model`: an Optimizer (checked to belong to `model`) or a name in
+    NAMES, built with `kwargs` (PyTorch's defaults otherwise)."""
+    if isinstance(optimizer, Optimizer):
+        if optimizer._model is not None and optimizer._model is not model:
+            raise ValueError("optimizer was built for a different model")
+        if optimizer._model is None and optimizer.names != list(model.parameters()):
+            raise ValueError("optimizer must be built from the model (e.g. Adam(model)) or "
+                             "from model.parameters() to be driven by the model's gradients")
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in NAMES:
+        return NAMES[optimizer.lower()](model, **kwargs)
+    raise ValueError(f"optimizer must be a fastrnn.optim.Optimizer or one of {sorted(NAMES)}, "
+                     f"got {optimizer!r}")

@@ -6,15 +6,10 @@ The base rate is the optimizer's ``lr`` when the schedule first sees the optimiz
 import math
 
 from fastrnn.callbacks import Callback, _Monitor
+from fastrnn.layers._base import check_int
 
 __all__ = ["LRSchedule", "StepLR", "ExponentialLR", "CosineLR", "InverseTimeDecay",
            "ReduceLROnPlateau"]
-
-
-def _positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _factor(name, value, low=0.0, high=1.0, high_ok=True):
@@ -55,16 +50,13 @@ class LRSchedule(Callback):
         self.optimizer.lr = self.lr_at(self.epoch)
         return self.optimizer.lr
 
-    def get_lr(self):
-        return self.optimizer.lr
-
 
 class StepLR(LRSchedule):
     """lr = base * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer=None, step_size=10, gamma=0.1):
         super().__init__(optimizer)
-        self.step_size = _positive_int("step_size", step_size)
+        self.step_size = check_int("step_size", step_size)
         self.gamma = _factor("gamma", gamma)
 
     def lr_at(self, epoch):
@@ -88,8 +80,8 @@ class CosineLR(LRSchedule):
 
     def __init__(self, optimizer=None, total_epochs=100, min_lr=0.0, warmup_epochs=0):
         super().__init__(optimizer)
-        self.total_epochs = _positive_int("total_epochs", total_epochs)
-        self.warmup_epochs = _positive_int("warmup_epochs", warmup_epochs, 0)
+        self.total_epochs = check_int("total_epochs", total_epochs)
+        self.warmup_epochs = check_int("warmup_epochs", warmup_epochs, 0)
         if self.warmup_epochs >= self.total_epochs:
             raise ValueError(f"warmup_epochs ({warmup_epochs}) must be below total_epochs "
                              f"({total_epochs})")
@@ -129,8 +121,8 @@ class ReduceLROnPlateau(LRSchedule):
         super().__init__(optimizer)
         self._mon = _Monitor(monitor, mode, min_delta)
         self.factor = _factor("factor", factor, high_ok=False)
-        self.patience = _positive_int("patience", patience, 0)
-        self.cooldown = _positive_int("cooldown", cooldown, 0)
+        self.patience = check_int("patience", patience, 0)
+        self.cooldown = check_int("cooldown", cooldown, 0)
         if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or min_lr < 0:
             raise ValueError(f"min_lr must be a number >= 0, got {min_lr!r}")
         self.min_lr = float(min_lr)

@@ -24,6 +24,7 @@ import numpy as np
 
 from fastrnn import layers as L
 from fastrnn.callbacks import Callback
+from fastrnn.data import tbptt_streams
 from fastrnn.models import Sequential
 
 __all__ = ["TASKS", "get_task"]
@@ -63,8 +64,15 @@ class Task:
         except KeyError:
             raise AttributeError(name) from None
 
+    n_val = 1000                         # validation samples
+
     def n_train(self):
         return self.steps_per_epoch * self.batch_size
+
+    def data(self, rng, dtype):
+        """Training set (steps_per_epoch batches) and validation set, from `generate`."""
+        x, y = self.generate(self.n_train(), rng, dtype)
+        return dict(x=x, y=y, val=self.generate(self.n_val, rng, dtype))
 
     def epochs(self):
         return max(1, math.ceil(self.steps / self.steps_per_epoch))
@@ -85,8 +93,8 @@ class Adding(Task):
     loss = "mse"
     metric_name = "val_mse"
 
-    @staticmethod
-    def generate(n, T, rng, dtype=np.float32):
+    def generate(self, n, rng, dtype=np.float32):
+        T = self.seq_len
         if T < 2:
             raise ValueError(f"the adding problem needs seq_len >= 2, got {T}")
         x = np.zeros((n, T, 2), dtype)
@@ -98,11 +106,6 @@ class Adding(Task):
         x[rows, second, 1] = 1
         y = (x[rows, first, 0] + x[rows, second, 0])[:, None].astype(dtype)
         return x, y
-
-    def data(self, rng, dtype):
-        x, y = self.generate(self.n_train(), self.seq_len, rng, dtype)
-        xv, yv = self.generate(1000, self.seq_len, rng, dtype)
-        return dict(x=x, y=y, val=(xv, yv))
 
     def build(self, dtype, seed):
         return _many_to_one(self.cell, 2, self.hidden, self.layers, 1, dtype, seed)
@@ -126,8 +129,8 @@ class Copy(Task):
     defaults = dict(Task.defaults, seq_len=10, copy_len=10, cell="gru", hidden=128,
                     steps=4000, lr=5e-3, batch_size=64)
 
-    @staticmethod
-    def generate(n, T, k, rng, dtype=np.float32):
+    def generate(self, n, rng, dtype=np.float32):
+        T, k = self.seq_len, self.copy_len
         if T < 1:
             raise ValueError(f"the copy task needs seq_len >= 1, got {T}")
         if k < 1:
@@ -141,11 +144,6 @@ class Copy(Task):
         y = np.zeros((n, total), np.int64)
         y[:, -k:] = symbols
         return x, y
-
-    def data(self, rng, dtype):
-        x, y = self.generate(self.n_train(), self.seq_len, self.copy_len, rng, dtype)
-        xv, yv = self.generate(1000, self.seq_len, self.copy_len, rng, dtype)
-        return dict(x=x, y=y, val=(xv, yv))
 
     def build(self, dtype, seed):
         return Sequential([_recurrent(self.cell, 10, self.hidden, self.layers, dtype, seed),
@@ -175,16 +173,13 @@ class SumClassify(Task):
     target_metric = "val_accuracy"
     defaults = dict(Task.defaults, seq_len=50, steps=1000)
 
-    @staticmethod
-    def generate(n, T, rng, dtype=np.float32):
+    n_val = 2000
+
+    def generate(self, n, rng, dtype=np.float32):
+        T = self.seq_len
         x = rng.random((n, T, 1)).astype(dtype)
         y = (x.sum(axis=(1, 2)) > T / 2).astype(np.int64)
         return x, y
-
-    def data(self, rng, dtype):
-        x, y = self.generate(self.n_train(), self.seq_len, rng, dtype)
-        xv, yv = self.generate(2000, self.seq_len, rng, dtype)
-        return dict(x=x, y=y, val=(xv, yv))
 
     def build(self, dtype, seed):
         return _many_to_one(self.cell, 1, self.hidden, self.layers, 2, dtype, seed)
@@ -206,20 +201,17 @@ class Sine(Task):
     defaults = dict(Task.defaults, seq_len=50, hidden=32, steps=600)
     noise = 0.1
 
-    @classmethod
-    def generate(cls, n, T, rng, dtype=np.float32):
+    n_val = 2000
+
+    def generate(self, n, rng, dtype=np.float32):
+        T = self.seq_len
         freq = rng.uniform(0.05, 0.3, (n, 1))
         phase = rng.uniform(0, 2 * np.pi, (n, 1))
         t = np.arange(T + 1)[None, :]
         clean = np.sin(freq * t + phase)
-        x = (clean[:, :T] + cls.noise * rng.standard_normal((n, T)))[:, :, None]
+        x = (clean[:, :T] + self.noise * rng.standard_normal((n, T)))[:, :, None]
         y = clean[:, T:T + 1]
         return x.astype(dtype), y.astype(dtype)
-
-    def data(self, rng, dtype):
-        x, y = self.generate(self.n_train(), self.seq_len, rng, dtype)
-        xv, yv = self.generate(2000, self.seq_len, rng, dtype)
-        return dict(x=x, y=y, val=(xv, yv))
 
     def build(self, dtype, seed):
         return _many_to_one(self.cell, 1, self.hidden, self.layers, 1, dtype, seed)
@@ -258,32 +250,15 @@ class CharLM(Task):
         train, val = ids[:split], ids[split:]
         if len(val) < 2 * T + 2:                 # short text: validate on a slice of the train
             val = ids[-(2 * T + 2):]
-        x, y = self._streams(train, B, T)
+        x, y = tbptt_streams(train, B, T)
         bv = max(1, min(B, (len(val) - 1) // T))
-        xv, yv = self._streams(val, bv, T)
+        xv, yv = tbptt_streams(val, bv, T)
         counts = np.bincount(train, minlength=len(vocab)) + 1.0
         log_p = np.log(counts / counts.sum())
         unigram = float(np.exp(-log_p[yv].mean()))
         self.steps_per_epoch = max(1, len(x) // B)
         return dict(x=x, y=y, val=(xv, yv), vocab=vocab, unigram=unigram, val_batch=bv,
                     text=text)
-
-    @staticmethod
-    def _streams(ids, B, T):
-        """B parallel streams cut into T-step chunks, ordered so that batch k holds chunk k
-        of every stream (what a stateful model needs)."""
-        per_stream = (len(ids) - 1) // B
-        n_chunks = per_stream // T
-        if n_chunks < 1:
-            raise ValueError(f"the text is too short for batch_size {B} and seq_len {T}: "
-                             f"need more than {B * T + 1} characters")
-        use = n_chunks * T
-        x = np.stack([ids[b * per_stream: b * per_stream + use] for b in range(B)])
-        y = np.stack([ids[b * per_stream + 1: b * per_stream + use + 1] for b in range(B)])
-        # (B, n_chunks, T) -> (n_chunks, B, T) -> (n_chunks * B, T)
-        x = x.reshape(B, n_chunks, T).transpose(1, 0, 2).reshape(-1, T)
-        y = y.reshape(B, n_chunks, T).transpose(1, 0, 2).reshape(-1, T)
-        return x, y
 
     def build(self, dtype, seed, vocab_size=None):
         V = vocab_size
@@ -336,9 +311,6 @@ def get_task(name, **options):
     return TASKS[name](**options)
 
 
-_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
-
-
 class _StopAtTarget(Callback):
     """Stop after the first epoch whose validation metric meets the task's target."""
 
@@ -361,8 +333,6 @@ def run(task, *, dtype=np.float32, seed=0, verbose=1, save=None, stream=None,
 
     from fastrnn import optim
     from fastrnn._io import save as save_model
-    if task.optimizer not in _OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {task.optimizer!r}")
     if task.cell not in _CELLS:
         raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {task.cell!r}")
     t0 = time.perf_counter()
@@ -372,16 +342,14 @@ def run(task, *, dtype=np.float32, seed=0, verbose=1, save=None, stream=None,
         model = task.build(dtype, seed, vocab_size=len(data["vocab"]))
     else:
         model = task.build(dtype, seed)
-    opt_cls = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD,
-               "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad}[task.optimizer]
     kwargs = {"momentum": 0.9} if task.optimizer == "sgd" else {}
-    opt = opt_cls(model, lr=task.lr, **kwargs)
+    opt = optim.get(task.optimizer, model, lr=task.lr, **kwargs)
     stopper = _StopAtTarget(task, data)
     history = model.fit(
         data["x"], data["y"], loss=task.loss, optimizer=opt, epochs=task.epochs(),
         callbacks=[stopper] if stop_at_target and task.stop_at_target else [],
         batch_size=task.batch_size, validation_data=data["val"],
-        validation_batch_size=data.get("val_batch"), clip_norm=task.clip_norm,
+        validation_batch_size=data.get("val_batch"), clip_norm=task.clip_norm or None,
         metrics=task.metrics, seed=seed, verbose=verbose, stream=stream)
     result = task.report(model, history, data)
     steps = len(history.epoch) * task.steps_per_epoch

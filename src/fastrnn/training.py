@@ -23,6 +23,8 @@ from fastrnn import metrics as _metrics
 from fastrnn import optim as _optim
 from fastrnn.callbacks import Callback
 from fastrnn.data import batches, pad_sequences
+from fastrnn.init import as_generator
+from fastrnn.layers._base import check_int
 from fastrnn.layers._recurrent import sequence_mask
 
 __all__ = ["History", "fit", "evaluate", "predict"]
@@ -121,12 +123,6 @@ def _check_data(x, y, lengths):
             raise ValueError(f"lengths must be {n} integers (one per sample), got "
                              f"{lengths.dtype} {lengths.shape}")
     return x, y, lengths
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _is_stateful(model):
@@ -228,29 +224,16 @@ class _StopOnCtrlC:
 # ----------------------------------------------------------------------------------------
 # fit / evaluate / predict
 
-def _optimizer(model, optimizer):
-    if isinstance(optimizer, _optim.Optimizer):
-        if optimizer._model is not None and optimizer._model is not model:
-            raise ValueError("optimizer was built for a different model")
-        return optimizer
-    names = {"sgd": _optim.SGD, "adam": _optim.Adam, "adamw": _optim.AdamW,
-             "rmsprop": _optim.RMSprop, "adagrad": _optim.Adagrad}
-    if isinstance(optimizer, str) and optimizer.lower() in names:
-        return names[optimizer.lower()](model)
-    raise ValueError(f"optimizer must be a fastrnn.optim.Optimizer or one of {sorted(names)}, "
-                     f"got {optimizer!r}")
-
-
 def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
         validation_data=None, clip_norm=None, clip_value=None, shuffle=True, callbacks=(),
         seed=None, verbose=1, metrics=(), validation_batch_size=None, stream=None):
     """Train `model` on (x, y); see ``Model.fit``."""
     x, y, lengths = _check_data(x, y, lengths)
-    epochs = _check_int("epochs", epochs, 0)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    verbose = _check_int("verbose", verbose, 0)
+    epochs = check_int("epochs", epochs, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    verbose = check_int("verbose", verbose, 0)
     loss_fn = _losses.get(loss)
-    opt = _optimizer(model, optimizer)
+    opt = _optim.get(optimizer, model)
     metric_objs = [_metrics.get(m) for m in metrics]
     callbacks = list(callbacks)
     for cb in callbacks:
@@ -266,7 +249,7 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
             raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, "
                              "lengths_val)")
     stream = stream or sys.stderr
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed)
     stateful = _is_stateful(model)
     n = len(x)
     steps = n // batch_size if stateful else math.ceil(n / batch_size)
@@ -283,6 +266,7 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
         cb.on_train_begin({})
     t_start = time.perf_counter()
     model.train()
+    grads = model.grads         # live arrays, the same for the model's life: collected once
     with _StopOnCtrlC(stream) as ctrl_c:
         for epoch in range(epochs):
             for cb in callbacks:
@@ -308,10 +292,10 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
                     break
                 model.backward(loss_fn.backward())
                 if clip_value is not None:
-                    _clip.clip_grad_value(model, clip_value)
+                    _clip.clip_grad_value(grads, clip_value)
                 if clip_norm is not None:
-                    _clip.clip_grad_norm(model, clip_norm)
-                opt.step(model.grads)
+                    _clip.clip_grad_norm(grads, clip_norm)
+                opt.step(grads)
                 nb = len(xb)
                 total += value * nb
                 count += nb
@@ -344,7 +328,7 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
                                metrics=[copy.copy(m) for m in metric_objs])
                 logs.update({f"val_{k}": v for k, v in val.items()})
                 model.train()
-            logs["lr"] = opt.lr if hasattr(opt, "lr") else None
+            logs["lr"] = opt.lr
             history.append(epoch, logs)
             progress.end(logs)
             for cb in callbacks:
@@ -359,8 +343,8 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
     return history
 
 
-def _eval_batches(model, x, lengths, batch_size):
-    """Fixed-order batches, ragged x padded to one common length."""
+def _pad_ragged(x, lengths):
+    """Ragged x padded to one common length (evaluate/predict keep the samples' order)."""
     if isinstance(x, (list, tuple)):
         x, lx = pad_sequences(list(x))
         lengths = lx if lengths is None else np.minimum(np.asarray(lengths), lx)
@@ -370,8 +354,8 @@ def _eval_batches(model, x, lengths, batch_size):
 def evaluate(model, x, y, *, loss=None, lengths=None, batch_size=256, metrics=()):
     """Mean loss (when `loss` is given) and metrics over (x, y), in eval mode; a dict."""
     x, y, lengths = _check_data(x, y, lengths)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    x, lengths = _eval_batches(model, x, lengths, batch_size)
+    batch_size = check_int("batch_size", batch_size, 1)
+    x, lengths = _pad_ragged(x, lengths)
     if isinstance(y, (list, tuple)):
         y, _ = pad_sequences(list(y))
     loss_fn = None if loss is None else _losses.get(loss)
@@ -406,8 +390,8 @@ def evaluate(model, x, y, *, loss=None, lengths=None, batch_size=256, metrics=()
 def predict(model, x, *, lengths=None, batch_size=256):
     """Model outputs for x in eval mode, batched, sample-major (N, ...)."""
     x, _, lengths = _check_data(x, None, lengths)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    x, lengths = _eval_batches(model, x, lengths, batch_size)
+    batch_size = check_int("batch_size", batch_size, 1)
+    x, lengths = _pad_ragged(x, lengths)
     layout = _Layout(model, _sample_shape(x))
     stateful = _is_stateful(model)
     if stateful:

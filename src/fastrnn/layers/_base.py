@@ -12,6 +12,7 @@ the life of the layer.
 import numpy as np
 
 from fastrnn.functional import _as_array
+from fastrnn.functional import _check_flag as check_bool  # noqa: F401 (one bool check)
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -37,12 +38,6 @@ def check_prob(name, value):
             or not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
     return float(value)
-
-
-def check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def float_input(name, value, dtype, ndim=None, last=None, what=None):

@@ -349,9 +349,6 @@ class _SequenceReduce(Layer):
     def output_shape(self, input_shape):
         return (input_shape[0] if self.batch_first else input_shape[1], input_shape[2])
 
-    def _grad_input(self, shape, dtype):
-        return np.zeros(shape, dtype)
-
     def _finish(self, dx):
         return dx.transpose(1, 0, 2) if self.batch_first else dx
 

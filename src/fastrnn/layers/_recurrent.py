@@ -300,8 +300,8 @@ class _Recurrent(Layer):
             outs, layer_caches = [], []
             for direction in range(D):
                 k = layer * D + direction
-                states = [None if init_states is None else s[k] for s in
-                          (init_states or self._state_names)]
+                states = ([s[k] for s in init_states] if init_states is not None
+                          else [None] * len(self._state_names))
                 reverse = bool(direction) != self.go_backwards
                 y, fin, cache = self._cell_forward(inp, states, self._weights(layer, direction),
                                                    lengths, reverse, training)
