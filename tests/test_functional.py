@@ -38,10 +38,10 @@ import pytest
 from fastrnn import _blas
 from fastrnn import functional as F
 from fastrnn import reference as ref
-from fastrnn._results import GRUGrads, LSTMGrads, RNNGrads
+import problems
 
 # name -> number of gate blocks G
-CELLS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_noreset": 3}
+CELLS = problems.GATES
 TORCH_CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 DTYPES = [np.float32, np.float64]
 
@@ -60,20 +60,7 @@ TOL = {np.dtype(np.float64): dict(rtol=1e-12, atol=1e-13),
 # ----------------------------------------------------------------------------------------
 
 def make_problem(cell, seed, shape=(T, B, I, H), bias=True, dtype=np.float64, scale=0.5):
-    """Random inputs as a dict with keys x, h0, c0 (LSTM only), w_ih, w_hh, b_ih, b_hh
-    (the biases None when bias=False)."""
-    t, b, i, h = shape
-    G = CELLS[cell]
-    rng = np.random.default_rng(seed)
-
-    def rnd(*s):
-        return (scale * rng.standard_normal(s)).astype(dtype)
-
-    p = dict(x=rnd(t, b, i), h0=rnd(b, h), w_ih=rnd(G * h, i), w_hh=rnd(G * h, h),
-             b_ih=rnd(G * h) if bias else None, b_hh=rnd(G * h) if bias else None)
-    if cell == "lstm":
-        p["c0"] = rnd(b, h)
-    return p
+    return problems.make_problem(cell, seed, shape, bias, dtype, scale)
 
 
 def cast(p, dtype):
@@ -81,31 +68,12 @@ def cast(p, dtype):
     return {k: None if v is None else np.asarray(v).astype(dtype) for k, v in p.items()}
 
 
-def forward(mod, cell, p, lengths=None, reverse=False, **kw):
-    """mod.<cell>_forward on problem p; returns (y, hT, cT or None, cache)."""
-    wts = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    opts = dict(lengths=lengths, reverse=reverse, **kw)
-    if cell.startswith("rnn"):
-        y, hT, cache = mod.rnn_forward(p["x"], p["h0"], *wts, nonlinearity=cell[4:], **opts)
-        return y, hT, None, cache
-    if cell == "lstm":
-        return mod.lstm_forward(p["x"], p["h0"], p["c0"], *wts, **opts)
-    y, hT, cache = mod.gru_forward(p["x"], p["h0"], *wts, reset_after=(cell == "gru"), **opts)
-    return y, hT, None, cache
+forward = problems.forward
 
 
 def backward(mod, cell, cache, dy, dhT, dcT=None, **kw):
-    """mod.<cell>_backward; returns the gradients as a dict keyed like the problem."""
-    if cell.startswith("rnn"):
-        g = mod.rnn_backward(dy, dhT, cache, **kw)
-        assert type(g) is RNNGrads
-    elif cell == "lstm":
-        g = mod.lstm_backward(dy, dhT, dcT, cache, **kw)
-        assert type(g) is LSTMGrads
-    else:
-        g = mod.gru_backward(dy, dhT, cache, **kw)
-        assert type(g) is GRUGrads
-    return {k[1:]: v for k, v in g._asdict().items()}   # "dw_ih" -> "w_ih"
+    """The gradients as a dict keyed like the problem."""
+    return problems.as_dict(problems.backward(mod, cell, cache, dy, dhT, dcT, **kw))
 
 
 def upstream(cell, seed, shape, pattern="all", dtype=np.float64):

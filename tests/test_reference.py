@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 
 from fastrnn import reference as ref
-from fastrnn._results import GRUGrads, LSTMGrads, RNNGrads
+import problems
 
 T, B, I, H = 5, 4, 3, 4
 LENGTHS = np.array([3, 1, 5, 2])  # unsorted; contains 1 and T
 
-# name -> (number of gate blocks, is LSTM)
-CELLS = {
-    "rnn_tanh": 1,
-    "rnn_relu": 1,
-    "lstm": 4,
-    "gru": 3,
-    "gru_noreset": 3,
-}
+CELLS = problems.GATES          # name -> number of gate blocks
 TORCH_CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 
 
@@ -32,47 +25,17 @@ TORCH_CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 # ---------------------------------------------------------------------------------------
 
 def make_problem(cell, seed, bias=True, dtype=np.float64, scale=0.5):
-    """Random inputs, states and parameters as a dict (biases None when bias=False)."""
-    rng = np.random.default_rng(seed)
-    G = CELLS[cell]
-
-    def rnd(*shape):
-        return (scale * rng.standard_normal(shape)).astype(dtype)
-
-    p = dict(x=rnd(T, B, I), h0=rnd(B, H), w_ih=rnd(G * H, I), w_hh=rnd(G * H, H),
-             b_ih=rnd(G * H) if bias else None, b_hh=rnd(G * H) if bias else None)
-    if cell == "lstm":
-        p["c0"] = rnd(B, H)
-    return p
+    return problems.make_problem(cell, seed, (T, B, I, H), bias, dtype, scale)
 
 
 def forward(cell, p, lengths=None, reverse=False):
     """Returns (y, hT, cT or None, cache)."""
-    args = (p["x"], p["h0"])
-    wts = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    kw = dict(lengths=lengths, reverse=reverse)
-    if cell.startswith("rnn"):
-        y, hT, cache = ref.rnn_forward(*args, *wts, nonlinearity=cell[4:], **kw)
-        return y, hT, None, cache
-    if cell == "lstm":
-        return ref.lstm_forward(p["x"], p["h0"], p["c0"], *wts, **kw)
-    y, hT, cache = ref.gru_forward(*args, *wts, reset_after=(cell == "gru"), **kw)
-    return y, hT, None, cache
+    return problems.forward(ref, cell, p, lengths, reverse)
 
 
 def backward(cell, cache, dy, dhT, dcT=None):
-    """Returns the grads namedtuple as a dict keyed like the problem dict."""
-    if cell.startswith("rnn"):
-        g = ref.rnn_backward(dy, dhT, cache)
-        assert isinstance(g, RNNGrads)
-    elif cell == "lstm":
-        g = ref.lstm_backward(dy, dhT, dcT, cache)
-        assert isinstance(g, LSTMGrads)
-    else:
-        g = ref.gru_backward(dy, dhT, cache)
-        assert isinstance(g, GRUGrads)
-    d = g._asdict()
-    return {k[1:]: v for k, v in d.items()}  # "dx" -> "x", "dw_ih" -> "w_ih", ...
+    """The gradients as a dict keyed like the problem dict."""
+    return problems.as_dict(problems.backward(ref, cell, cache, dy, dhT, dcT))
 
 
 def sig(a):

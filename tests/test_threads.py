@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 from fastrnn import functional as F
+import problems
 
-CELLS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_noreset": 3}
+CELLS = problems.GATES
 
 
 # ----------------------------------------------------------------------------------------
@@ -32,39 +33,16 @@ CELLS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_noreset": 3}
 # ----------------------------------------------------------------------------------------
 
 def make_problem(cell, seed, shape, dtype=np.float64, scale=0.3):
-    t, b, i, h = shape
-    G = CELLS[cell]
-    rng = np.random.default_rng(seed)
-
-    def rnd(*s):
-        return (scale * rng.standard_normal(s)).astype(dtype)
-
-    p = dict(x=rnd(t, b, i), h0=rnd(b, h), w_ih=rnd(G * h, i), w_hh=rnd(G * h, h),
-             b_ih=rnd(G * h), b_hh=rnd(G * h))
-    if cell == "lstm":
-        p["c0"] = rnd(b, h)
-    return p
+    return problems.make_problem(cell, seed, shape, dtype=dtype, scale=scale)
 
 
 def forward(cell, p, lengths=None, reverse=False, training=True):
     """Returns (y, hT, cT or None, cache)."""
-    wts = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    kw = dict(lengths=lengths, reverse=reverse, training=training)
-    if cell.startswith("rnn"):
-        y, hT, cache = F.rnn_forward(p["x"], p["h0"], *wts, nonlinearity=cell[4:], **kw)
-        return y, hT, None, cache
-    if cell == "lstm":
-        return F.lstm_forward(p["x"], p["h0"], p["c0"], *wts, **kw)
-    y, hT, cache = F.gru_forward(p["x"], p["h0"], *wts, reset_after=(cell == "gru"), **kw)
-    return y, hT, None, cache
+    return problems.forward(F, cell, p, lengths, reverse, training=training)
 
 
 def backward(cell, cache, dy, dhT, dcT=None):
-    if cell.startswith("rnn"):
-        return F.rnn_backward(dy, dhT, cache)
-    if cell == "lstm":
-        return F.lstm_backward(dy, dhT, dcT, cache)
-    return F.gru_backward(dy, dhT, cache)
+    return problems.backward(F, cell, cache, dy, dhT, dcT)
 
 
 class Job:
