@@ -20,25 +20,7 @@ import numpy as np
 import fastrnn
 from fastrnn import functional as F
 from fastrnn import reference as R
-
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-
-
-def _random_problem(cell, B, T, I, H, dtype, rng):
-    G = GATES[cell]
-    k = 1 / np.sqrt(H)
-    return {
-        "x": rng.standard_normal((T, B, I)).astype(dtype),
-        "h0": (0.1 * rng.standard_normal((B, H))).astype(dtype),
-        "c0": (0.1 * rng.standard_normal((B, H))).astype(dtype),
-        "w_ih": rng.uniform(-k, k, (G * H, I)).astype(dtype),
-        "w_hh": rng.uniform(-k, k, (G * H, H)).astype(dtype),
-        "b_ih": rng.uniform(-k, k, G * H).astype(dtype),
-        "b_hh": rng.uniform(-k, k, G * H).astype(dtype),
-        "dy": rng.standard_normal((T, B, H)).astype(dtype),
-        "lengths": rng.integers(1, T + 1, B),
-    }
-
+from fastrnn.bench import make_problem
 
 def _train_step(module, cell, p):
     """One forward + backward through `module` (fastrnn.functional or fastrnn.reference)."""
@@ -70,7 +52,8 @@ def cmd_demo(args):
           f"{'speed-up':>9s}")
     worst = 0.0
     for cell in ("rnn", "lstm", "gru"):
-        p = _random_problem(cell, B, T, I, H, np.float64, rng)
+        p = make_problem(cell, B, T, I, H, np.float64, rng)
+        p["lengths"] = rng.integers(1, T + 1, B)
         y_fast, g_fast = _train_step(F, cell, p)
         y_ref, g_ref = _train_step(R, cell, p)
         err = max(float(np.max(np.abs(a - b)))

@@ -18,6 +18,7 @@ import numpy as np
 import fastrnn
 from fastrnn import functional as F
 from fastrnn import reference as R
+from fastrnn.init import as_generator
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 DEFAULT_SHAPES = [(8, 50, 32, 64), (64, 100, 128, 256), (128, 100, 512, 512), (1, 100, 64, 256)]
@@ -37,7 +38,9 @@ def flops(cell, B, T, I, H, mode):
 
 
 def make_problem(cell, B, T, I, H, dtype=np.float32, seed=0):
-    rng = np.random.default_rng(seed)
+    """Random inputs, PyTorch-default-scaled weights and an output gradient (seed: an int or a
+    Generator)."""
+    rng = as_generator(seed)
     G, k = GATES[cell], 1 / np.sqrt(H)
     return {
         "x": rng.standard_normal((T, B, I)).astype(dtype),
