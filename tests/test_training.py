@@ -435,3 +435,37 @@ def test_train_command_errors(args, match):
     out = subprocess.run([sys.executable, "-m", "fastrnn", "train", *args, "-q"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and match in out.stderr, out.stderr
+
+
+def test_validation_metrics_count_only_the_validation_set():
+    # lr = 0: the model never changes.  Training labels are the opposite of its predictions
+    # (0% right), validation labels are its predictions (100% right); val_mse targets are
+    # its outputs exactly (MSE 0).  The training counts must not leak into val_*.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((48, 5, 3)).astype(np.float32)
+    clf = fastrnn.Sequential([L.GRU(3, 8, batch_first=True, seed=0),
+                              L.LastStep(batch_first=True), L.Dense(8, 2, seed=0)])
+    pred = clf.predict(x).argmax(axis=1)
+    h = clf.fit(x, 1 - pred, loss="cross_entropy", optimizer=optim.SGD(clf, lr=0.0),
+                epochs=2, batch_size=16, validation_data=(x, pred), metrics=["accuracy"],
+                verbose=0)
+    assert h.history["accuracy"] == [0.0, 0.0]
+    assert h.history["val_accuracy"] == [1.0, 1.0]
+    assert clf.evaluate(x, pred, metrics=["accuracy"])["accuracy"] == 1.0
+
+    reg = small_model()
+    out = reg.predict(x)
+    h = reg.fit(x, out + 1.0, loss="mse", optimizer=optim.SGD(reg, lr=0.0), epochs=2,
+                batch_size=16, validation_data=(x, out), metrics=["mse", "mae"], verbose=0)
+    np.testing.assert_allclose(h.history["mse"], [1.0, 1.0], rtol=1e-5)
+    assert h.history["val_mse"] == [0.0, 0.0] and h.history["val_mae"] == [0.0, 0.0]
+
+
+def test_evaluate_resets_a_metric_object_it_is_given():
+    x, y = regression_data()
+    model = small_model()
+    m = metrics.MSE()
+    m.update(np.ones(4), np.zeros(4))               # stale counts from elsewhere
+    a = model.evaluate(x, y, metrics=[m])["mse"]
+    b = model.evaluate(x, y, metrics=["mse"])["mse"]
+    assert a == b

@@ -360,6 +360,8 @@ def evaluate(model, x, y, *, loss=None, lengths=None, batch_size=256, metrics=()
         y, _ = pad_sequences(list(y))
     loss_fn = None if loss is None else _losses.get(loss)
     metric_objs = [_metrics.get(m) for m in metrics]
+    for m in metric_objs:               # a Metric object passed in starts from zero counts
+        m.reset()
     layout = _Layout(model, _sample_shape(x))
     stateful = _is_stateful(model)
     if stateful:
