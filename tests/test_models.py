@@ -235,6 +235,50 @@ def test_load_refuses_corrupt_and_foreign_files(tmp_path):
         fastrnn.load(tmp_path)
 
 
+def test_load_says_what_a_foreign_file_is(tmp_path):
+    np.save(tmp_path / "arr.npy", np.zeros(3))
+    (tmp_path / "notes.txt").write_text("some notes\n")
+    (tmp_path / "empty").write_bytes(b"")
+    for name, what in [("arr.npy", "single NumPy array"), ("notes.txt", "text file"),
+                       ("empty", "empty")]:
+        with pytest.raises(fastrnn.ModelFileError, match=what) as info:
+            fastrnn.load(tmp_path / name)
+        assert "pickle" not in str(info.value)       # never advise allow_pickle
+
+
+def test_save_into_a_missing_folder_names_the_given_path(tmp_path):
+    target = tmp_path / "no" / "such" / "m.fastrnn"
+    with pytest.raises(FileNotFoundError, match="folder .*does not exist") as info:
+        fastrnn.save(L.GRU(2, 3), target)
+    assert str(target) in str(info.value) and ".tmp" not in str(info.value)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        fastrnn.save(L.GRU(2, 3), tmp_path)
+
+
+@pytest.mark.parametrize("other, layer, says", [
+    (dict(cls=L.LSTM, args=(3, 5)), L.LSTM(3, 7), "hidden_size: the layer has 7, the state "
+                                                  "dict 5"),
+    (dict(cls=L.LSTM, args=(4, 7)), L.LSTM(3, 7), "input_size: the layer has 3, the state "
+                                                  "dict 4"),
+    (dict(cls=L.GRU, args=(3, 7)), L.LSTM(3, 7), "another cell type"),
+    (dict(cls=L.LSTM, args=(3, 7), kw=dict(num_layers=2)),
+     L.LSTM(3, 7, num_layers=2, bidirectional=True), "unexpected keys"),
+])
+def test_state_dict_of_the_wrong_size_says_which_size_differs(other, layer, says):
+    src = other["cls"](*other["args"], **other.get("kw", {})).state_dict()
+    with pytest.raises((ValueError, KeyError), match=says):
+        layer.load_state_dict(src)
+    model = fastrnn.Sequential([L.Embedding(10, 3), L.LSTM(3, 7), L.Dense(7, 2)])
+    sd = model.state_dict()
+    sd["2.weight"] = np.zeros((4, 7))
+    sd["0.weight"] = np.zeros((10, 5))
+    with pytest.raises(ValueError) as info:
+        model.load_state_dict(sd)
+    msg = str(info.value)
+    assert "out_features: the layer has 2, the state dict 4" in msg
+    assert "embedding_dim: the layer has 3, the state dict 5" in msg
+
+
 def _rewrite(path, header=None, drop=None):
     with np.load(path) as f:
         arrays = {k: f[k] for k in f.files}

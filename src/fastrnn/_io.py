@@ -82,7 +82,16 @@ def save(model, path):
     arrays = {_CONFIG_KEY: np.frombuffer(blob, dtype=np.uint8)}
     arrays.update({_PARAM_PREFIX + k: v for k, v in model.parameters().items()})
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastrnn-", suffix=".tmp", dir=directory)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save the model to {path}: it is a directory")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save the model to {path}: the folder {directory} "
+                                f"does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".fastrnn-", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot save the model to {path}: cannot create a file "
+                                   f"in {directory} ({exc.strerror})") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -105,6 +114,25 @@ def save(model, path):
         pass
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _describe(data):
+    """What a file that is not a model file looks like (for the error message)."""
+    if not data:
+        return "it is empty"
+    if data.startswith(b"\x93NUMPY"):
+        return "it is a single NumPy array (.npy); a model file is a .npz archive written " \
+               "by fastrnn.save"
+    if data.startswith((b"\x80", b"(dp", b"(lp")):
+        return "it looks like a pickle, which fastrnn never loads"
+    if data.startswith(b"PK"):
+        return "it is a damaged zip archive"
+    if b"\x00" not in data[:512]:
+        return "it is a text file; a model file is a .npz archive written by fastrnn.save"
+    return "a model file is a .npz archive written by fastrnn.save"
+
+
 def load(path, custom_objects=None):
     """Read a model written by ``save``.  ``custom_objects``: {class name: class} for your own
     Layer/Model subclasses.  Raises ModelFileError (a ValueError) for a corrupt or foreign
@@ -116,6 +144,8 @@ def load(path, custom_objects=None):
             data = f.read()
     except IsADirectoryError as exc:
         raise ModelFileError(f"{path} is a directory, not a fastrnn model file") from exc
+    if not data.startswith(_ZIP_MAGIC):
+        raise ModelFileError(f"{path} is not a fastrnn model file: {_describe(data)}")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             if _CONFIG_KEY not in npz.files:

@@ -139,7 +139,7 @@ class Layer:
         if strict and (missing or unexpected):
             raise KeyError(f"state_dict does not match the layer: missing keys {missing}, "
                            f"unexpected keys {unexpected}")
-        new = {}
+        new, wrong = {}, []
         for k, dst in params.items():
             if k not in state_dict:
                 continue
@@ -147,13 +147,33 @@ class Layer:
             if src.dtype.kind not in "fiu":
                 raise TypeError(f"state_dict[{k!r}] must hold numbers, got dtype {src.dtype}")
             if src.shape != dst.shape:
-                raise ValueError(f"state_dict[{k!r}] must have shape {dst.shape}, got "
-                                 f"{src.shape}")
+                owner, local = self._owner(k)
+                hint = owner._shape_hint(local, dst.shape, src.shape)
+                wrong.append(f"state_dict[{k!r}] must have shape {dst.shape}, got "
+                             f"{src.shape}" + (f" ({hint})" if hint else ""))
             new[k] = src
+        if wrong:
+            more = f"; and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+            raise ValueError("the state dict's shapes do not fit the layer: "
+                             + "; ".join(wrong[:3]) + more)
         for k, src in new.items():       # all checked before anything is written
             params[k][...] = src
         self._weights_changed()
         return missing, unexpected
+
+    def _owner(self, key):
+        """(layer, its own parameter name) for a dotted parameter name."""
+        for prefix, layer in self.named_layers():
+            name = key[len(prefix):]
+            if key.startswith(prefix) and name in layer._params:
+                return layer, name
+        return self, key
+
+    def _shape_hint(self, name, expected, got):
+        """Which size of the layer a parameter of the wrong shape disagrees with, e.g.
+        "hidden_size: the layer has 7, the state dict 5" (None when there is nothing to
+        add)."""
+        return None
 
     def _weights_changed(self):
         """Hook: parameters were overwritten (drop anything derived from them)."""

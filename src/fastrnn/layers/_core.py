@@ -201,6 +201,13 @@ class Dense(Layer):
     def output_shape(self, input_shape):
         return (*input_shape[:-1], self.out_features)
 
+    def _shape_hint(self, name, expected, got):
+        if got[:1] != expected[:1]:
+            return f"out_features: the layer has {expected[0]}, the state dict {got[0]}"
+        if name == "weight" and len(got) == 2:
+            return f"in_features: the layer has {expected[1]}, the state dict {got[1]}"
+        return None
+
     def get_config(self):
         cfg = dict(in_features=self.in_features, out_features=self.out_features,
                    bias=self.bias, activation=self.activation, dtype=self.dtype.name)
@@ -271,6 +278,13 @@ class Embedding(Layer):
 
     def output_shape(self, input_shape):
         return (*input_shape, self.embedding_dim)
+
+    def _shape_hint(self, name, expected, got):
+        if len(got) != 2:
+            return None
+        if got[0] != expected[0]:
+            return f"num_embeddings: the layer has {expected[0]}, the state dict {got[0]}"
+        return f"embedding_dim: the layer has {expected[1]}, the state dict {got[1]}"
 
     def get_config(self):
         cfg = dict(num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim,

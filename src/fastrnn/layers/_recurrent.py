@@ -192,6 +192,27 @@ class _Recurrent(Layer):
     def _cell_config(self):
         return {}
 
+    def _shape_hint(self, name, expected, got):
+        G, H, cls = self._G, self.hidden_size, type(self).__name__
+        if len(got) != len(expected) or not got or not got[0]:
+            return None
+        if name.startswith("weight_hh") and len(got) == 2 and got[0] % got[1] == 0 \
+                and got[0] // got[1] != G:
+            return (f"{got[0] // got[1]} gate blocks of {got[1]} units where {cls} has {G}: "
+                    f"weights of another cell type?")
+        if got[0] % G:
+            return f"{got[0]} rows are not {G} gate blocks: weights of another cell type?"
+        if got[0] != expected[0]:
+            return f"hidden_size: the layer has {H}, the state dict {got[0] // G}"
+        if len(got) == 2 and got[1] != expected[1]:
+            if name.startswith("weight_hh"):
+                return f"hidden_size: the layer has {H}, the state dict {got[1]}"
+            if name.endswith(("_l0", "_l0_reverse")):
+                return f"input_size: the layer has {expected[1]}, the state dict {got[1]}"
+            return (f"this layer's input is {expected[1]} wide (hidden_size x directions "
+                    f"below), the state dict's {got[1]}: bidirectional mismatch?")
+        return None
+
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"{type(self).__name__} needs a 3-D input, got {input_shape}")
