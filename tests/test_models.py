@@ -429,3 +429,67 @@ def test_keras_weights_without_bias_and_bad_lists():
         layer.from_keras_weights(np.zeros(3))
     with pytest.raises(ValueError, match=r"weights\[2\] must have shape \(2, 9\)"):
         L.GRU(2, 3).from_keras_weights([w[0], w[1], np.zeros(9)])
+
+
+# ----------------------------------------------------------------------------------------
+# layouts: time-major vs batch-first can not be mixed up silently
+
+def test_reductions_take_the_layout_of_the_chain():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 9, 3)).astype(np.float32)          # (B, T, I)
+    lengths = np.array([9, 3, 5, 1])
+    for red in (L.LastStep, lambda: L.Pool("mean"), lambda: L.Pool("max")):
+        auto = fastrnn.Sequential([L.LSTM(3, 5, batch_first=True, seed=0), red(),
+                                   L.Dense(5, 2, seed=0)])
+        assert auto.output_shape((4, 9, 3)) == (4, 2)
+        y = auto.forward(x, lengths=lengths)
+        assert y.shape == (4, 2)                                    # B predictions, not T
+        tm = fastrnn.Sequential([L.LSTM(3, 5, seed=0), red(), L.Dense(5, 2, seed=0)])
+        np.testing.assert_allclose(tm.forward(x.swapaxes(0, 1), lengths=lengths), y,
+                                   rtol=1e-5, atol=1e-6)
+    p = fastrnn.Sequential([L.GRU(3, 5, batch_first=True), L.LastStep()])
+    assert p[1].batch_first is None and p[1].layout_batch_first is True
+    assert L.LastStep().layout_batch_first is False                 # on its own: time-major
+
+
+def test_sequential_refuses_mixed_layouts(tmp_path):
+    with pytest.raises(ValueError, match=r"layer 1 \(LastStep\) has batch_first=False but "
+                                         r"layer 0 \(LSTM\) has batch_first=True"):
+        fastrnn.Sequential([L.LSTM(3, 5, batch_first=True), L.LastStep(batch_first=False)])
+    with pytest.raises(ValueError, match="one layout"):
+        fastrnn.Sequential([L.GRU(3, 5), L.Dense(5, 5), L.GRU(5, 5, batch_first=True)])
+    model = fastrnn.Sequential([L.GRU(3, 5, batch_first=True), L.Pool("max"), L.Dense(5, 1)])
+    fastrnn.save(model, tmp_path / "m")
+    again = fastrnn.load(tmp_path / "m")
+    assert again[1].layout_batch_first is True
+    x = np.random.default_rng(1).standard_normal((6, 4, 3))
+    np.testing.assert_array_equal(again.eval().forward(x), model.eval().forward(x))
+
+
+def test_lists_of_sequences_into_forward_are_refused_with_directions():
+    seqs = [np.zeros((5, 3), np.float32) for _ in range(4)]
+    ragged = [np.zeros((n, 3), np.float32) for n in (5, 2, 7)]
+    model = fastrnn.Sequential([L.LSTM(3, 5), L.LastStep(), L.Dense(5, 1)])
+    with pytest.raises(ValueError, match=r"list of 4 items.*\(T, B, I\).*np.stack\(x, axis=1\)"
+                                         r".*fit / evaluate / predict"):
+        model.forward(seqs)
+    with pytest.raises(ValueError, match=r"3 sequences of different lengths \(2 to 7 steps\)"
+                                         r".*pad_sequences.*lengths="):
+        model.forward(ragged)
+    for layer in (L.GRU(3, 4, batch_first=True), L.LastStep(batch_first=True)):
+        with pytest.raises(ValueError, match=r"\(B, T, .\).*np.stack\(x\)"):
+            layer.forward(seqs)
+    # what the messages point to works: predict takes the lists as they are
+    assert model.predict(seqs).shape == (4, 1) and model.predict(ragged).shape == (3, 1)
+
+
+def test_errors_inside_a_sequential_name_the_layer():
+    model = fastrnn.Sequential([L.LSTM(3, 5), L.Dense(6, 2)])
+    with pytest.raises(ValueError, match=r"^layer 1 \(Dense\): x must have last dimension 6"):
+        model.forward(np.zeros((4, 2, 3)))
+    model = fastrnn.Sequential([L.LSTM(3, 5), L.Dense(5, 2)])
+    with pytest.raises(ValueError, match=r"^layer 0 \(LSTM\): x must have input_size = 3"):
+        model.forward(np.zeros((4, 2, 7)))
+    model.forward(np.zeros((4, 2, 3)))
+    with pytest.raises(ValueError, match=r"^layer 1 \(Dense\): dy must have"):
+        model.backward(np.zeros((4, 2, 3)))

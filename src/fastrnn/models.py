@@ -5,9 +5,11 @@ are registered in that order: their parameters appear in ``parameters()`` / ``st
 as ``"<attribute>.<name>"``), and writes ``forward`` and ``backward`` by calling the layers'
 own ``forward``/``backward`` in order and in reverse.  See the README for an encoder-decoder.
 """
+import contextlib
+
 import numpy as np
 
-from fastrnn.layers._base import Layer
+from fastrnn.layers._base import Layer, refuse_sequence_list
 from fastrnn.layers._recurrent import lengths_from_mask
 
 __all__ = ["Model", "Sequential"]
@@ -85,6 +87,18 @@ def _shape_str(shape):
     return str(shape)
 
 
+@contextlib.contextmanager
+def _naming(name, layer):
+    """Prefix a ValueError/TypeError raised inside a chained layer with the layer's name."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        label = f"layer {name} ({type(layer).__name__}): "
+        if exc.args and isinstance(exc.args[0], str) and not exc.args[0].startswith("layer "):
+            exc.args = (label + exc.args[0],) + exc.args[1:]
+        raise
+
+
 class Sequential(Model):
     """A chain of layers: each layer's output is the next one's input.
 
@@ -101,9 +115,28 @@ class Sequential(Model):
             self.add(layer)
 
     def add(self, layer):
+        """Append `layer` to the chain (returns the Sequential).  Every sequence layer of a
+        chain uses one layout: a recurrent layer or a LastStep/Pool whose ``batch_first``
+        differs from the layers before it is refused; LastStep/Pool with
+        ``batch_first=None`` take the chain's layout."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential takes fastrnn layers, got {type(layer).__name__}")
-        setattr(self, str(len(self._layers)), layer)
+        index = len(self._layers)
+        fixed = getattr(layer, "batch_first", None)
+        if fixed is not None:
+            for name, other in self._layers.items():
+                theirs = getattr(other, "batch_first", None)
+                if theirs is not None and theirs != fixed:
+                    raise ValueError(
+                        f"layer {index} ({type(layer).__name__}) has batch_first={fixed} but "
+                        f"layer {name} ({type(other).__name__}) has batch_first={theirs}: all "
+                        f"sequence layers of a Sequential must use one layout (LastStep and "
+                        f"Pool take the chain's layout when batch_first is left None)")
+        setattr(self, str(index), layer)
+        bf = self._batch_first()
+        for other in self._layers.values():
+            if hasattr(other, "_inherited_batch_first"):
+                other._inherited_batch_first = bool(bf)
         return self
 
     @property
@@ -124,15 +157,21 @@ class Sequential(Model):
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
     def _batch_first(self):
-        """The first sequence layer's batch_first (None: no sequence layer)."""
+        """The chain's layout: its sequence layers' batch_first (None: no layer fixes it)."""
         for layer in self.layers:
-            if hasattr(layer, "batch_first"):
+            if getattr(layer, "batch_first", None) is not None:
                 return layer.batch_first
         return None
 
     def forward(self, x, lengths=None, mask=None, *, training=None):
+        """Run the chain on `x`, in the layout of its recurrent layers: (T, B, ...) or, with
+        batch_first, (B, T, ...) (``fit`` / ``evaluate`` / ``predict`` take sample-major
+        data and lists of sequences instead).  ``lengths`` (B,) or a prefix ``mask`` go to
+        the layers that use them; ``training`` overrides the layers' mode for this call.
+        Errors raised inside a layer name it ("layer 2 (Dense): ...")."""
         if not self._layers:
             raise ValueError("Sequential has no layers")
+        refuse_sequence_list(x, bool(self._batch_first()))
         if mask is not None:
             if lengths is not None:
                 raise ValueError("give lengths or mask, not both")
@@ -144,22 +183,27 @@ class Sequential(Model):
             lengths = lengths_from_mask(mask, T, B, bf)
         self._output_shapes.clear()
         for name, layer in self._layers.items():
-            if training is None:
-                x = layer.chain_forward(x, lengths)
-            else:
-                saved = layer.training
-                layer.train(training)
-                try:
+            with _naming(name, layer):
+                if training is None:
                     x = layer.chain_forward(x, lengths)
-                finally:
-                    layer.train(saved)
+                else:
+                    saved = layer.training
+                    layer.train(training)
+                    try:
+                        x = layer.chain_forward(x, lengths)
+                    finally:
+                        layer.train(saved)
             self._output_shapes[name] = tuple(np.shape(x))
         return x
 
     def backward(self, dy):
+        """Gradients back through the chain (last layer first) for the last training-mode
+        forward; returns the gradient w.r.t. the input (None when the first layer has none,
+        e.g. Embedding) and adds the parameter gradients into ``grads``."""
         names = list(self._layers)
         for i in reversed(range(len(names))):
-            dy = self._layers[names[i]].chain_backward(dy)
+            with _naming(names[i], self._layers[names[i]]):
+                dy = self._layers[names[i]].chain_backward(dy)
             if dy is None and i:
                 raise ValueError(f"layer {names[i]} ({type(self._layers[names[i]]).__name__}) "
                                  f"has no input gradient, so it must be the first layer")

@@ -54,6 +54,27 @@ def float_input(name, value, dtype, ndim=None, last=None, what=None):
     return np.asarray(arr, dtype=dtype)
 
 
+def refuse_sequence_list(x, batch_first, input_name="I"):
+    """Layers and models take one array in their layout; a Python list of sequences is
+    ambiguous (samples or time steps?), so it is refused with directions."""
+    if not isinstance(x, (list, tuple)):
+        return
+    layout = f"(B, T, {input_name})" if batch_first else f"(T, B, {input_name})"
+    lens = [np.shape(s)[0] if np.ndim(s) else None for s in x]
+    if None not in lens and len(set(lens)) > 1:
+        raise ValueError(
+            f"x is a list of {len(x)} sequences of different lengths ({min(lens)} to "
+            f"{max(lens)} steps); forward takes one padded array in the layer's layout "
+            f"{layout}: fastrnn.data.pad_sequences(x) gives a (B, T, ...) array and lengths "
+            f"(pass lengths=...){'' if batch_first else ', transposed with .swapaxes(0, 1)'}; "
+            f"or use fit / evaluate / predict, which take lists of sequences")
+    how = "np.stack(x)" if batch_first else "np.stack(x, axis=1)"
+    raise ValueError(
+        f"x is a Python {type(x).__name__} of {len(x)} items; forward takes one array in the "
+        f"layer's layout {layout}: {how} makes that from a list of (T, ...) sequences; "
+        f"fit / evaluate / predict take lists of sequences (one per sample) as they are")
+
+
 class Layer:
     """Base of every layer and model.
 

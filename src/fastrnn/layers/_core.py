@@ -6,7 +6,7 @@ from fastrnn._blas import matmul
 from fastrnn._threads import engine_threads
 from fastrnn.functional import _as_array, _prepare_lengths
 from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, check_prob,
-                                  float_input, no_cache_error)
+                                  float_input, no_cache_error, refuse_sequence_list)
 
 __all__ = ["Dense", "Embedding", "Dropout", "Tanh", "ReLU", "Sigmoid", "Softmax",
            "LastStep", "Pool", "ACTIVATIONS"]
@@ -337,19 +337,32 @@ class Dropout(Layer):
 # sequence reductions
 
 class _SequenceReduce(Layer):
+    """Base of LastStep and Pool.  ``batch_first=None`` (the default) takes the layout from
+    the recurrent layer before it in a Sequential (time-major on its own); True/False fix it
+    (a Sequential refuses a fixed layout that differs from its recurrent layers')."""
+
     uses_lengths = True
 
-    def __init__(self, batch_first=False):
+    def __init__(self, batch_first=None):
         super().__init__()
-        self.batch_first = check_bool("batch_first", batch_first)
+        self.batch_first = None if batch_first is None else check_bool("batch_first",
+                                                                       batch_first)
+        self._inherited_batch_first = False
         self._cache = None
 
+    @property
+    def layout_batch_first(self):
+        """The layout in use: ``batch_first``, or the one inherited from a Sequential."""
+        return self._inherited_batch_first if self.batch_first is None else self.batch_first
+
     def _input(self, x, lengths):
+        bf = self.layout_batch_first
+        refuse_sequence_list(x, bf, "H")
         x = float_input("x", x, None, ndim=3, what="3-D ((B, T, H) with batch_first)"
-                        if self.batch_first else "3-D (T, B, H)")
+                        if bf else "3-D (T, B, H)")
         if x.dtype.kind != "f":
             x = x.astype(np.float64)
-        if self.batch_first:
+        if bf:
             x = x.transpose(1, 0, 2)
         T, B, _ = x.shape
         if T == 0:
@@ -361,18 +374,20 @@ class _SequenceReduce(Layer):
         return self.forward(x, lengths=lengths)
 
     def output_shape(self, input_shape):
-        return (input_shape[0] if self.batch_first else input_shape[1], input_shape[2])
+        return (input_shape[0] if self.layout_batch_first else input_shape[1], input_shape[2])
 
     def _finish(self, dx):
-        return dx.transpose(1, 0, 2) if self.batch_first else dx
+        return dx.transpose(1, 0, 2) if self.layout_batch_first else dx
 
     def get_config(self):
         return {"batch_first": self.batch_first}
 
 
 class LastStep(_SequenceReduce):
-    """Each row's output at its last valid step: (T, B, H) -> (B, H) (``lengths`` (B,) or
-    None for full rows).  Use after a recurrent layer for many-to-one models."""
+    """Each row's output at its last valid step: (T, B, H) -> (B, H), or (B, T, H) -> (B, H)
+    in the batch-first layout (``lengths`` (B,) or None for full rows).  Use after a
+    recurrent layer for many-to-one models; ``batch_first=None`` (default) takes the layout
+    of the recurrent layer before it in a Sequential."""
 
     def forward(self, x, lengths=None, *, training=None):
         training = self._is_training(training)
@@ -394,9 +409,11 @@ class LastStep(_SequenceReduce):
 
 
 class Pool(_SequenceReduce):
-    """Mean or max over each row's valid steps: (T, B, H) -> (B, H)."""
+    """Mean or max over each row's valid steps: (T, B, H) -> (B, H), or (B, T, H) -> (B, H)
+    in the batch-first layout; ``batch_first=None`` (default) takes the layout of the
+    recurrent layer before it in a Sequential."""
 
-    def __init__(self, mode="mean", batch_first=False):
+    def __init__(self, mode="mean", batch_first=None):
         super().__init__(batch_first)
         if mode not in ("mean", "max"):
             raise ValueError(f"mode must be 'mean' or 'max', got {mode!r}")

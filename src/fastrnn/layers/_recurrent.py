@@ -9,7 +9,7 @@ from fastrnn import functional as F
 from fastrnn import init as _init
 from fastrnn.functional import _as_array, _clip_arg, _prepare_lengths
 from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, check_prob,
-                                  float_input, no_cache_error)
+                                  float_input, no_cache_error, refuse_sequence_list)
 
 __all__ = ["RNN", "LSTM", "GRU", "lengths_from_mask", "sequence_mask"]
 
@@ -287,6 +287,7 @@ class _Recurrent(Layer):
         ``return_sequences=False`` (each direction's final output, merged).
         """
         training = self._is_training(training)
+        refuse_sequence_list(x, self.batch_first)
         x = float_input("x", x, self.dtype, ndim=3, what="3-D ((B, T, I) with batch_first)"
                         if self.batch_first else "3-D (T, B, I)")
         if x.shape[2] != self.input_size:
