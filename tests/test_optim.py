@@ -191,3 +191,27 @@ def test_clip_grad_value():
 def test_clip_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_params_forms_and_what_a_wrong_one_says():
+    from fastrnn import layers as L
+    enc, dec = L.GRU(3, 4, seed=0), L.Dense(4, 2, seed=1)
+    opt = optim.Adam([enc, dec], lr=0.1)
+    assert opt.names == [f"0.{k}" for k in enc.parameters()] + \
+        [f"1.{k}" for k in dec.parameters()]
+    before = {k: v.copy() for k, v in dec.parameters().items()}
+    dec.forward(np.ones((2, 4), np.float32))
+    dec.backward(np.ones((2, 2), np.float32))
+    opt.step()                                     # reads each layer's grads
+    assert not np.array_equal(before["weight"], dec.parameters()["weight"])
+    with pytest.raises(TypeError, match=r"params\[1\] is a Dense layer in a list that also "
+                                        r"holds arrays"):
+        optim.SGD([enc.parameters()["weight_ih_l0"], dec])
+    with pytest.raises(TypeError, match=r"params\[0\] must be a float32 or float64 ndarray, "
+                                        r"got list"):
+        optim.SGD([[1.0, 2.0]])
+    with pytest.raises(TypeError, match="got dtype int64"):
+        optim.SGD([np.zeros(3, np.int64)])
+    with pytest.raises(TypeError, match="a list of layers"):
+        optim.SGD(3)
+    assert "list of layers" in optim.Optimizer.__doc__ and "list of layers" in optim.__doc__

@@ -6,8 +6,13 @@ compiled loops (one pass per array, GIL released, no temporaries).
     model.backward(dloss)
     opt.step()
 
-``params`` may also be a dict name -> array (``model.parameters()``) or a list of arrays; then
-pass the gradients to ``step(grads)`` as a dict with the same keys or a list in the same order.
+``params`` is one of
+  - a model or layer: ``step()`` reads its ``grads`` (the usual form; what ``fit`` needs);
+  - a list of layers, e.g. ``Adam([encoder, decoder])``: parameters named ``"<index>.<name>"``,
+    ``step()`` reads each layer's ``grads``;
+  - a dict name -> array (``model.parameters()``) or a list of arrays: pass the gradients to
+    ``step(grads)`` as a dict with the same keys or a list in the same order.
+The arrays are updated in place, so they must be writeable C-contiguous float32/float64.
 Hyperparameters are plain attributes (``opt.lr = 1e-4``; the LR schedules set ``opt.lr``).
 ``state_dict()`` / ``load_state_dict()`` save and restore the step count and buffers.
 """
@@ -23,9 +28,11 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAMES", "
 
 def check_inplace(label, a):
     """`a` must be a writeable C-contiguous float32/float64 ndarray (updated in place)."""
-    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+    if not isinstance(a, np.ndarray):
         raise TypeError(f"{label} must be a float32 or float64 ndarray, got "
-                        f"{getattr(a, 'dtype', type(a).__name__)}")
+                        f"{type(a).__name__}")
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{label} must be a float32 or float64 ndarray, got dtype {a.dtype}")
     if not a.flags.c_contiguous or not a.flags.writeable:
         raise ValueError(f"{label} must be a writeable C-contiguous array (updated in place)")
     return a
@@ -44,25 +51,43 @@ def _number(name, value, low=0.0, high=None, low_open=False, high_open=True):
 
 
 class Optimizer:
-    """Base class: holds the parameters, their per-array state and the hyperparameters."""
+    """Base class: holds the parameters, their per-array state and the hyperparameters.
+
+    ``params``: a model or layer (``step()`` then reads its ``grads``), a list of layers
+    (``Adam([encoder, decoder])``: names ``"<index>.<name>"``), a dict name -> array or a
+    list of arrays (then ``step(grads)`` takes the gradients in the same form).  Arrays are
+    updated in place: writeable C-contiguous float32/float64 ndarrays."""
 
     _hyper = ()           # names of the hyperparameters (attributes), for state_dict/repr
 
     def __init__(self, params):
         self._model = params if isinstance(params, Layer) else None
+        self._layers = [params] if self._model is not None else []
         if self._model is not None:
             params = params.parameters()
+        elif isinstance(params, (list, tuple)) and params and \
+                all(isinstance(p, Layer) for p in params):
+            self._layers = list(params)          # several layers: names "<index>.<name>"
+            params = {f"{i}.{k}": v for i, layer in enumerate(params)
+                      for k, v in layer.parameters().items()}
         if isinstance(params, dict):
             names, arrays = list(params), list(params.values())
         elif isinstance(params, (list, tuple)):
             names, arrays = [str(i) for i in range(len(params))], list(params)
+            for i, a in enumerate(arrays):
+                if isinstance(a, Layer):
+                    raise TypeError(f"params[{i}] is a {type(a).__name__} layer in a list "
+                                    f"that also holds arrays: give a list of layers or a "
+                                    f"list of arrays, not both")
         else:
-            raise TypeError(f"params must be a model/layer, a dict name -> array or a list of "
-                            f"arrays, got {type(params).__name__}")
+            raise TypeError(f"params must be a model/layer, a list of layers, a dict name -> "
+                            f"array or a list of arrays, got {type(params).__name__}")
         if not arrays:
             raise ValueError("params is empty: nothing to optimize")
         for name, a in zip(names, arrays):
-            check_inplace(f"parameter {name!r}", a)
+            label = f"params[{name}]" if isinstance(params, (list, tuple)) else \
+                f"parameter {name!r}"
+            check_inplace(label, a)
         self.names = names
         self.params = arrays
         self.state = [dict() for _ in arrays]
@@ -70,11 +95,15 @@ class Optimizer:
 
     def _grads(self, grads):
         if grads is None:
-            if self._model is None:
+            if not self._layers:
                 raise TypeError("step() needs the gradients (a dict with the parameters' keys "
                                 "or a list in their order) when the optimizer was not built "
-                                "from a model")
-            grads = self._model.grads
+                                "from a model or layers")
+            if self._model is not None:
+                grads = self._model.grads
+            else:
+                grads = {f"{i}.{k}": v for i, layer in enumerate(self._layers)
+                         for k, v in layer.grads.items()}
         if isinstance(grads, dict):
             missing = [n for n in self.names if n not in grads]
             if missing:
@@ -97,8 +126,8 @@ class Optimizer:
         self.steps += 1
         for p, g, st in zip(self.params, grads, self.state):
             self._update(p.reshape(-1), g.reshape(-1), st)
-        if self._model is not None:
-            self._model._weights_changed()
+        for layer in self._layers:
+            layer._weights_changed()
 
     def _buffer(self, st, key, p):
         buf = st.get(key)
