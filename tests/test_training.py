@@ -469,3 +469,40 @@ def test_evaluate_resets_a_metric_object_it_is_given():
     a = model.evaluate(x, y, metrics=[m])["mse"]
     b = model.evaluate(x, y, metrics=["mse"])["mse"]
     assert a == b
+
+
+def test_stateful_batch_size_must_be_the_number_of_streams():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 12, 2000)
+    x, y = data.tbptt_streams(ids, 16, 20)
+    assert data.stream_batch_size(x, y) == 16
+    assert data.stream_batch_size(*data.tbptt_streams(ids, 1, 20)) == 1
+    assert data.stream_batch_size(rng.random((32, 5)), rng.random((32, 5))) is None
+
+    def lm():
+        return fastrnn.Sequential([L.Embedding(12, 4, seed=0),
+                                   L.GRU(4, 8, batch_first=True, stateful=True, seed=0),
+                                   L.Dense(8, 12, seed=0)])
+
+    model = lm()
+    with pytest.raises(ValueError, match=r"laid out as 16 parallel streams.*batch_size is 32"
+                                         r".*use batch_size=16"):
+        model.fit(x, y, loss="cross_entropy", optimizer="adam", batch_size=32, verbose=0)
+    # the validation set's layout is checked too
+    xv, yv = data.tbptt_streams(ids[:600], 4, 20)
+    with pytest.raises(ValueError, match="laid out as 4 parallel streams"):
+        model.fit(x, y, loss="cross_entropy", optimizer="adam", batch_size=16, verbose=0,
+                  validation_data=(xv, yv), validation_batch_size=16)
+    model = lm()
+    h = model.fit(x, y, loss="cross_entropy", optimizer="adam", batch_size=16, verbose=0,
+                  validation_data=(xv, yv), metrics=["perplexity"])
+    # evaluate's default batch size follows the streams (here 4), not 256
+    assert h.history["val_loss"][0] == pytest.approx(
+        model.evaluate(xv, yv, loss="cross_entropy")["loss"], rel=1e-6)
+    assert model.evaluate(xv, yv, loss="cross_entropy") == \
+        model.evaluate(xv, yv, loss="cross_entropy", batch_size=4)
+    with pytest.raises(ValueError, match="use batch_size=4"):
+        model.evaluate(xv, yv, loss="cross_entropy", batch_size=256)
+    assert model.predict(x).shape == (len(x), 20, 12)      # fit's batch size (16)
+    with pytest.raises(ValueError, match="number of parallel streams"):
+        lm().predict(x)

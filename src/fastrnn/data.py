@@ -6,7 +6,7 @@ import numpy as np
 
 from fastrnn.init import as_generator
 
-__all__ = ["pad_sequences", "batches", "tbptt_streams"]
+__all__ = ["pad_sequences", "batches", "tbptt_streams", "stream_batch_size"]
 
 
 def pad_sequences(seqs, maxlen=None, dtype=None, value=0):
@@ -97,3 +97,48 @@ def tbptt_streams(ids, batch_size, seq_len):
     x = x.reshape((B, n_chunks, T) + rest).swapaxes(0, 1).reshape((-1, T) + rest)
     y = y.reshape((B, n_chunks, T) + rest).swapaxes(0, 1).reshape((-1, T) + rest)
     return x, y
+
+
+def stream_batch_size(x, y):
+    """The number of parallel streams that sample-major next-step data (x, y) are laid out
+    in, as ``tbptt_streams`` makes them, or None when they are not such data.
+
+    With B streams, each batch of B samples continues the batch before it row by row, so
+    the first input of sample i + B is the last target of sample i; the smallest B for
+    which that holds throughout (and that divides the number of samples) is the answer.
+    ``fit``/``evaluate`` use it to refuse a stateful run whose batch size would carry each
+    state into another stream."""
+    if isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)) or y is None:
+        return None
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim < 2 or x.shape != y.shape or len(x) < 2:
+        return None
+    first, last = x[:, 0], y[:, -1]
+    n = len(x)
+    for B in range(1, n // 2 + 1):
+        if n % B == 0 and _continues(first, last, B):
+            return B
+    return None
+
+
+def _continues(first, last, B):
+    """Does sample i + B start where sample i's targets end, for every i?  (False when
+    there is no i: one batch holds everything.)"""
+    return B < len(first) and np.array_equal(first[B], last[0]) \
+        and np.array_equal(first[B:], last[:-B])
+
+
+def check_stream_batch_size(x, y, batch_size, what="batch_size"):
+    """Refuse a stateful run over tbptt_streams-style data whose batch size is not the
+    number of streams (see ``stream_batch_size``)."""
+    if isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)) or y is None:
+        return
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim < 2 or x.shape != y.shape or _continues(x[:, 0], y[:, -1], batch_size):
+        return
+    B = stream_batch_size(x, y)
+    if B is not None and B != batch_size:
+        raise ValueError(
+            f"the data are laid out as {B} parallel streams (as fastrnn.data.tbptt_streams("
+            f"ids, {B}, seq_len) makes them) but {what} is {batch_size}: a stateful model "
+            f"would carry each stream's state into another stream; use {what}={B}")

@@ -45,14 +45,17 @@ class Model(Layer):
                    callbacks=callbacks, seed=seed, verbose=verbose, metrics=metrics,
                    validation_batch_size=validation_batch_size, stream=stream)
 
-    def evaluate(self, x, y, *, loss=None, lengths=None, batch_size=256, metrics=()):
-        """Mean loss and metrics over (x, y) in eval mode: a dict."""
+    def evaluate(self, x, y, *, loss=None, lengths=None, batch_size=None, metrics=()):
+        """Mean loss and metrics over (x, y) in eval mode: a dict.  batch_size: default
+        256; for a stateful model, the number of parallel streams (found from next-step data
+        laid out by ``fastrnn.data.tbptt_streams``, else the batch size of the last fit)."""
         from fastrnn.training import evaluate
         return evaluate(self, x, y, loss=loss, lengths=lengths, batch_size=batch_size,
                         metrics=metrics)
 
-    def predict(self, x, *, lengths=None, batch_size=256):
-        """Outputs for x in eval mode, in batches, sample-major."""
+    def predict(self, x, *, lengths=None, batch_size=None):
+        """Outputs for x in eval mode, in batches, sample-major (batch_size as
+        ``evaluate``)."""
         from fastrnn.training import predict
         return predict(self, x, lengths=lengths, batch_size=batch_size)
 

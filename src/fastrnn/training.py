@@ -22,7 +22,7 @@ from fastrnn import losses as _losses
 from fastrnn import metrics as _metrics
 from fastrnn import optim as _optim
 from fastrnn.callbacks import Callback
-from fastrnn.data import batches, pad_sequences
+from fastrnn.data import batches, check_stream_batch_size, pad_sequences
 from fastrnn.init import as_generator
 from fastrnn.layers._base import check_int
 from fastrnn.layers._recurrent import sequence_mask
@@ -256,6 +256,9 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
     if steps == 0:
         raise ValueError(f"a stateful model needs at least batch_size = {batch_size} samples, "
                          f"got {n}")
+    if stateful:
+        check_stream_batch_size(x, y, batch_size)
+        model._stream_batch_size = batch_size       # evaluate/predict's default
     layout = _Layout(model, _sample_shape(x))
     progress = _Progress(verbose, epochs, steps, stream)
     history = History()
@@ -324,7 +327,8 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
                 xv, yv = validation_data[0], validation_data[1]
                 lv = validation_data[2] if len(validation_data) == 3 else None
                 val = evaluate(model, xv, yv, loss=loss_fn, lengths=lv,
-                               batch_size=validation_batch_size or batch_size,
+                               batch_size=validation_batch_size or (None if stateful
+                                                                    else batch_size),
                                metrics=[copy.copy(m) for m in metric_objs])
                 logs.update({f"val_{k}": v for k, v in val.items()})
                 model.train()
@@ -351,10 +355,30 @@ def _pad_ragged(x, lengths):
     return x, lengths
 
 
-def evaluate(model, x, y, *, loss=None, lengths=None, batch_size=256, metrics=()):
+def _eval_batch_size(model, x, y, batch_size, stateful):
+    """evaluate/predict's batch size: 256 by default; a stateful model runs its streams in
+    batches of the number of streams (found from the data, else fit's batch size)."""
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, 1)
+        if stateful:
+            check_stream_batch_size(x, y, batch_size)
+        return batch_size
+    if not stateful:
+        return 256
+    from fastrnn.data import stream_batch_size
+    found = stream_batch_size(x, y) if y is not None else None
+    if found is None:
+        found = getattr(model, "_stream_batch_size", None)
+    if found is None:
+        raise ValueError("a stateful model needs batch_size = the number of parallel streams "
+                         "the data are laid out in (the batch size it was trained with)")
+    return found
+
+
+def evaluate(model, x, y, *, loss=None, lengths=None, batch_size=None, metrics=()):
     """Mean loss (when `loss` is given) and metrics over (x, y), in eval mode; a dict."""
     x, y, lengths = _check_data(x, y, lengths)
-    batch_size = check_int("batch_size", batch_size, 1)
+    batch_size = _eval_batch_size(model, x, y, batch_size, _is_stateful(model))
     x, lengths = _pad_ragged(x, lengths)
     if isinstance(y, (list, tuple)):
         y, _ = pad_sequences(list(y))
@@ -389,10 +413,10 @@ def evaluate(model, x, y, *, loss=None, lengths=None, batch_size=256, metrics=()
     return out
 
 
-def predict(model, x, *, lengths=None, batch_size=256):
+def predict(model, x, *, lengths=None, batch_size=None):
     """Model outputs for x in eval mode, batched, sample-major (N, ...)."""
     x, _, lengths = _check_data(x, None, lengths)
-    batch_size = check_int("batch_size", batch_size, 1)
+    batch_size = _eval_batch_size(model, x, None, batch_size, _is_stateful(model))
     x, lengths = _pad_ragged(x, lengths)
     layout = _Layout(model, _sample_shape(x))
     stateful = _is_stateful(model)
