@@ -506,3 +506,48 @@ def test_stateful_batch_size_must_be_the_number_of_streams():
     assert model.predict(x).shape == (len(x), 20, 12)      # fit's batch size (16)
     with pytest.raises(ValueError, match="number of parallel streams"):
         lm().predict(x)
+
+
+def test_progress_bar_fits_the_terminal_and_shows_validation(monkeypatch):
+    from fastrnn import training
+
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+
+    x, y = regression_data(32)
+    for width in (120, 50, 30):
+        monkeypatch.setattr(training, "_terminal_width", lambda stream: width)
+        stream = TTY()
+        small_model().fit(x, y, loss="mse", optimizer="sgd", batch_size=8, epochs=2,
+                          validation_data=regression_data(16, seed=1), stream=stream)
+        out = stream.getvalue()
+        # redraws are "\r<line>\033[K" without a newline (epoch summaries end with one)
+        redraws = [c.replace("\033[K", "") for c in out.split("\r") if c and "\n" not in c]
+        assert len(redraws) >= 4
+        assert all(len(r) < width for r in redraws), (width, redraws)
+        assert any("validating" in r for r in redraws)
+        assert out.count("\n") == 2 and "Epoch 2/2 - " in out
+
+
+def test_history_after_ctrl_c_counts_steps_and_keeps_epochs_aligned():
+    x, y = regression_data(64)
+    model = small_model()
+
+    class Interrupt(callbacks.Callback):
+        def on_batch_end(self, step, logs=None):
+            if self.epoch == 1 and step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    stream = io.StringIO()
+    h = model.fit(x, y, loss="mse", optimizer="adam", batch_size=8, epochs=5, verbose=2,
+                  validation_data=regression_data(16, seed=1), callbacks=[Interrupt()],
+                  stream=stream)
+    assert h.steps == 8 + 3 and h.epoch == [0, 1]
+    assert all(len(v) == 2 for v in h.history.values())
+    assert np.isfinite(h.history["val_loss"][0]) and np.isnan(h.history["val_loss"][1])
+    assert h.last_value("val_loss") == (h.history["val_loss"][0], 0)
+    assert "Epoch 2/5 - stopped at step 3/8" in stream.getvalue()

@@ -142,8 +142,14 @@ def _print_result(r):
     cmp = ">=" if r["metric"].endswith("accuracy") else "<"
     print(f"{r['task']}: {r['cell']} H={r['hidden']} layers={r['layers']} "
           f"seq_len={r['seq_len']}, {r['steps']} steps, {r['wall_time_s']:.1f} s")
-    print(f"  {r['metric']} {r['value']:.4g} (baseline {r['baseline']:.4g}; target {cmp} "
-          f"{r['target']:.4g}: {verdict})")
+    when = ""
+    if r.get("value_epoch") is None:
+        when = " (no epoch was validated)"
+    elif r["value_epoch"] != r["epochs"]:
+        when = (f" (measured after epoch {r['value_epoch']}; epoch {r['epochs']} was cut short "
+                f"and not validated)")
+    print(f"  {r['metric']} {r['value']:.4g}{when} (baseline {r['baseline']:.4g}; target "
+          f"{cmp} {r['target']:.4g}: {verdict})")
     if "recall_accuracy" in r:
         print(f"  recall accuracy on the copied symbols {r['recall_accuracy']:.3f}")
     if r.get("stop_reason"):

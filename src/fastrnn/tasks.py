@@ -78,11 +78,13 @@ class Task:
         return max(1, math.ceil(self.steps / self.steps_per_epoch))
 
     def report(self, model, history, data):
-        last = history.last()
-        value = float(last[self.target_metric])
-        return {"task": self.name, "metric": self.metric_name, "value": value,
+        """The final metrics: the target metric from the last epoch that measured it
+        (``value_epoch``, 1-based; an epoch cut short by Ctrl-C is not validated)."""
+        value, epoch = history.last_value(self.target_metric)
+        return {"task": self.name, "metric": self.metric_name, "value": float(value),
+                "value_epoch": None if epoch is None else epoch + 1,
                 "baseline": self.baseline(data), "target": self.target(data),
-                "solved": self.solved(value, data)}
+                "solved": epoch is not None and self.solved(float(value), data)}
 
     def solved(self, value, data):
         return value < self.target(data)
@@ -352,12 +354,14 @@ def run(task, *, dtype=np.float32, seed=0, verbose=1, save=None, stream=None,
         validation_batch_size=data.get("val_batch"), clip_norm=task.clip_norm or None,
         metrics=task.metrics, seed=seed, verbose=verbose, stream=stream)
     result = task.report(model, history, data)
-    steps = len(history.epoch) * task.steps_per_epoch
+    steps = history.steps
     if stopper.reached_at is not None:
         history.stop_reason = f"target reached after epoch {stopper.reached_at + 1}"
     result.update(cell=task.cell, hidden=task.hidden, layers=task.layers,
                   seq_len=task.seq_len, steps=steps, epochs=len(history.epoch),
                   train_loss=float(history.last()["loss"]) if history.epoch else None,
+                  epochs_validated=sum(1 for v in history.history.get(task.target_metric, [])
+                                       if np.isfinite(v)),
                   stop_reason=history.stop_reason, parameters=model.num_parameters())
     if isinstance(task, CharLM) and task.options["sample"]:
         prime, text = task.generate_text(model, data, rng)

@@ -8,7 +8,10 @@ With ``lengths`` (or ragged ``x``), sequence outputs are masked past each row's 
 loss and the metrics.
 """
 import copy
+import io
 import math
+import os
+import shutil
 import signal
 import sys
 import threading
@@ -31,27 +34,44 @@ __all__ = ["History", "fit", "evaluate", "predict"]
 
 
 class History:
-    """What ``fit`` returns: ``history`` maps each logged name (loss, metrics, val_*, lr) to
-    its per-epoch values; ``epoch`` lists the epochs run; ``stop_reason`` says why training
-    ended early (None when all epochs ran)."""
+    """What ``fit`` returns.
+
+    ``history`` maps each logged name (loss, metrics, val_*, lr) to its per-epoch values,
+    aligned with ``epoch`` (the epochs run): an epoch that logged no value for a name (an
+    epoch cut short by Ctrl-C is not validated) holds NaN there.  ``steps`` counts the
+    optimizer steps applied; ``stop_reason`` says why training ended early (None when all
+    epochs ran); ``interrupted`` is True after Ctrl-C."""
 
     def __init__(self):
         self.history = {}
         self.epoch = []
+        self.steps = 0
         self.stop_reason = None
         self.interrupted = False
         self.wall_time = 0.0
 
     def append(self, epoch, logs):
+        """Record one epoch's logs (names missing from earlier or from this epoch get NaN)."""
+        for k in logs:
+            self.history.setdefault(k, [float("nan")] * len(self.epoch))
         self.epoch.append(epoch)
-        for k, v in logs.items():
-            self.history.setdefault(k, []).append(v)
+        for k, values in self.history.items():
+            values.append(logs.get(k, float("nan")))
 
     def last(self):
+        """The last epoch's logs (NaN where it logged nothing)."""
         return {k: v[-1] for k, v in self.history.items()}
 
+    def last_value(self, name):
+        """``(value, epoch)`` of the last epoch that logged a finite `name`, or
+        ``(nan, None)``."""
+        for value, epoch in zip(reversed(self.history.get(name, [])), reversed(self.epoch)):
+            if np.isfinite(value):
+                return value, epoch
+        return float("nan"), None
+
     def __repr__(self):
-        return f"History(epochs={len(self.epoch)}, last={self.last()})"
+        return f"History(epochs={len(self.epoch)}, steps={self.steps}, last={self.last()})"
 
 
 # ----------------------------------------------------------------------------------------
@@ -145,9 +165,17 @@ def _forward(model, xb, lb):
 # ----------------------------------------------------------------------------------------
 # progress
 
+def _terminal_width(stream):
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return shutil.get_terminal_size((80, 24)).columns
+
+
 class _Progress:
-    """A one-line progress bar on a terminal (steps, loss, sequences/s, ETA); one line per
-    epoch otherwise (verbose=1) or always (verbose=2); nothing with verbose=0."""
+    """A one-line progress bar on a terminal (steps, loss, sequences/s, ETA; then
+    "validating" while the validation set runs), fitted to the terminal's width; one line
+    per epoch otherwise (verbose=1) or always (verbose=2); nothing with verbose=0."""
 
     def __init__(self, verbose, epochs, steps, stream=None):
         self.stream = stream or sys.stderr
@@ -162,9 +190,33 @@ class _Progress:
         self.epoch = epoch
         self.t0 = time.perf_counter()
         self.seen = 0
+        self.step = 0
+
+    def _draw(self, parts, done):
+        """Write `parts` (most important first) after a bar `done` (0..1) full, dropping
+        trailing parts and shrinking the bar to fit the terminal (no wrapped redraws)."""
+        width = _terminal_width(self.stream) - 1
+        head = f"Epoch {self.epoch + 1}/{self.epochs}"
+        line = None
+        for keep in range(len(parts), 0, -1):        # a bar of at least 10 and the most parts
+            text = " ".join(parts[:keep])
+            bar_w = min(24, width - len(head) - len(text) - 4)
+            if bar_w >= 10:
+                full = int(bar_w * done)
+                bar = "=" * full + (">" if full < bar_w else "") + " " * (bar_w - full - 1)
+                line = f"{head} [{bar[:bar_w]}] {text}"
+                break
+        if line is None:                             # too narrow for a bar
+            keep = len(parts)
+            while keep > 1 and len(head) + 1 + len(" ".join(parts[:keep])) > width:
+                keep -= 1
+            line = f"{head} {' '.join(parts[:keep])}"
+        self.stream.write("\r" + line[:width] + "\033[K")
+        self.stream.flush()
 
     def update(self, step, n, loss):
         self.seen += n
+        self.step = step
         if not self.bar:
             return
         now = time.perf_counter()
@@ -174,22 +226,22 @@ class _Progress:
         elapsed = now - self.t0
         rate = self.seen / elapsed if elapsed > 0 else 0.0
         eta = elapsed / step * (self.steps - step) if step else 0.0
-        width = 24
-        done = int(width * step / self.steps)
-        bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
-        self.stream.write(f"\rEpoch {self.epoch + 1}/{self.epochs} [{bar[:width]}] "
-                          f"{step}/{self.steps} loss {loss:.4g}  {rate:,.0f} seq/s  "
-                          f"ETA {eta:.0f}s ")
-        self.stream.flush()
+        self._draw([f"{step}/{self.steps}", f"loss {loss:.4g}", f"ETA {eta:.0f}s",
+                    f"{rate:,.0f} seq/s"], step / self.steps)
 
-    def end(self, logs):
+    def validating(self):
+        if self.bar:
+            self._draw(["validating ...", f"{self.step}/{self.steps}"], 1.0)
+
+    def end(self, logs, interrupted=False):
         if not (self.bar or self.lines):
             return
         elapsed = time.perf_counter() - self.t0
         rate = self.seen / elapsed if elapsed > 0 else 0.0
         parts = " - ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "lr")
-        line = (f"Epoch {self.epoch + 1}/{self.epochs} - {elapsed:.1f}s - {rate:,.0f} seq/s - "
-                f"{parts}")
+        cut = f"stopped at step {self.step}/{self.steps} - " if interrupted else ""
+        line = (f"Epoch {self.epoch + 1}/{self.epochs} - {cut}{elapsed:.1f}s - {rate:,.0f} "
+                f"seq/s - {parts}")
         self.stream.write(f"\r{line}\033[K\n" if self.bar else line + "\n")
         self.stream.flush()
 
@@ -299,6 +351,7 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
                 if clip_norm is not None:
                     _clip.clip_grad_norm(grads, clip_norm)
                 opt.step(grads)
+                history.steps += 1
                 nb = len(xb)
                 total += value * nb
                 count += nb
@@ -319,11 +372,12 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
                     history.stop_reason = (f"interrupted (Ctrl-C) at epoch {epoch + 1}, step "
                                            f"{step}")
                 history.append(epoch, logs)
-                progress.end(logs)
+                progress.end(logs, interrupted=step < steps)
                 break
             if stateful:
                 _reset_states(model)
             if validation_data is not None:
+                progress.validating()
                 xv, yv = validation_data[0], validation_data[1]
                 lv = validation_data[2] if len(validation_data) == 3 else None
                 val = evaluate(model, xv, yv, loss=loss_fn, lengths=lv,
