@@ -43,9 +43,45 @@ def test_bench_stream_and_memory_json(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["bench", "--shape", "1,2,3"], "shape must be B,T,I,H"),
     (["bench", "--cells", "lstm,transformer"], "choose from lstm, gru, rnn"),
-    (["bench", "--threads", "0"], "--threads must be >= 1"),
+    (["bench", "--threads", "0"], "argument --threads: must be an integer >= 1, got 0"),
+    (["train", "sine", "--hidden", "0"], "argument --hidden: must be an integer >= 1"),
+    (["train", "--steps", "x"], "argument --steps: must be an integer >= 1, got 'x'"),
 ])
 def test_bench_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
         main(argv)
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith(f"usage: fastrnn {argv[0]} ")     # the subcommand's usage
+
+
+def test_help_shows_defaults_and_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top and "fastrnn COMMAND --help" in top
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    train = capsys.readouterr().out
+    for text in ("hidden size (default: adding 64, copy 128", "--threads", "(default: adam)",
+                 "sum-classify  is the sum of 50"):
+        assert text in train.replace("\n                        ", " ")
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    bench = capsys.readouterr().out
+    assert "(default: 2.0)" in bench and "(default: None)" not in bench
+    assert "(default: False)" not in bench
+
+
+def test_bench_rounds_in_help_match_the_run(capsys):
+    from fastrnn import bench
+    res = _json_out(capsys, ["bench", "--cells", "rnn", "--shape", "2,3,4,5", "--modes",
+                             "infer", "--budget", "0", "--json", "--no-torch"])
+    assert res["table"]["rows"][0]["rounds"] == bench.MIN_ROUNDS
+
+
+def test_one_thread_is_singular(capsys):
+    assert main(["bench", "--stream", "--cells", "rnn", "--hidden", "4", "--input-size",
+                 "2", "--budget", "0", "--no-torch", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 thread" in out and "1 threads" not in out

@@ -421,7 +421,18 @@ def test_train_command_json_and_save(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["task"] == "sine" and result["steps"] == 100
+    assert result["value_epoch"] == result["epochs"] == 1
     assert fastrnn.load(tmp_path / "m.fastrnn").num_parameters() == result["parameters"]
+
+
+def test_train_command_threads_option():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, fastrnn.__main__ as m, fastrnn; "
+         "rc = m.main(sys.argv[1:]); print('threads', fastrnn.get_num_threads())",
+         "train", "sine", "--seq-len", "5", "--steps", "100", "-q", "--threads", "1"],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "threads 1"
 
 
 @pytest.mark.parametrize("args,match", [

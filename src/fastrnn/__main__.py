@@ -1,4 +1,4 @@
-"""The ``fastrnn`` command (also ``python -m fastrnn``).
+"""The fastrnn command (also: python -m fastrnn).
 
     fastrnn train [TASK]  train a model on a built-in task (adding, copy, sum-classify,
                         sine, charlm --text PATH) and print the final metrics
@@ -13,6 +13,7 @@
 """
 import argparse
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -69,6 +70,41 @@ def cmd_demo(args):
     return 0 if ok else 1
 
 
+class _Defaults(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" not in text and action.default not in (None, False, argparse.SUPPRESS) \
+                and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _threads(n):
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def _positive(text):
+    """argparse type: an integer >= 1 (so the subcommand's own usage is shown on error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _task_defaults(key, fmt="{}"):
+    """"(default: adding 64, copy 128, ...)" for a train option whose default is per task."""
+    from fastrnn import tasks
+    values = {name: t.defaults.get(key) for name, t in tasks.TASKS.items()}
+    if len(set(map(str, values.values()))) == 1:
+        return f"(default: {fmt.format(next(iter(values.values())))})"
+    return "(default: " + ", ".join(f"{n} {fmt.format(v)}" for n, v in values.items()) + ")"
+
+
 def _shape(text):
     try:
         shape = tuple(int(v) for v in text.replace("x", ",").split(","))
@@ -100,7 +136,7 @@ def cmd_bench(args):
     if args.stream:
         if not quiet:
             threads = fastrnn.get_num_threads() if args.threads is None else args.threads
-            print(f"streaming: per-step latency, float32, {threads} threads")
+            print(f"streaming: per-step latency, float32, {_threads(threads)}")
             print(bench.STREAM_HEADER)
         result["stream"] = bench.run_stream(args.cells, batch=args.batch,
                                             input_size=args.input_size, hidden=args.hidden,
@@ -128,7 +164,7 @@ def cmd_bench(args):
         result["table"] = table
         if not quiet:
             peaks = ", ".join(f"{k} {v:.0f}" for k, v in table["gemm_peaks"].items())
-            print(f"\nGEMM rate (float32 2048^3, {table['threads']} threads): "
+            print(f"\nGEMM rate (float32 2048^3, {_threads(table['threads'])}): "
                   f"{table['gemm_peak_gflops']:.0f} GFLOP/s ({peaks}); torch "
                   f"{table['torch'] or 'not installed'}; kernel level "
                   f"{table['config']['kernel_level']}, BLAS core {table['config']['blas_core']}")
@@ -170,6 +206,8 @@ def cmd_train(args):
     if args.task != "charlm" and args.text is not None:
         print("fastrnn train: --text is for the charlm task", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        fastrnn.set_num_threads(args.threads)
     try:
         task = tasks.get_task(args.task, **options)
         verbose = 0 if args.quiet else (2 if args.json else 1)
@@ -187,34 +225,57 @@ def cmd_train(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastrnn", description=__doc__.split("\n\n")[0])
+    from fastrnn import bench, tasks
+    parser = argparse.ArgumentParser(
+        prog="fastrnn", description="fastrnn: fast CPU recurrent networks. Train a model on a "
+        "built-in task, check the kernels, or benchmark them against NumPy and torch.",
+        epilog="Run 'fastrnn COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="with --version: also the BLAS, kernel level, threads and CPU")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    t = sub.add_parser("train", help="train a model on a built-in task (default: adding)")
-    t.add_argument("task", nargs="?", default="adding",
-                   choices=["adding", "copy", "sum-classify", "sine", "charlm"])
+    defaults = _Defaults
+    t = sub.add_parser(
+        "train", help="train a model on a built-in task (default: adding)",
+        description=textwrap.fill(
+            "Train a model on a built-in task (data generated in-process) and print the "
+            "final metric against the task's baseline and target. Training stops once the "
+            "target is reached (--keep-going: all --steps).", 79),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="tasks:\n" + "\n".join(f"  {n:13s} {t.summary}" for n, t in tasks.TASKS.items()))
+    t.add_argument("task", nargs="?", default="adding", choices=list(tasks.TASKS),
+                   help="the task (default: adding)")
     t.add_argument("--text", default=None, metavar="PATH", help="charlm: the text file")
     t.add_argument("--cell", choices=["lstm", "gru", "rnn"], default=None,
-                   help="recurrent cell (default lstm)")
-    t.add_argument("--layers", type=int, default=None, help="stacked recurrent layers")
-    t.add_argument("--hidden", type=int, default=None, help="hidden size")
-    t.add_argument("--seq-len", type=int, default=None, metavar="T",
-                   help="sequence length (adding: 100; copy: the delay; ...)")
-    t.add_argument("--steps", type=int, default=None, help="optimizer steps (about)")
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--optimizer", choices=sorted(fastrnn.optim.NAMES),
-                   default=None)
-    t.add_argument("--lr", type=float, default=None, help="learning rate")
+                   help="recurrent cell " + _task_defaults("cell"))
+    t.add_argument("--layers", type=_positive, default=None,
+                   help="stacked recurrent layers " + _task_defaults("layers"))
+    t.add_argument("--hidden", type=_positive, default=None,
+                   help="hidden size " + _task_defaults("hidden"))
+    t.add_argument("--seq-len", type=_positive, default=None, metavar="T",
+                   help="sequence length; copy: the delay " + _task_defaults("seq_len"))
+    t.add_argument("--steps", type=_positive, default=None,
+                   help="optimizer steps, rounded up to whole epochs "
+                        + _task_defaults("steps"))
+    t.add_argument("--batch-size", type=_positive, default=None,
+                   help=_task_defaults("batch_size"))
+    t.add_argument("--optimizer", choices=sorted(fastrnn.optim.NAMES), default=None,
+                   help=_task_defaults("optimizer"))
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate " + _task_defaults("lr", "{:g}"))
     t.add_argument("--clip-norm", type=float, default=None,
-                   help="global gradient-norm clipping (0: off)")
-    t.add_argument("--copy-len", type=int, default=None, help="copy: symbols to recall")
-    t.add_argument("--temperature", type=float, default=None, help="charlm sampling")
+                   help="global gradient-norm clipping, 0: off " + _task_defaults("clip_norm"))
+    t.add_argument("--copy-len", type=_positive, default=None,
+                   help="copy: symbols to recall (default: 10)")
+    t.add_argument("--temperature", type=float, default=None,
+                   help="charlm: sampling temperature (default: 0.7)")
     t.add_argument("--sample", type=int, default=None,
-                   help="charlm: characters to sample after training (0: none)")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    t.add_argument("--seed", type=int, default=0)
+                   help="charlm: characters to sample after training, 0: none (default: 200)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="(default: float32)")
+    t.add_argument("--threads", type=_positive, default=None,
+                   help="engine threads (default: all CPUs, or FASTRNN_NUM_THREADS)")
+    t.add_argument("--seed", type=int, default=0, help="(default: 0)")
     t.add_argument("--keep-going", action="store_true",
                    help="train for all --steps (default: stop once the target is reached)")
     t.add_argument("--save", default=None, metavar="PATH", help="save the trained model")
@@ -223,32 +284,46 @@ def build_parser():
                    help="print the final metrics as one JSON object on the last line")
     t.set_defaults(func=cmd_train)
 
-    demo = sub.add_parser("demo", help="forward/backward of each cell vs the NumPy reference")
-    demo.add_argument("--batch", type=int, default=32, metavar="B")
-    demo.add_argument("--seq-len", type=int, default=50, metavar="T")
-    demo.add_argument("--input-size", type=int, default=64, metavar="I")
-    demo.add_argument("--hidden", type=int, default=128, metavar="H")
-    demo.add_argument("--repeat", type=int, default=5, help="timing repeats (best is shown)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo = sub.add_parser("demo", help="forward/backward of each cell vs the NumPy reference",
+                          formatter_class=defaults,
+                          description="One forward + backward of each cell on random data "
+                                      "(float64), checked against the NumPy reference, with "
+                                      "timings.")
+    demo.add_argument("--batch", type=_positive, default=32, metavar="B", help="batch size")
+    demo.add_argument("--seq-len", type=_positive, default=50, metavar="T", help="time steps")
+    demo.add_argument("--input-size", type=_positive, default=64, metavar="I",
+                      help="input features")
+    demo.add_argument("--hidden", type=_positive, default=128, metavar="H",
+                      help="hidden size")
+    demo.add_argument("--repeat", type=_positive, default=5,
+                      help="timing repeats (best is shown)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.set_defaults(func=cmd_demo)
 
-    b = sub.add_parser("bench", help="benchmark against the NumPy reference and torch")
-    b.add_argument("--cells", type=_names(["lstm", "gru", "rnn"]), default=["lstm", "gru", "rnn"],
-                   help="comma-separated cells (default: lstm,gru,rnn)")
+    b = sub.add_parser("bench", help="benchmark against the NumPy reference and torch",
+                       formatter_class=defaults,
+                       description="fastrnn vs the NumPy reference vs torch on the same data "
+                                   "in one process: medians, GFLOP/s, share of the GEMM rate "
+                                   "measured in the same run, speed-ups.")
+    b.add_argument("--cells", type=_names(["lstm", "gru", "rnn"]), default="lstm,gru,rnn",
+                   help="comma-separated cells")
     b.add_argument("--shape", type=_shape, action="append", metavar="B,T,I,H",
-                   help="a shape to run (repeatable; default: the four standard shapes)")
-    b.add_argument("--modes", type=_names(["infer", "train"]), default=["infer", "train"],
+                   help="a shape to run (repeatable; default: "
+                        + " ".join(",".join(map(str, sh)) for sh in bench.DEFAULT_SHAPES) + ")")
+    b.add_argument("--modes", type=_names(["infer", "train"]), default="infer,train",
                    help="infer (forward, no cache) and/or train (forward + backward)")
-    b.add_argument("--threads", type=int, default=None, help="engine (and torch) threads")
+    b.add_argument("--threads", type=_positive, default=None,
+                   help="engine (and torch) threads (default: all CPUs)")
     b.add_argument("--budget", type=float, default=2.0,
-                   help="seconds of timing per configuration (at least 5 rounds)")
+                   help=f"seconds of timing per configuration (at least "
+                        f"{bench.MIN_ROUNDS} rounds)")
     b.add_argument("--no-torch", action="store_true", help="leave torch out")
     b.add_argument("--no-numpy", action="store_true", help="leave the NumPy reference out")
     b.add_argument("--stream", action="store_true",
                    help="per-step latency of the step functions vs torch instead")
-    b.add_argument("--batch", type=int, default=1, help="--stream batch size (default 1)")
-    b.add_argument("--input-size", type=int, default=64, help="--stream input size")
-    b.add_argument("--hidden", type=int, default=256, help="--stream hidden size")
+    b.add_argument("--batch", type=_positive, default=1, help="--stream batch size")
+    b.add_argument("--input-size", type=_positive, default=64, help="--stream input size")
+    b.add_argument("--hidden", type=_positive, default=256, help="--stream hidden size")
     b.add_argument("--memory", action="store_true",
                    help="peak memory of one call vs torch (fresh process each) instead")
     b.add_argument("--concurrency", action="store_true",
@@ -272,11 +347,6 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    for name in ("batch", "seq_len", "input_size", "hidden", "repeat", "threads", "layers",
-                 "steps", "batch_size", "copy_len"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     return args.func(args)
 
 

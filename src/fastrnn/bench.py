@@ -97,7 +97,10 @@ def torch_runner(torch, cell, p, mode):
     return train
 
 
-def interleaved(runners, min_rounds=3, max_rounds=30, budget=2.0, block=0.15):
+MIN_ROUNDS = 3          # every implementation is timed at least this many rounds
+
+
+def interleaved(runners, min_rounds=MIN_ROUNDS, max_rounds=30, budget=2.0, block=0.15):
     """Median seconds per call of each runner.  The runners take turns in blocks of calls
     (about `block` seconds each), round after round, so drifts of a shared machine hit all
     of them alike; the first call of each block is not counted (it pays for the previous
@@ -143,7 +146,7 @@ def gemm_peak(n=2048, repeat=5):
 
 
 def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True,
-              budget=2.0, min_rounds=3, out=sys.stdout, progress=None):
+              budget=2.0, min_rounds=MIN_ROUNDS, out=sys.stdout, progress=None):
     torch = _torch() if use_torch else None
     if threads is not None:
         fastrnn.set_num_threads(threads)
@@ -250,7 +253,7 @@ def run_stream(cells, batch=1, input_size=64, hidden=256, steps=200, threads=Non
 
             runners["torch_cell"] = cell_block
             runners["torch_module"] = module_block
-        med, _ = interleaved(runners, min_rounds=3, budget=budget)
+        med, _ = interleaved(runners, budget=budget)
         row = {"cell": cell, "B": batch, "I": input_size, "H": hidden,
                "fastrnn_us": med["fastrnn"] / steps * 1e6}
         if torch is not None:

@@ -92,6 +92,7 @@ class Task:
 
 class Adding(Task):
     name = "adding"
+    summary = "sum of the two marked values in a sequence of 100 (MSE < 0.01)"
     loss = "mse"
     metric_name = "val_mse"
 
@@ -125,6 +126,7 @@ class Copy(Task):
     steps (measured; --cell lstm to see it)."""
 
     name = "copy"
+    summary = "recall 10 symbols after a delay of 10 (cross-entropy < 1/4 of memoryless)"
     loss = "cross_entropy"
     metrics = ("accuracy",)
     metric_name = "val_cross_entropy"
@@ -169,6 +171,7 @@ class Copy(Task):
 
 class SumClassify(Task):
     name = "sum-classify"
+    summary = "is the sum of 50 U(0,1) numbers above 25? (accuracy >= 0.9)"
     loss = "cross_entropy"
     metrics = ("accuracy",)
     metric_name = "val_accuracy"
@@ -198,6 +201,7 @@ class SumClassify(Task):
 
 class Sine(Task):
     name = "sine"
+    summary = "next value of a noisy sine wave (MSE < 1/4 of repeating the last value)"
     loss = "mse"
     metric_name = "val_mse"
     defaults = dict(Task.defaults, seq_len=50, hidden=32, steps=600)
@@ -228,6 +232,7 @@ class Sine(Task):
 
 class CharLM(Task):
     name = "charlm"
+    summary = "character language model on --text PATH, stateful truncated BPTT"
     loss = "cross_entropy"
     metrics = ("perplexity",)
     metric_name = "val_perplexity"
