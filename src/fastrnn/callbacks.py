@@ -18,26 +18,37 @@ __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "CSVLogger"]
 
 
 class Callback:
+    """Base of fit's callbacks: override the ``on_*`` hooks you need; ``self.model`` and
+    ``self.optimizer`` are set before training starts."""
+
     model = None
     optimizer = None
 
     def set_context(self, model, optimizer):
+        """Called by fit before training: the model and the optimizer it drives."""
         self.model = model
         self.optimizer = optimizer
 
     def on_train_begin(self, logs=None):
+        """Called once before the first epoch."""
         pass
 
     def on_epoch_begin(self, epoch, logs=None):
+        """Called at the start of each epoch (counted from 0)."""
         pass
 
     def on_batch_end(self, step, logs=None):
+        """Called after each optimizer step (`step` counted from 1 in the epoch; logs: the
+        batch's loss)."""
         pass
 
     def on_epoch_end(self, epoch, logs=None):
+        """Called after each epoch with its logs (loss, metrics, val_*, lr); set
+        ``self.model.stop_training = True`` to stop."""
         pass
 
     def on_train_end(self, logs=None):
+        """Called once after training (logs: the last epoch's)."""
         pass
 
 
@@ -79,10 +90,12 @@ class EarlyStopping(Callback):
         self.best_epoch = None
 
     def on_train_begin(self, logs=None):
+        """Start with no best value and no waiting."""
         self._mon.best = math.inf if self._mon.mode == "min" else -math.inf
         self.wait, self.best_weights, self.stopped_epoch = 0, None, None
 
     def on_epoch_end(self, epoch, logs=None):
+        """Stop training when the monitored value has not improved for `patience` epochs."""
         value = self._mon.value(logs)
         if self._mon.improved(value):
             self._mon.best, self.best_epoch, self.wait = value, epoch, 0
@@ -95,6 +108,7 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
+        """With ``restore_best_weights``, put the best epoch's weights back."""
         if self.restore_best_weights and self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
 
@@ -111,10 +125,13 @@ class ModelCheckpoint(Callback):
         self.saved = []
 
     def on_train_begin(self, logs=None):
+        """Start with no best value."""
         if self._mon is not None:
             self._mon.best = math.inf if self._mon.mode == "min" else -math.inf
 
     def on_epoch_end(self, epoch, logs=None):
+        """Save the model (atomically) after this epoch, or only when the monitored value
+        improved (``save_best_only``)."""
         from fastrnn._io import save
         if self._mon is not None:
             value = self._mon.value(logs)
@@ -139,6 +156,7 @@ class CSVLogger(Callback):
         self._keys = None
 
     def on_train_begin(self, logs=None):
+        """Open the file (appending with ``append=True``)."""
         exists = self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
         self._file = open(self.path, "a" if self.append else "w", newline="")
         self._writer = None
@@ -146,6 +164,7 @@ class CSVLogger(Callback):
         self._header_done = exists
 
     def on_epoch_end(self, epoch, logs=None):
+        """Write one row: the epoch and its logs."""
         logs = logs or {}
         if self._keys is None:
             self._keys = sorted(logs)
@@ -156,6 +175,7 @@ class CSVLogger(Callback):
         self._file.flush()
 
     def on_train_end(self, logs=None):
+        """Close the file."""
         if self._file is not None:
             self._file.close()
             self._file = None

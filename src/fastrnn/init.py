@@ -39,10 +39,12 @@ def _fans(shape):
 
 
 def zeros(shape, rng, dtype, **_):
+    """All zeros."""
     return np.zeros(shape, dtype)
 
 
 def ones(shape, rng, dtype, **_):
+    """All ones."""
     return np.ones(shape, dtype)
 
 
@@ -52,6 +54,7 @@ def normal(shape, rng, dtype, std=1.0, **_):
 
 
 def uniform(shape, rng, dtype, limit=0.05, **_):
+    """U(-limit, limit) (default limit 0.05, as Keras's RandomUniform)."""
     return rng.uniform(-limit, limit, shape).astype(dtype)
 
 

@@ -99,6 +99,7 @@ class Loss:
         return (d * float(grad)).astype(d.dtype, copy=False)
 
     def get_config(self):
+        """Constructor arguments (for saving and repr)."""
         return {"reduction": self.reduction}
 
 
@@ -120,6 +121,9 @@ class CrossEntropy(Loss):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, logits, target, mask=None):
+        """Mean (or summed / per-position) softmax cross-entropy of `logits` (..., C)
+        against integer ids (...) or probabilities (..., C); `mask` weights positions.
+        Keeps the gradient for ``backward``."""
         z = _float("logits", logits)
         if z.ndim < 1 or z.shape[-1] < 1:
             raise ValueError(f"logits must have a class axis (last) of size >= 1, got shape "
@@ -156,6 +160,7 @@ class CrossEntropy(Loss):
         return self._reduce(per, dper, w)
 
     def get_config(self):
+        """Constructor arguments (for saving and repr)."""
         return {"reduction": self.reduction, "ignore_index": self.ignore_index,
                 "label_smoothing": self.label_smoothing}
 
@@ -174,6 +179,8 @@ class MSE(Loss):
     name = "mse"
 
     def forward(self, pred, target, mask=None):
+        """Mean (or summed / per-element) squared error between `pred` and `target` (same
+        shape); `mask` weights positions.  Keeps the gradient for ``backward``."""
         p, t = _pair(pred, target)
         diff = p - t
         return self._reduce(diff * diff, 2 * diff, _weights(mask, p.shape, p.dtype))
@@ -186,6 +193,9 @@ class BCEWithLogits(Loss):
     name = "bce_with_logits"
 
     def forward(self, pred, target, mask=None):
+        """Binary cross-entropy of the sigmoid of `pred` (logits) against 0/1 (or
+        probability) `target` of the same shape, computed stably from the logits; `mask`
+        weights positions."""
         z, t = _pair(pred, target)
         e = np.exp(-np.abs(z))
         per = np.maximum(z, 0) - z * t + np.log1p(e)

@@ -10,16 +10,21 @@ __all__ = ["Metric", "Accuracy", "MSE", "MAE", "Perplexity", "get"]
 
 
 class Metric:
+    """Base of the metrics: ``update(pred, target, weights=None)`` per batch, then
+    ``result()``; ``reset()`` starts over."""
+
     name = None
 
     def __init__(self):
         self.reset()
 
     def reset(self):
+        """Forget the accumulated counts (``evaluate`` and each fit epoch start here)."""
         self.total = 0.0
         self.count = 0.0
 
     def result(self):
+        """The metric over everything seen since ``reset`` (NaN when nothing was seen)."""
         return self.total / self.count if self.count else float("nan")
 
     def _add(self, values, weights):
@@ -46,6 +51,7 @@ class Accuracy(Metric):
         super().__init__()
 
     def update(self, pred, target, weights=None):
+        """Count the correct predictions of one batch (``weights``: per-position mask)."""
         pred, target = np.asarray(pred), np.asarray(target)
         if target.dtype.kind in "iu" and target.shape == pred.shape[:-1]:
             correct = pred.argmax(axis=-1) == target
@@ -61,17 +67,23 @@ class Accuracy(Metric):
 
 
 class MSE(Metric):
+    """Mean squared error over every element (and weighted position)."""
+
     name = "mse"
 
     def update(self, pred, target, weights=None):
+        """Add one batch's squared errors (``weights``: per-position mask)."""
         d = np.asarray(pred, np.float64) - np.asarray(target, np.float64).reshape(np.shape(pred))
         self._add(d * d, weights)
 
 
 class MAE(Metric):
+    """Mean absolute error over every element (and weighted position)."""
+
     name = "mae"
 
     def update(self, pred, target, weights=None):
+        """Add one batch's absolute errors (``weights``: per-position mask)."""
         d = np.asarray(pred, np.float64) - np.asarray(target, np.float64).reshape(np.shape(pred))
         self._add(np.abs(d), weights)
 
@@ -83,6 +95,8 @@ class Perplexity(Metric):
     name = "perplexity"
 
     def update(self, pred, target, weights=None):
+        """Add one batch's negative log-likelihoods of the targets (``weights``: per-
+        position mask)."""
         z = np.asarray(pred, np.float64)
         t = np.asarray(target)
         if t.dtype.kind not in "iu" or t.shape != z.shape[:-1]:
@@ -92,6 +106,7 @@ class Perplexity(Metric):
         self._add(nll, weights)
 
     def result(self):
+        """exp of the mean negative log-likelihood since ``reset``."""
         return float(np.exp(super().result())) if self.count else float("nan")
 
 
@@ -100,6 +115,8 @@ _NAMES = {"accuracy": Accuracy, "acc": Accuracy, "mse": MSE, "mae": MAE,
 
 
 def get(metric):
+    """A Metric: `metric` itself if it is one, else a new one by name (accuracy/acc, mse,
+    mae, perplexity)."""
     if isinstance(metric, Metric):
         return metric
     if isinstance(metric, str) and metric in _NAMES:

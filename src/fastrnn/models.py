@@ -144,6 +144,7 @@ class Sequential(Model):
 
     @property
     def layers(self):
+        """The layers in chain order (a new list)."""
         return list(self._layers.values())
 
     def __len__(self):
@@ -228,10 +229,13 @@ class Sequential(Model):
         return rows
 
     def get_config(self):
+        """The architecture as JSON-ready data: each layer's class and config."""
         from fastrnn._io import layer_config
         return {"layers": [layer_config(layer) for layer in self.layers]}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        """Rebuild a Sequential from ``get_config()``'s output (classes looked up among
+        fastrnn's and `custom_objects`)."""
         from fastrnn._io import layer_from_config
         return cls([layer_from_config(c, custom_objects) for c in config["layers"]])

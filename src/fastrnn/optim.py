@@ -136,6 +136,8 @@ class Optimizer:
         return buf
 
     def state_dict(self):
+        """The step count, hyperparameters and per-parameter buffers (copies), for
+        ``load_state_dict``."""
         return {"type": type(self).__name__, "steps": self.steps,
                 "hyper": {k: getattr(self, k) for k in self._hyper},
                 "state": {n: {k: (v.copy() if isinstance(v, np.ndarray) else v)
@@ -143,6 +145,8 @@ class Optimizer:
                           for n, st in zip(self.names, self.state)}}
 
     def load_state_dict(self, sd):
+        """Restore what ``state_dict`` saved (buffers checked against the parameters'
+        sizes)."""
         if not isinstance(sd, dict) or sd.get("type") != type(self).__name__:
             raise ValueError(f"state_dict is not a {type(self).__name__} state dict")
         state = sd.get("state", {})

@@ -29,6 +29,8 @@ class LRSchedule(Callback):
         self.epoch = 0
 
     def set_context(self, model, optimizer):
+        """Called by fit: the model and its optimizer (used when the schedule was built
+        without one)."""
         self.model = model
         if self.optimizer is None:
             self.optimizer = optimizer
@@ -36,9 +38,11 @@ class LRSchedule(Callback):
             self.base_lr = self.optimizer.lr
 
     def lr_at(self, epoch):
+        """The learning rate for `epoch` (counted from 0). Subclasses implement it."""
         raise NotImplementedError
 
     def on_epoch_begin(self, epoch, logs=None):
+        """Set the optimizer's lr for `epoch`."""
         self.epoch = epoch
         self.optimizer.lr = self.lr_at(epoch)
 
@@ -60,6 +64,7 @@ class StepLR(LRSchedule):
         self.gamma = _factor("gamma", gamma)
 
     def lr_at(self, epoch):
+        """base_lr * gamma ** (epoch // step_size)."""
         return self.base_lr * self.gamma ** (epoch // self.step_size)
 
 
@@ -71,6 +76,7 @@ class ExponentialLR(LRSchedule):
         self.gamma = _factor("gamma", gamma)
 
     def lr_at(self, epoch):
+        """base_lr * gamma ** epoch."""
         return self.base_lr * self.gamma ** epoch
 
 
@@ -90,6 +96,8 @@ class CosineLR(LRSchedule):
         self.min_lr = float(min_lr)
 
     def lr_at(self, epoch):
+        """Linear warm-up to base_lr, then a cosine from base_lr down to min_lr at
+        total_epochs."""
         w = self.warmup_epochs
         if epoch < w:
             return self.base_lr * (epoch + 1) / w
@@ -108,6 +116,7 @@ class InverseTimeDecay(LRSchedule):
         self.decay = float(decay)
 
     def lr_at(self, epoch):
+        """base_lr / (1 + decay * epoch)."""
         return self.base_lr / (1 + self.decay * epoch)
 
 
@@ -130,9 +139,11 @@ class ReduceLROnPlateau(LRSchedule):
         self.cooldown_left = 0
 
     def on_epoch_begin(self, epoch, logs=None):
+        """Nothing to do at an epoch's start: the lr changes only on a plateau."""
         self.epoch = epoch                    # the rate changes only on plateaus
 
     def on_epoch_end(self, epoch, logs=None):
+        """Feed the monitored value of the epoch's logs to ``step``."""
         self.step(self._mon.value(logs))
 
     def step(self, value):

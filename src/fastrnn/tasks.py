@@ -313,6 +313,8 @@ TASKS = {t.name: t for t in (Adding, Copy, SumClassify, Sine, CharLM)}
 
 
 def get_task(name, **options):
+    """The built-in task `name` (see TASKS) with `options` (seq_len, hidden, steps, ...)
+    over its defaults."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
     return TASKS[name](**options)

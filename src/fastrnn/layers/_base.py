@@ -135,9 +135,11 @@ class Layer:
         return self._collect("_grads")
 
     def num_parameters(self):
+        """Total number of parameter elements (this layer and its sublayers)."""
         return int(sum(a.size for a in self.parameters().values()))
 
     def zero_grad(self):
+        """Set every accumulated gradient in ``grads`` to zero (in place)."""
         for g in self.grads.values():
             g[...] = 0
 
@@ -224,9 +226,14 @@ class Layer:
 
     # -- calling ---------------------------------------------------------------------------
     def forward(self, x):
+        """Compute the layer's output for `x` (in training mode, keep what backward needs).
+        Subclasses implement it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, dy):
+        """Gradient w.r.t. the input of the last training-mode forward, given `dy` (w.r.t.
+        its output); adds the parameter gradients into ``grads``. Subclasses implement
+        it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *args, **kwargs):
@@ -236,9 +243,12 @@ class Layer:
     uses_lengths = False
 
     def chain_forward(self, x, lengths):
+        """Sequential's call: forward `x`, with `lengths` for the layers that use them
+        (``uses_lengths``); one array out."""
         return self.forward(x)
 
     def chain_backward(self, dy):
+        """Sequential's call: backward of ``chain_forward``; the input gradient."""
         return self.backward(dy)
 
     def output_shape(self, input_shape):
@@ -247,12 +257,15 @@ class Layer:
 
     # -- configs ---------------------------------------------------------------------------
     def get_config(self):
+        """The constructor's keyword arguments as JSON-ready values (what ``fastrnn.save``
+        records to rebuild the layer)."""
         raise NotImplementedError(
             f"{type(self).__name__} has no get_config(); define it (returning the "
             f"constructor's keyword arguments) to save this layer")
 
     @classmethod
     def from_config(cls, config):
+        """Build the layer from ``get_config()``'s output."""
         return cls(**config)
 
     def __repr__(self):

@@ -39,6 +39,7 @@ class _Activation(Layer):
     """Elementwise activation; no parameters.  Works in any float dtype (the input's)."""
 
     def forward(self, x, *, training=None):
+        """The activation elementwise (x's float dtype; integers become float64)."""
         training = self._is_training(training)
         x = float_input("x", x, None)
         if x.dtype.kind != "f":
@@ -48,6 +49,7 @@ class _Activation(Layer):
         return y
 
     def backward(self, dy):
+        """`dy` times the activation's derivative at the last training-mode forward's input."""
         cache = getattr(self, "_cache", None)
         if cache is None:
             raise no_cache_error(self)
@@ -56,6 +58,7 @@ class _Activation(Layer):
         return self._df(x, y, _check_dy(dy, y.shape, y.dtype))
 
     def get_config(self):
+        """Constructor arguments (none)."""
         return {}
 
 
@@ -101,6 +104,7 @@ class Softmax(_Activation):
         return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True))
 
     def get_config(self):
+        """Constructor arguments (see ``Layer.get_config``)."""
         return {"axis": self.axis}
 
 
@@ -147,6 +151,7 @@ class Dense(Layer):
         self.reset_parameters(seed)
 
     def reset_parameters(self, seed=None):
+        """Draw new weights with the layer's initializers (``seed``: int or Generator)."""
         rng = _init.as_generator(seed)
         fan = self.in_features
         w = self._params["weight"]
@@ -158,6 +163,8 @@ class Dense(Layer):
                                                                        self.dtype, fan=fan)
 
     def forward(self, x, *, training=None):
+        """``x @ weight.T + bias`` (then the activation) over x's last axis: (...,
+        in_features) -> (..., out_features)."""
         training = self._is_training(training)
         x = float_input("x", x, self.dtype, last=self.in_features, what="in_features")
         lead = x.shape[:-1]
@@ -175,6 +182,8 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
+        """Input gradient (..., in_features) for `dy` (..., out_features); adds the weight
+        and bias gradients into ``grads``."""
         if self._cache is None:
             raise no_cache_error(self)
         x2 = self._cache
@@ -209,6 +218,7 @@ class Dense(Layer):
         return None
 
     def get_config(self):
+        """Constructor arguments (see ``Layer.get_config``)."""
         cfg = dict(in_features=self.in_features, out_features=self.out_features,
                    bias=self.bias, activation=self.activation, dtype=self.dtype.name)
         cfg.update({k: v for k, v in self._initializers.items() if isinstance(v, str)})
@@ -246,12 +256,14 @@ class Embedding(Layer):
         self.reset_parameters(seed)
 
     def reset_parameters(self, seed=None):
+        """Draw a new table with the layer's initializer (the padding row set to zero)."""
         w = self._params["weight"]
         w[...] = _init.get(self.initializer)(w.shape, _init.as_generator(seed), self.dtype)
         if self.padding_idx is not None:
             w[self.padding_idx] = 0
 
     def forward(self, ids, *, training=None):
+        """Vectors for integer `ids` of any shape: (...) -> (..., embedding_dim)."""
         training = self._is_training(training)
         ids = _as_array("ids", ids)
         if ids.dtype.kind not in "iu":
@@ -263,6 +275,8 @@ class Embedding(Layer):
         return self._params["weight"][ids]
 
     def backward(self, dy):
+        """Scatter-add `dy` (..., embedding_dim) into the table's gradient (not the padding
+        row); returns None (ids have no gradient)."""
         if self._cache is None:
             raise no_cache_error(self)
         ids = self._cache
@@ -287,6 +301,7 @@ class Embedding(Layer):
         return f"embedding_dim: the layer has {expected[1]}, the state dict {got[1]}"
 
     def get_config(self):
+        """Constructor arguments (see ``Layer.get_config``)."""
         cfg = dict(num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim,
                    padding_idx=self.padding_idx, dtype=self.dtype.name)
         if isinstance(self.initializer, str):
@@ -308,6 +323,8 @@ class Dropout(Layer):
         self._cache = None
 
     def forward(self, x, *, training=None):
+        """In training mode zero each element with probability p and scale the rest by
+        1/(1-p); the identity in eval mode."""
         training = self._is_training(training)
         x = float_input("x", x, None)
         if x.dtype.kind != "f":
@@ -321,6 +338,7 @@ class Dropout(Layer):
         return x * keep
 
     def backward(self, dy):
+        """`dy` times the last forward's mask (the identity in eval mode)."""
         if self._cache is None:
             raise no_cache_error(self)
         kind, val = self._cache
@@ -330,6 +348,7 @@ class Dropout(Layer):
         return _check_dy(dy, val.shape, val.dtype) * val
 
     def get_config(self):
+        """Constructor arguments (see ``Layer.get_config``)."""
         return {"p": self.p}
 
 
@@ -390,6 +409,8 @@ class LastStep(_SequenceReduce):
     of the recurrent layer before it in a Sequential."""
 
     def forward(self, x, lengths=None, *, training=None):
+        """Each row's output at its last valid step (``lengths`` (B,), or None: the last
+        step): (T, B, H) or (B, T, H) -> (B, H)."""
         training = self._is_training(training)
         x, lengths = self._input(x, lengths)
         T, B, _ = x.shape
@@ -398,6 +419,8 @@ class LastStep(_SequenceReduce):
         return x[last, np.arange(B)]
 
     def backward(self, dy):
+        """Gradient (T, B, H) (or (B, T, H)) holding `dy` (B, H) at each row's last valid
+        step, zeros elsewhere."""
         if self._cache is None:
             raise no_cache_error(self)
         shape, dtype, last = self._cache
@@ -420,6 +443,8 @@ class Pool(_SequenceReduce):
         self.mode = mode
 
     def forward(self, x, lengths=None, *, training=None):
+        """Mean or max over each row's valid steps (``lengths`` (B,), or None: all): (T, B,
+        H) or (B, T, H) -> (B, H)."""
         training = self._is_training(training)
         x, lengths = self._input(x, lengths)
         T, B, H = x.shape
@@ -437,6 +462,8 @@ class Pool(_SequenceReduce):
         return y.astype(x.dtype, copy=False)
 
     def backward(self, dy):
+        """Gradient w.r.t. the pooled sequence: `dy` (B, H) spread over the valid steps
+        (mean) or to each maximum's step (max)."""
         if self._cache is None:
             raise no_cache_error(self)
         shape, dtype, aux, n = self._cache
@@ -451,4 +478,5 @@ class Pool(_SequenceReduce):
         return self._finish(dx)
 
     def get_config(self):
+        """Constructor arguments (see ``Layer.get_config``)."""
         return {"mode": self.mode, "batch_first": self.batch_first}
