@@ -29,8 +29,10 @@
 
 /* ---- scalar building blocks (inlined into each target's loop) ------------------------- */
 
-typedef union { float f; int32_t i; } fr_bits32;
-typedef union { double f; int64_t i; } fr_bits64;
+/* unsigned views: the exponent arithmetic below wraps (NaN inputs) instead of overflowing
+ * a signed shift, which would be undefined behaviour */
+typedef union { float f; uint32_t i; } fr_bits32;
+typedef union { double f; uint64_t i; } fr_bits64;
 
 FR_INLINE float fr_expf(float x)
 {
@@ -49,7 +51,7 @@ FR_INLINE float fr_expf(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    scale.i = (t.i - 0x4B400000 + 127) << 23;          /* 2^n */
+    scale.i = (t.i - 0x4B400000u + 127u) << 23;        /* 2^n */
     return p * scale.f;
 }
 
@@ -76,7 +78,7 @@ FR_INLINE double fr_exp(double x)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    scale.i = (t.i - (int64_t)0x4338000000000000LL + 1023) << 52;
+    scale.i = (t.i - 0x4338000000000000ull + 1023u) << 52;
     return p * scale.f;
 }
 
