@@ -562,3 +562,47 @@ def test_history_after_ctrl_c_counts_steps_and_keeps_epochs_aligned():
     assert np.isfinite(h.history["val_loss"][0]) and np.isnan(h.history["val_loss"][1])
     assert h.last_value("val_loss") == (h.history["val_loss"][0], 0)
     assert "Epoch 2/5 - stopped at step 3/8" in stream.getvalue()
+
+
+def test_nan_in_padding_never_reaches_the_weights():
+    # the reproducer: NaN past a row's length used to give NaN dw_ih
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 12, 4)).astype(np.float32)
+    y = rng.standard_normal((64, 1)).astype(np.float32)
+    lengths = np.full(64, 12)
+    lengths[40] = 6
+    x[40, 6:] = np.nan
+    model = fastrnn.Sequential([L.LSTM(4, 16, batch_first=True, seed=0),
+                                L.Pool("mean", batch_first=True), L.Dense(16, 1, seed=0)])
+    h = model.fit(x, y, loss="mse", optimizer="adam", batch_size=8, lengths=lengths,
+                  shuffle=False, epochs=2, verbose=0)
+    assert h.stop_reason is None and h.steps == 16
+    assert all(np.isfinite(v).all() for v in model.parameters().values())
+
+
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_non_finite_gradient_is_never_applied(clip):
+    x, y = regression_data(32)
+    x[20, 2, 0] = np.inf                # a valid step: the loss may stay finite, dW is not
+    model = small_model()
+    before = {}
+
+    class Snapshot(callbacks.Callback):
+        def on_batch_end(self, step, logs=None):
+            before.update(model.state_dict())
+
+    with pytest.warns(RuntimeWarning, match=r"non-finite (gradient|loss) .* epoch 1, step 3"):
+        h = model.fit(x, y, loss="mse", optimizer="sgd", batch_size=8, epochs=2,
+                      shuffle=False, clip_norm=clip, verbose=0, callbacks=[Snapshot()])
+    assert h.steps == 2 and "keeps the weights from before this step" in h.stop_reason
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_grad_norm_matches_clip_and_flags_non_finite():
+    from fastrnn import clip
+    g = {"a": np.array([3.0, 4.0]), "b": np.array([[12.0]])}
+    assert clip.grad_norm(g) == 13.0 and clip.grad_norm(g, norm_type=float("inf")) == 12.0
+    assert clip.clip_grad_norm({k: v.copy() for k, v in g.items()}, 100.0) == 13.0
+    g["b"][0, 0] = np.nan
+    assert np.isnan(clip.grad_norm(g)) and np.isnan(clip.grad_norm(g, float("inf")))

@@ -10,7 +10,7 @@ from fastrnn import _optim
 from fastrnn.layers._base import Layer
 from fastrnn.optim import check_inplace
 
-__all__ = ["clip_grad_norm", "clip_grad_value"]
+__all__ = ["grad_norm", "clip_grad_norm", "clip_grad_value"]
 
 
 def _arrays(grads):
@@ -35,6 +35,23 @@ def _positive(name, value, allow_inf=False):
     return float(value)
 
 
+def grad_norm(grads, norm_type=2.0):
+    """The global norm of order `norm_type` of all gradients together (as
+    ``torch.nn.utils.get_total_norm``): NaN if any element is NaN, inf if any is inf."""
+    return _total_norm(_arrays(grads), _positive("norm_type", norm_type, allow_inf=True))
+
+
+def _total_norm(arrays, norm_type):
+    if np.isinf(norm_type):
+        total = max((_optim.max_abs(g) for g in arrays), default=0.0)
+        if any(np.isnan(_optim.max_abs(g)) for g in arrays):
+            total = float("nan")
+        return total
+    if norm_type == 2.0:
+        return float(np.sqrt(sum(_optim.sum_squares(g) for g in arrays)))
+    return float(sum(_optim.sum_abs_pow(g, norm_type) for g in arrays) ** (1 / norm_type))
+
+
 def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """Scale all gradients together so their global norm is at most ``max_norm`` (as
     ``torch.nn.utils.clip_grad_norm_``: factor ``min(1, max_norm / (norm + 1e-6))``).
@@ -45,14 +62,7 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     arrays = _arrays(grads)
     max_norm = _positive("max_norm", max_norm)
     norm_type = _positive("norm_type", norm_type, allow_inf=True)
-    if np.isinf(norm_type):
-        total = max((_optim.max_abs(g) for g in arrays), default=0.0)
-        if any(np.isnan(_optim.max_abs(g)) for g in arrays):
-            total = float("nan")
-    elif norm_type == 2.0:
-        total = float(np.sqrt(sum(_optim.sum_squares(g) for g in arrays)))
-    else:
-        total = float(sum(_optim.sum_abs_pow(g, norm_type) for g in arrays) ** (1 / norm_type))
+    total = _total_norm(arrays, norm_type)
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(f"the total norm of order {norm_type} of the gradients is "
                            f"non-finite ({total}), so it cannot be clipped")

@@ -158,6 +158,8 @@ def _prepare_lengths(lengths, T, B):
     if lengths is None:
         return None
     arr = _as_array("lengths", lengths)
+    if arr.size == 0 and arr.dtype.kind in "fb":       # lengths=[] for an empty batch
+        arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.shape != (B,):
@@ -167,7 +169,11 @@ def _prepare_lengths(lengths, T, B):
                          f"{arr.min()} to {arr.max()}")
     if B == 0 or arr.min() == T:
         return None
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    # a private, read-only copy: the cache keeps it for backward, which must not see the
+    # caller's later changes to their array
+    out = np.array(arr, dtype=np.int64, order="C")
+    out.flags.writeable = False
+    return out
 
 
 def _prepare_forward(G, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
@@ -182,7 +188,24 @@ def _prepare_forward(G, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, tra
     reverse = _check_flag("reverse", reverse)
     training = _check_flag("training", training)
     x = np.ascontiguousarray(x, dtype=dtype)
+    if lengths is not None:
+        x = _clean_padding(x, lengths)
     return x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype
+
+
+def _clean_padding(x, lengths):
+    """x with its padded steps (t >= lengths[b]) zeroed when any of them is NaN or inf.
+
+    The kernels never use a padded step's value, but the weight gradient multiplies every
+    row of x by its (zero) gate gradient, and 0 * NaN = NaN: PyTorch's packed sequences never
+    read padding, and neither may any result here.  Finite padding is left alone (no copy)."""
+    T = x.shape[0]
+    pad = np.arange(T)[:, None] >= lengths[None, :]               # (T, B)
+    if np.isfinite(x[pad]).all():
+        return x
+    x = x.copy()
+    x[pad] = 0
+    return x
 
 
 def _check_cache(cache, kind):

@@ -36,8 +36,8 @@ class Model(Layer):
         objects; validation_batch_size: default batch_size; stream: where progress goes
         (default stderr).  Stateful models get their batches in order (no shuffling, a final partial
         batch dropped) and reset_states() at each epoch end.  Ctrl-C stops after the current
-        step; a non-finite loss stops before its update, with a warning naming the step
-        (``History.stop_reason``)."""
+        step; a non-finite loss or gradient stops before its update, with a warning naming
+        the step (``History.stop_reason``)."""
         from fastrnn.training import fit
         return fit(self, x, y, loss=loss, optimizer=optimizer, epochs=epochs,
                    batch_size=batch_size, lengths=lengths, validation_data=validation_data,

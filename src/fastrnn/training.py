@@ -348,8 +348,17 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
                 model.backward(loss_fn.backward())
                 if clip_value is not None:
                     _clip.clip_grad_value(grads, clip_value)
-                if clip_norm is not None:
-                    _clip.clip_grad_norm(grads, clip_norm)
+                # the global norm (which clipping needs anyway) guards the update: a step
+                # with a NaN or inf gradient is never applied
+                norm = _clip.clip_grad_norm(grads, clip_norm) if clip_norm is not None \
+                    else _clip.grad_norm(grads)
+                if not np.isfinite(norm):
+                    history.stop_reason = (f"non-finite gradient (global norm {norm}) at epoch "
+                                           f"{epoch + 1}, step {step}; the model keeps the "
+                                           f"weights from before this step")
+                    warnings.warn(history.stop_reason, RuntimeWarning, stacklevel=3)
+                    model.zero_grad()
+                    break
                 opt.step(grads)
                 history.steps += 1
                 nb = len(xb)
