@@ -974,3 +974,52 @@ def test_clip_hidden_grad_rejects_bad_values(bad):
     out = forward(F, "lstm", p)
     with pytest.raises(ValueError, match="clip_hidden_grad must be"):
         F.lstm_backward(None, None, None, out[-1], clip_hidden_grad=bad)
+
+
+# ----------------------------------------------------------------------------------------
+# padded steps and the lengths array (reliability: issue 12)
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_non_finite_padding_never_reaches_a_result(cell, reverse):
+    p = make_problem(cell, 3, (6, 3, 4, 5))
+    lengths = np.array([6, 2, 4])
+    clean = dict(p, x=p["x"].copy())
+    for b, n in enumerate(lengths):
+        clean["x"][n:, b] = 0.0
+        p["x"][n:, b] = [np.nan, np.inf, -np.inf][b % 3]
+    dy = np.ones((6, 3, 5))
+    results = []
+    for prob in (p, clean):
+        y, hT, cT, cache = forward(F, cell, prob, lengths=lengths, reverse=reverse)
+        g = backward(F, cell, cache, dy, None, None)
+        results.append((y, hT, g))
+    (y, hT, g), (y0, hT0, g0) = results
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(hT, hT0)
+    for k, v in g.items():
+        if v is not None:
+            np.testing.assert_array_equal(v, g0[k], err_msg=k)
+    assert np.isnan(p["x"][2:, 1]).all() or np.isinf(p["x"][2:, 1]).all()   # x untouched
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_changing_lengths_between_forward_and_backward_changes_nothing(cell):
+    p = make_problem(cell, 4, (7, 4, 3, 5))
+    dy = np.ones((7, 4, 5))
+    ref_lengths = np.array([7, 1, 4, 2])
+    y, _, _, cache = forward(F, cell, p, lengths=ref_lengths.copy())
+    expect = backward(F, cell, cache, dy, None, None)
+    mine = ref_lengths.copy()
+    y, _, _, cache = forward(F, cell, p, lengths=mine)
+    mine[:] = [2, 7, 7, 7]                          # the caller reuses their array
+    got = backward(F, cell, cache, dy, None, None)
+    for k, v in expect.items():
+        if v is not None:
+            np.testing.assert_array_equal(got[k], v, err_msg=k)
+
+
+def test_empty_lengths_list_for_an_empty_batch():
+    p = make_problem("gru", 0, (3, 0, 2, 4))
+    y, hT, _, _ = forward(F, "gru", p, lengths=[])
+    assert y.shape == (3, 0, 4) and hT.shape == (0, 4)
