@@ -493,3 +493,70 @@ def test_errors_inside_a_sequential_name_the_layer():
     model.forward(np.zeros((4, 2, 3)))
     with pytest.raises(ValueError, match=r"^layer 1 \(Dense\): dy must have"):
         model.backward(np.zeros((4, 2, 3)))
+
+
+# ----------------------------------------------------------------------------------------
+# damaged and crafted model files: every failure is a ModelFileError (issue 12)
+
+def _write_model_file(path, header, arrays):
+    blob = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, __fastrnn_config__=blob, **{f"param:{k}": v for k, v in arrays.items()})
+
+
+def _header(model_entry):
+    return {"format": "fastrnn-model", "format_version": 1, "fastrnn_version": "0",
+            "model": model_entry}
+
+
+def test_bit_flips_in_a_model_file_raise_model_file_error(tmp_path):
+    path = tmp_path / "m.fastrnn"
+    fastrnn.save(fastrnn.Sequential([L.GRU(2, 3), L.Dense(3, 1)]), path)
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    # the zip's local headers, the central directory at the end, and bytes anywhere
+    spots = list(range(0, 64)) + list(range(len(data) - 400, len(data))) + \
+        list(rng.integers(0, len(data), 200))
+    loaded = 0
+    for pos in spots:
+        for bit in (0, 3, 6):
+            damaged = bytearray(data)
+            damaged[pos] ^= 1 << bit
+            target = tmp_path / "d.fastrnn"
+            target.write_bytes(bytes(damaged))
+            try:
+                fastrnn.load(target)
+                loaded += 1             # a flip in padding or a float payload may load
+            except fastrnn.ModelFileError:
+                pass
+    assert loaded < len(spots) * 3
+
+
+@pytest.mark.parametrize("entry, says", [
+    ({"class": ["GRU"], "config": {}}, "bad layer entry"),
+    ({"class": "GRU", "config": [1, 2]}, "must be a mapping"),
+    ({"class": "Sequential", "config": {}}, "cannot build Sequential"),
+    ({"class": "Sequential", "config": {"layers": [7]}}, "bad layer entry"),
+    ({"class": "Dense", "config": {"in_features": 400000, "out_features": 100000}},
+     "asks for parameter 'weight' of shape \\(100000, 400000\\)"),
+    ({"class": "LSTM", "config": {"input_size": 3, "hidden_size": 2, "num_layers": 10 ** 6}},
+     "more than the 0 elements"),
+    ({"class": "Dense", "config": {"in_features": "3", "out_features": 2}}, "in_features"),
+])
+def test_crafted_configurations_raise_model_file_error(tmp_path, entry, says):
+    path = tmp_path / "c.fastrnn"
+    _write_model_file(path, _header(entry), {})
+    with pytest.raises(fastrnn.ModelFileError, match=says):
+        fastrnn.load(path)
+
+
+def test_deeply_nested_configuration_raises_model_file_error(tmp_path):
+    depth = 5000                       # written by hand: json.dumps itself would recurse
+    inner = '{"class": "Dense", "config": {"in_features": 1, "out_features": 1}}'
+    text = '{"class": "Sequential", "config": {"layers": [' * depth + inner + "]}}" * depth
+    header = json.dumps(_header(None)).replace("null", text)
+    path = tmp_path / "deep.fastrnn"
+    with open(path, "wb") as f:
+        np.savez(f, __fastrnn_config__=np.frombuffer(header.encode(), np.uint8))
+    with pytest.raises(fastrnn.ModelFileError):
+        fastrnn.load(path)

@@ -12,7 +12,7 @@ import zipfile
 
 import numpy as np
 
-from fastrnn.layers._base import Layer
+from fastrnn.layers._base import Layer, ParameterBudgetExceeded, parameter_budget
 
 FORMAT = "fastrnn-model"
 FORMAT_VERSION = 1
@@ -46,8 +46,27 @@ def layer_config(layer):
     return {"class": type(layer).__name__, "config": layer.get_config()}
 
 
+def _check_members(data):
+    """The archive's members must be stored or deflated .npy files whose unpacked sizes are
+    plausible for the file's size (fastrnn.save stores them uncompressed), so a damaged or
+    crafted header cannot make the loader unpack gigabytes."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        total = 0
+        for info in z.infolist():
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise ModelFileError(f"member {info.filename!r} uses compression method "
+                                     f"{info.compress_type}, not one a model file uses")
+            if info.flag_bits & 0x1:
+                raise ModelFileError(f"member {info.filename!r} is encrypted")
+            total += info.file_size
+        if total > max(64 * len(data), 1 << 20):
+            raise ModelFileError(f"the archive's members unpack to {total} bytes, implausible "
+                                 f"for a {len(data)}-byte file")
+
+
 def layer_from_config(entry, custom_objects=None):
-    if not isinstance(entry, dict) or "class" not in entry or "config" not in entry:
+    if not isinstance(entry, dict) or not isinstance(entry.get("class"), str) \
+            or "config" not in entry:
         raise ModelFileError(f"bad layer entry in the model's architecture: {entry!r:.200}")
     reg = _registry(custom_objects)
     cls = reg.get(entry["class"])
@@ -55,15 +74,18 @@ def layer_from_config(entry, custom_objects=None):
         raise ModelFileError(f"unknown layer class {entry['class']!r}: pass it to "
                              f"fastrnn.load(..., custom_objects={{{entry['class']!r}: cls}})")
     config = entry["config"]
+    if not isinstance(config, dict):
+        raise ModelFileError(f"the configuration of {entry['class']} must be a mapping, got "
+                             f"{type(config).__name__}")
     try:
         if "custom_objects" in inspect.signature(cls.from_config).parameters:
             return cls.from_config(config, custom_objects=custom_objects)
         return cls.from_config(config)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
+    except (ModelFileError, ParameterBudgetExceeded):
+        raise
+    except Exception as exc:          # a crafted configuration may fail in any way
         raise ModelFileError(f"cannot build {entry['class']} from the saved configuration: "
-                             f"{exc}") from exc
+                             f"{type(exc).__name__}: {exc}") from exc
 
 
 def save(model, path):
@@ -147,6 +169,7 @@ def load(path, custom_objects=None):
     if not data.startswith(_ZIP_MAGIC):
         raise ModelFileError(f"{path} is not a fastrnn model file: {_describe(data)}")
     try:
+        _check_members(data)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             if _CONFIG_KEY not in npz.files:
                 raise ModelFileError(f"{path} is not a fastrnn model file (no architecture "
@@ -156,8 +179,7 @@ def load(path, custom_objects=None):
                       if k.startswith(_PARAM_PREFIX)}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError,
-            UnicodeDecodeError) as exc:
+    except Exception as exc:        # zip, .npy and JSON errors of every kind (damaged files)
         raise ModelFileError(f"{path} is not a readable fastrnn model file ({type(exc).__name__}: "
                              f"{exc})") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT:
@@ -166,10 +188,16 @@ def load(path, custom_objects=None):
     if header.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{path} has model format version {header.get('format_version')}, "
                              f"this fastrnn reads version {FORMAT_VERSION}")
-    model = layer_from_config(header.get("model"), custom_objects)
+    # the architecture may allocate only what the file holds, checked before each allocation
+    with parameter_budget(sum(int(a.size) for a in arrays.values())):
+        try:
+            model = layer_from_config(header.get("model"), custom_objects)
+        except ParameterBudgetExceeded as exc:
+            raise ModelFileError(f"{path}: the saved parameters do not fit the saved "
+                                 f"architecture: {exc}") from exc
     try:
         model.load_state_dict(arrays, strict=True)
-    except (KeyError, ValueError, TypeError) as exc:
+    except Exception as exc:
         raise ModelFileError(f"{path}: the saved parameters do not fit the saved "
                              f"architecture: {exc}") from exc
     return model

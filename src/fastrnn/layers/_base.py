@@ -9,6 +9,9 @@ Parameter arrays are created once and only ever updated in place (optimizers,
 ``load_state_dict``), so references taken from ``parameters()`` and ``grads`` stay valid for
 the life of the layer.
 """
+import contextlib
+import contextvars
+
 import numpy as np
 
 from fastrnn.functional import _as_array
@@ -75,6 +78,40 @@ def refuse_sequence_list(x, batch_first, input_name="I"):
         f"fit / evaluate / predict take lists of sequences (one per sample) as they are")
 
 
+class ParameterBudgetExceeded(ValueError):
+    """Raised while ``fastrnn.load`` builds a model whose configuration asks for more
+    parameter elements than the file holds (load turns it into ModelFileError)."""
+
+
+_param_budget = contextvars.ContextVar("fastrnn_param_budget", default=None)
+
+
+@contextlib.contextmanager
+def parameter_budget(elements):
+    """Within the block, layers may allocate at most `elements` parameter elements in all
+    (``fastrnn.load``: what the file holds), so a crafted configuration cannot ask for
+    gigabytes before its arrays are checked."""
+    token = _param_budget.set([int(elements)])
+    try:
+        yield
+    finally:
+        _param_budget.reset(token)
+
+
+def _charge(name, shape):
+    budget = _param_budget.get()
+    if budget is None:
+        return
+    n = 1
+    for s in shape:
+        n *= max(int(s), 0)
+    if n > budget[0]:
+        raise ParameterBudgetExceeded(
+            f"the saved configuration asks for parameter {name!r} of shape {tuple(shape)}, "
+            f"more than the {budget[0]} elements the file still holds")
+    budget[0] -= n
+
+
 class Layer:
     """Base of every layer and model.
 
@@ -104,9 +141,16 @@ class Layer:
         object.__setattr__(self, name, value)
 
     # -- parameters ------------------------------------------------------------------------
-    def add_parameter(self, name, array):
-        """Register `array` (owned by the layer from now on) as parameter `name`."""
-        array = np.ascontiguousarray(array)
+    def add_parameter(self, name, value, dtype=None):
+        """Register parameter `name`: an array (owned by the layer from now on), or a shape,
+        for a zero-filled array of `dtype`."""
+        if isinstance(value, np.ndarray):
+            array = np.ascontiguousarray(value)
+            _charge(name, array.shape)
+        else:
+            shape = (int(value),) if np.ndim(value) == 0 else tuple(int(v) for v in value)
+            _charge(name, shape)             # before allocating
+            array = np.zeros(shape, dtype)
         self._params[name] = array
         self._grads[name] = np.zeros_like(array)
         return array

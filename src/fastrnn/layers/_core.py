@@ -143,10 +143,9 @@ class Dense(Layer):
                               "bias_initializer": bias_initializer}
         for k, v in self._initializers.items():
             _init.get(v, k)
-        self.add_parameter("weight", np.zeros((self.out_features, self.in_features),
-                                              self.dtype))
+        self.add_parameter("weight", (self.out_features, self.in_features), self.dtype)
         if self.bias:
-            self.add_parameter("bias", np.zeros(self.out_features, self.dtype))
+            self.add_parameter("bias", (self.out_features,), self.dtype)
         self._cache = None
         self.reset_parameters(seed)
 
@@ -250,8 +249,7 @@ class Embedding(Layer):
         self.dtype = check_dtype(dtype)
         self.initializer = initializer
         _init.get(initializer, "initializer")
-        self.add_parameter("weight", np.zeros((self.num_embeddings, self.embedding_dim),
-                                              self.dtype))
+        self.add_parameter("weight", (self.num_embeddings, self.embedding_dim), self.dtype)
         self._cache = None
         self.reset_parameters(seed)
 

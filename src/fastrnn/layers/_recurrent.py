@@ -118,11 +118,11 @@ class _Recurrent(Layer):
             in_size = self.input_size if layer == 0 else H * self.num_directions
             for direction in range(self.num_directions):
                 sfx = self._suffix(layer, direction)
-                self.add_parameter("weight_ih" + sfx, np.zeros((G * H, in_size), self.dtype))
-                self.add_parameter("weight_hh" + sfx, np.zeros((G * H, H), self.dtype))
+                self.add_parameter("weight_ih" + sfx, (G * H, in_size), self.dtype)
+                self.add_parameter("weight_hh" + sfx, (G * H, H), self.dtype)
                 if self.bias:
-                    self.add_parameter("bias_ih" + sfx, np.zeros(G * H, self.dtype))
-                    self.add_parameter("bias_hh" + sfx, np.zeros(G * H, self.dtype))
+                    self.add_parameter("bias_ih" + sfx, (G * H,), self.dtype)
+                    self.add_parameter("bias_hh" + sfx, (G * H,), self.dtype)
         self.reset_parameters(rng)
 
     # -- structure -------------------------------------------------------------------------
