@@ -560,3 +560,43 @@ def test_deeply_nested_configuration_raises_model_file_error(tmp_path):
         np.savez(f, __fastrnn_config__=np.frombuffer(header.encode(), np.uint8))
     with pytest.raises(fastrnn.ModelFileError):
         fastrnn.load(path)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_saved_files_get_the_umask_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        fastrnn.save(L.GRU(2, 3), tmp_path / "a.fastrnn")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.fastrnn").stat().st_mode & 0o777 == 0o640
+    old = os.umask(0o002)
+    try:
+        fastrnn.save(L.GRU(2, 3), tmp_path / "b.fastrnn")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "b.fastrnn").stat().st_mode & 0o777 == 0o664
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_a_killed_save_leaves_a_temp_that_the_next_save_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    target = tmp_path / "m.fastrnn"
+    code = ("import os, signal, numpy as np, fastrnn\n"
+            "from fastrnn import layers as L\n"
+            "real = np.savez\n"
+            "def dying(f, **kw):\n"
+            "    f.write(b'partial'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+            "np.savez = dying\n"
+            f"fastrnn.save(L.GRU(2, 3), {str(target)!r})\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert out.returncode == -signal.SIGKILL
+    stale = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert len(stale) == 1 and stale[0].startswith(".m.fastrnn.")
+    other = tmp_path / f".other.fastrnn.{os.getpid()}.fastrnn-x.tmp"   # a live process's
+    other.write_bytes(b"x")
+    fastrnn.save(L.GRU(2, 3), target)
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.fastrnn", other.name])
+    fastrnn.load(target)

@@ -145,3 +145,74 @@ def test_bad_input():
         F.prepare_lstm(w[0], w[1][:, :-1])
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):
         F.prepare_rnn(*_weights(1, rng), nonlinearity="gelu")
+
+
+def _unaligned(a):
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    out = np.frombuffer(buf.data, a.dtype, a.size, offset=1).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned and out.flags.c_contiguous
+    return out
+
+
+def test_step_weights_are_read_only_and_own_their_arrays():
+    rng = np.random.default_rng(0)
+    w = _weights(3, rng)
+    sw = F.prepare_gru(*w)
+    for field, value in [("I", 10 ** 6), ("H", 1), ("dtype", np.float64), ("packed", ()),
+                         ("bias", None), ("kind", "lstm")]:
+        with pytest.raises(AttributeError, match="read-only"):
+            setattr(sw, field, value)
+    with pytest.raises(AttributeError, match="read-only"):
+        del sw.H
+    for a in (sw.bias, sw.b_hn, *[p for p in sw.packed if isinstance(p, np.ndarray)]):
+        assert not a.flags.writeable
+        with pytest.raises(ValueError):
+            a[...] = 0
+    assert w[2].flags.writeable and w[3].flags.writeable          # the caller's stay writable
+    before = F.gru_step(np.ones(I), None, sw)
+    w[3][:] = 100.0                                                # copies: not seen
+    np.testing.assert_array_equal(F.gru_step(np.ones(I), None, sw), before)
+
+
+def test_prepare_names_a_bad_dtype():
+    w = _weights(4, np.random.default_rng(0))
+    with pytest.raises(TypeError, match=r"dtype must be float32 or float64, got 'notadtype'"):
+        F.prepare_lstm(*w, dtype="notadtype")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_unaligned_inputs_to_the_step_functions(kind):
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+    rng = np.random.default_rng(1)
+    w = _weights(G, rng)
+    sw = getattr(F, f"prepare_{kind}")(*w, dtype=np.float64)
+    x = rng.standard_normal((B, I))
+    h = rng.standard_normal((B, H))
+    step = getattr(F, f"{kind}_step")
+    state = (h, h) if kind == "lstm" else h
+    ustate = (_unaligned(h), _unaligned(h)) if kind == "lstm" else _unaligned(h)
+    expect = step(x, state, sw)
+    got = step(_unaligned(x), ustate, sw)
+    for a, b in zip(np.atleast_1d(expect) if kind != "lstm" else expect,
+                    np.atleast_1d(got) if kind != "lstm" else got):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_layer_step_state_forms():
+    from fastrnn import layers as L
+    lstm = L.LSTM(I, 6, num_layers=2, seed=0).eval()
+    x = np.ones(I, np.float32)
+    y0, (h0, c0) = lstm.step(x)
+    y1, (h1, c1) = lstm.step(x, (None, None))                      # zeros, as None
+    np.testing.assert_array_equal(y0, y1)
+    y2, _ = lstm.step(x, (None, c0))
+    assert y2.shape == (6,)
+    with pytest.raises(ValueError, match=r"state\[0\] \(h\) must have shape \(num_layers, H\) "
+                                         r"= \(2, 6\) for a 1-D x_t, got \(\)"):
+        lstm.step(x, (np.float32(0), c0))
+    gru = L.GRU(I, 6, seed=0).eval()
+    with pytest.raises(ValueError, match=r"state must have shape .* got \(\)"):
+        gru.step(x, np.float32(0))
+    with pytest.raises(TypeError, match=r"tuple \(h, c\)"):
+        lstm.step(x, h0)

@@ -88,8 +88,56 @@ def layer_from_config(entry, custom_objects=None):
                              f"{type(exc).__name__}: {exc}") from exc
 
 
+def _umask():
+    """The process's umask, read without changing it where the OS allows (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)                    # elsewhere: set and restore
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temps(directory, base):
+    """Remove temp files that an earlier save of the same target left behind when its
+    process was killed (the process named in the file's name no longer runs)."""
+    prefix = f".{base}."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp") and ".fastrnn-" in name):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True                            # exists, but not ours
+    return True
+
+
 def save(model, path):
-    """Write `model` (architecture + parameters) to `path`, atomically."""
+    """Write `model` (architecture + parameters) to `path`, atomically: a temporary file
+    ``.<name>.<pid>.fastrnn-*.tmp`` in the same folder is written, synced and renamed over
+    `path`, so `path` always holds a whole model.  A save killed outright (SIGKILL, power
+    loss) can leave that temporary file behind; the next save to the same path removes it.
+    The file gets the usual mode for new files (0666 minus the umask)."""
     if not isinstance(model, Layer):
         raise TypeError(f"model must be a fastrnn layer or model, got {type(model).__name__}")
     path = os.fspath(path)
@@ -109,12 +157,17 @@ def save(model, path):
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save the model to {path}: the folder {directory} "
                                 f"does not exist")
+    base = os.path.basename(path)
+    _remove_stale_temps(directory, base)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".fastrnn-", suffix=".tmp", dir=directory)
+        # the temp file's name says whose it is: ".<target>.<pid>.fastrnn-XXXX.tmp"
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.fastrnn-", suffix=".tmp",
+                                   dir=directory)
     except OSError as exc:
         raise type(exc)(exc.errno, f"cannot save the model to {path}: cannot create a file "
                                    f"in {directory} ({exc.strerror})") from exc
     try:
+        os.fchmod(fd, 0o666 & ~_umask())      # the mode any other writer would give it
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()

@@ -97,6 +97,13 @@ def _as_array(name, value):
         raise TypeError(f"{name} must be array-like, got {type(value).__name__}") from exc
 
 
+def _c_array(arr, dtype=None):
+    """C-contiguous AND aligned (a copy when needed): the C kernels read through typed
+    pointers, and a misaligned float pointer is undefined behaviour even where the CPU
+    tolerates it (UBSan flags it)."""
+    return np.require(arr, dtype, ("C", "A"))
+
+
 def _compute_dtype(x):
     """Native float32 for float16/float32 data, native float64 for float64 (any byte order)."""
     return np.dtype(np.float32) if x.dtype.itemsize <= 4 else np.dtype(np.float64)
@@ -115,7 +122,7 @@ def _ready(name, value, shape, meaning, dtype, optional=True):
         raise TypeError(f"{name} must be an array of shape {meaning}, got None")
     arr = _float_array(name, value)
     _check_shape(name, arr, shape, meaning)
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return _c_array(arr, dtype=dtype)
 
 
 def _check_flag(name, value):
@@ -147,7 +154,7 @@ def _prepare_weights(G, w_ih, w_hh, b_ih, b_hh, I, dtype):
         raise ValueError(f"w_hh is too large: {gate_rows} = {G * H} gate rows exceed the "
                          f"32-bit BLAS limit {_BLAS_INT_MAX}")
     w_ih = _ready("w_ih", w_ih, (G * H, I), f"({gate_rows}, I)", dtype, optional=False)
-    w_hh = np.ascontiguousarray(w_hh, dtype=dtype)
+    w_hh = _c_array(w_hh, dtype=dtype)
     b_ih = _ready("b_ih", b_ih, (G * H,), f"({gate_rows},)", dtype)
     b_hh = _ready("b_hh", b_hh, (G * H,), f"({gate_rows},)", dtype)
     return w_ih, w_hh, b_ih, b_hh, H
@@ -187,7 +194,7 @@ def _prepare_forward(G, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, tra
     lengths = _prepare_lengths(lengths, T, B)
     reverse = _check_flag("reverse", reverse)
     training = _check_flag("training", training)
-    x = np.ascontiguousarray(x, dtype=dtype)
+    x = _c_array(x, dtype=dtype)
     if lengths is not None:
         x = _clean_padding(x, lengths)
     return x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype
@@ -422,7 +429,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True, lengths=None
         b_hn = None
         if reset_after and b_hh is not None:
             # b_hn stays inside r * (W_hn h + b_hn); b_hr, b_hz join the input side
-            b_hn = np.ascontiguousarray(b_hh[2 * H:])
+            b_hn = _c_array(b_hh[2 * H:])
             b_hh = np.concatenate([b_hh[:2 * H], np.zeros(H, b_hh.dtype)])
         with engine_threads() as nthreads:
             y, hT, saved = _gru.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), b_hn, h0,
@@ -471,8 +478,20 @@ class StepWeights:
     __slots__ = ("kind", "variant", "dtype", "I", "H", "packed", "bias", "b_hn")
 
     def __init__(self, kind, variant, dtype, I, H, packed, bias, b_hn):
-        self.kind, self.variant, self.dtype = kind, variant, dtype
-        self.I, self.H, self.packed, self.bias, self.b_hn = I, H, packed, bias, b_hn
+        # read-only, arrays included: the kernels trust these sizes and buffers
+        for a in (bias, b_hn, *packed):
+            if isinstance(a, np.ndarray):
+                a.flags.writeable = False
+        for name, value in zip(self.__slots__, (kind, variant, dtype, I, H, packed, bias,
+                                                b_hn)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"StepWeights are read-only (the kernels trust their sizes); "
+                             f"call prepare_{self.kind} again for new weights")
+
+    def __delattr__(self, name):
+        self.__setattr__(name, None)
 
     def __repr__(self):
         variant = {"rnn": lambda v: f" nonlinearity={'relu' if v else 'tanh'}",
@@ -482,7 +501,10 @@ class StepWeights:
 
 
 def _prepare(kind, G, w_ih, w_hh, b_ih, b_hh, dtype, variant):
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     w_ih_arr = _float_array("w_ih", w_ih)
@@ -492,10 +514,10 @@ def _prepare(kind, G, w_ih, w_hh, b_ih, b_hh, dtype, variant):
     w_ih, w_hh, b_ih, b_hh, H = _prepare_weights(G, w_ih_arr, w_hh, b_ih, b_hh, I, dtype)
     b_hn = None
     if kind == "gru" and variant and b_hh is not None:
-        b_hn = np.ascontiguousarray(b_hh[2 * H:])
+        b_hn = np.array(b_hh[2 * H:])                    # copies: StepWeights own them
         b_hh = np.concatenate([b_hh[:2 * H], np.zeros(H, dtype)])
     bias = _sum_bias(b_ih, b_hh)
-    bias = None if bias is None else np.ascontiguousarray(bias)
+    bias = None if bias is None else np.array(bias, order="C")
     if kind == "rnn":
         packed = _rnn.prepare(w_ih, w_hh)
     elif kind == "lstm":
@@ -555,9 +577,9 @@ def _step_inputs(x, states, sw):
         if single and arr.ndim == 1:
             arr = arr[None]
         _check_shape(name, arr, (B, sw.H), "(B, H)" if not single else "(H,)")
-        out.append(np.ascontiguousarray(arr, dtype=sw.dtype))
+        out.append(_c_array(arr, dtype=sw.dtype))
     out_dtype = x.dtype.newbyteorder("=")
-    return np.ascontiguousarray(x, dtype=sw.dtype), out, single, out_dtype
+    return _c_array(x, dtype=sw.dtype), out, single, out_dtype
 
 
 def _step_result(arrays, single, out_dtype):

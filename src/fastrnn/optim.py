@@ -33,8 +33,9 @@ def check_inplace(label, a):
                         f"{type(a).__name__}")
     if a.dtype not in (np.float32, np.float64):
         raise TypeError(f"{label} must be a float32 or float64 ndarray, got dtype {a.dtype}")
-    if not a.flags.c_contiguous or not a.flags.writeable:
-        raise ValueError(f"{label} must be a writeable C-contiguous array (updated in place)")
+    if not a.flags.c_contiguous or not a.flags.writeable or not a.flags.aligned:
+        raise ValueError(f"{label} must be a writeable, aligned, C-contiguous array (updated "
+                         f"in place)")
     return a
 
 
@@ -117,7 +118,7 @@ class Optimizer:
             if g.shape != p.shape:
                 raise ValueError(f"gradient of {name!r} must have shape {p.shape}, got "
                                  f"{g.shape}")
-            out.append(np.ascontiguousarray(g, dtype=p.dtype))
+            out.append(np.require(g, p.dtype, ("C", "A")))
         return out
 
     def step(self, grads=None):

@@ -14,7 +14,7 @@ import contextvars
 
 import numpy as np
 
-from fastrnn.functional import _as_array
+from fastrnn.functional import _as_array, _c_array
 from fastrnn.functional import _check_flag as check_bool  # noqa: F401 (one bool check)
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -145,7 +145,7 @@ class Layer:
         """Register parameter `name`: an array (owned by the layer from now on), or a shape,
         for a zero-filled array of `dtype`."""
         if isinstance(value, np.ndarray):
-            array = np.ascontiguousarray(value)
+            array = _c_array(value)
             _charge(name, array.shape)
         else:
             shape = (int(value),) if np.ndim(value) == 0 else tuple(int(v) for v in value)

@@ -4,7 +4,7 @@ import numpy as np
 from fastrnn import init as _init
 from fastrnn._blas import matmul
 from fastrnn._threads import engine_threads
-from fastrnn.functional import _as_array, _prepare_lengths
+from fastrnn.functional import _as_array, _c_array, _prepare_lengths
 from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, check_prob,
                                   float_input, no_cache_error, refuse_sequence_list)
 
@@ -167,7 +167,7 @@ class Dense(Layer):
         training = self._is_training(training)
         x = float_input("x", x, self.dtype, last=self.in_features, what="in_features")
         lead = x.shape[:-1]
-        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        x2 = _c_array(x.reshape(-1, self.in_features))
         y = np.empty((x2.shape[0], self.out_features), self.dtype)
         with engine_threads() as nthreads:
             # y = x2 @ weight.T    (N, out) = (N, in) @ (in, out)
@@ -194,7 +194,7 @@ class Dense(Layer):
             raise ValueError(f"dy must have the shape of the layer's output (..., "
                              f"{self.out_features}) with {x2.shape[0]} rows, got {dy.shape}")
         lead = dy.shape[:-1]
-        dy2 = np.ascontiguousarray(dy.reshape(-1, self.out_features))
+        dy2 = _c_array(dy.reshape(-1, self.out_features))
         dx = np.empty((dy2.shape[0], self.in_features), self.dtype)
         with engine_threads() as nthreads:
             # grad_weight += dy2.T @ x2    (out, in)

@@ -7,7 +7,7 @@ import numpy as np
 
 from fastrnn import functional as F
 from fastrnn import init as _init
-from fastrnn.functional import _as_array, _clip_arg, _prepare_lengths
+from fastrnn.functional import _as_array, _c_array, _clip_arg, _prepare_lengths
 from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, check_prob,
                                   float_input, no_cache_error, refuse_sequence_list)
 
@@ -251,7 +251,7 @@ class _Recurrent(Layer):
             if arr.shape != (LD, B, H):
                 raise ValueError(f"{label} must have shape (num_layers * num_directions, B, H) "
                                  f"= ({LD}, {'B' if B is None else B}, {H}), got {arr.shape}")
-            out.append(np.ascontiguousarray(arr))
+            out.append(_c_array(arr))
         return out
 
     def _public_state(self, parts):
@@ -474,14 +474,28 @@ class _Recurrent(Layer):
                              f"shape {x.shape}")
         xb = x[None] if single else x
         B = xb.shape[0]
+        L, H = self.num_layers, self.hidden_size
         if state is None:
-            parts = [np.zeros((self.num_layers, B, self.hidden_size), self.dtype)
-                     for _ in self._state_names]
+            parts = [np.zeros((L, B, H), self.dtype) for _ in self._state_names]
         else:
-            if single:
-                state = tuple(np.asarray(s)[:, None] for s in state) \
-                    if isinstance(state, (tuple, list)) else np.asarray(state)[:, None]
-            parts = self._check_state(state, B)
+            if single:                       # (num_layers, H) parts -> (num_layers, 1, H)
+                def one(name, s):
+                    if s is None:
+                        return None
+                    arr = float_input(name, s, self.dtype)
+                    if arr.shape != (L, H):
+                        raise ValueError(f"{name} must have shape (num_layers, H) = ({L}, {H}) "
+                                         f"for a 1-D x_t, got {arr.shape}")
+                    return arr[:, None]
+                if len(self._state_names) == 2:
+                    if not isinstance(state, (tuple, list)) or len(state) != 2:
+                        raise TypeError(f"state must be a tuple (h, c) for "
+                                        f"{type(self).__name__}, got {type(state).__name__}")
+                    state = tuple(one(f"state[{i}] ({n})", s)
+                                  for i, (n, s) in enumerate(zip(self._state_names, state)))
+                else:
+                    state = one("state", state)
+            parts = self._check_state(state, B, allow_none=True)
         sws = self._step_weights
         if sws is None:
             sws = [self._prepare_step(*self._weights(layer, 0))
