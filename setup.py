@@ -20,11 +20,16 @@ if sys.platform == "win32":
 else:
     # -fno-trapping-math lets the compiler if-convert the branch-free activation code
     # (csrc/fr_simd.c) into vector selects; nothing in fastrnn reads FP exception flags.
-    extra_compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+    user_flags = os.environ.get("CFLAGS", "").split()
+    # -O3 unless CFLAGS asks for an optimisation level (e.g. a sanitizer build's -O1)
+    extra_compile_args = [] if any(f.startswith("-O") for f in user_flags) else ["-O3"]
+    extra_compile_args += ["-fno-math-errno", "-fno-trapping-math"]
     # release builds carry no debug info (Python's own CFLAGS say -g: 9 MB of .so instead
-    # of about 1.5 MB); FASTRNN_DEBUG=1 keeps it
-    extra_compile_args += ["-g0"]
-    extra_link_args = ["-Wl,--strip-debug"]
+    # of about 1.5 MB); FASTRNN_DEBUG=1, or -g in CFLAGS, keeps it
+    extra_link_args = []
+    if "-g" not in user_flags:
+        extra_compile_args += ["-g0"]
+        extra_link_args = ["-Wl,--strip-debug"]
     if DEBUG:
         extra_compile_args = ["-O0", "-g"]
         extra_link_args = []
