@@ -176,7 +176,7 @@ def _outer_sum(d, v):
 def _input_grads(d_x, x, w_ih, has_b_ih):
     """dx, dw_ih, db_ih from the gradients d_x (T, B, G*H) of the input pre-activations."""
     T, B, I = x.shape
-    dx = (d_x.reshape(T * B, -1) @ w_ih).reshape(T, B, I)
+    dx = (d_x.reshape(T * B, w_ih.shape[0]) @ w_ih).reshape(T, B, I)
     dw_ih = _outer_sum(d_x, x)
     db_ih = d_x.sum(axis=(0, 1)) if has_b_ih else None
     return dx, dw_ih, db_ih
