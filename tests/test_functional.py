@@ -1023,3 +1023,15 @@ def test_empty_lengths_list_for_an_empty_batch():
     p = make_problem("gru", 0, (3, 0, 2, 4))
     y, hT, _, _ = forward(F, "gru", p, lengths=[])
     assert y.shape == (3, 0, 4) and hT.shape == (0, 4)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_non_finite_padding_in_inference(cell):
+    p = make_problem(cell, 5, (6, 3, 4, 5))
+    lengths = np.array([6, 2, 4])
+    y0, h0, c0, _ = forward(F, cell, p, lengths=lengths, training=False)
+    for b, n in enumerate(lengths):
+        p["x"][n:, b] = np.nan
+    y, h, c, _ = forward(F, cell, p, lengths=lengths, training=False)
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(h, h0)

@@ -195,7 +195,7 @@ def _prepare_forward(G, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, tra
     reverse = _check_flag("reverse", reverse)
     training = _check_flag("training", training)
     x = _c_array(x, dtype=dtype)
-    if lengths is not None:
+    if lengths is not None and training:         # inference never reads padded steps
         x = _clean_padding(x, lengths)
     return x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype
 
