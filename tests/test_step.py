@@ -92,14 +92,11 @@ def test_steps_do_not_depend_on_thread_count(variant):
          for s in ((G * hidden, 64), (G * hidden, hidden), (G * hidden,), (G * hidden,))]
     x = rng.standard_normal((4, 2, 64)).astype(np.float32)
     prepared = getattr(F, f"prepare_{kind}")(*w, **kw)
-    before = fastrnn.get_num_threads()
-    try:
-        fastrnn.set_num_threads(1)
+    from fastrnn._threads import using
+    with using(1):
         one = _run_steps(kind, x, None, prepared)[0]
-        fastrnn.set_num_threads(2)
+    with using(2):
         two = _run_steps(kind, x, None, prepared)[0]
-    finally:
-        fastrnn.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
 
 

@@ -297,9 +297,10 @@ def test_cache_used_in_another_thread(cell):
 @pytest.fixture
 def restore_num_threads():
     import fastrnn
-    before = fastrnn.get_num_threads()
-    yield fastrnn
-    fastrnn.set_num_threads(before)
+    from fastrnn._threads import using
+    with using(fastrnn.get_num_threads()) as _:
+        fastrnn.set_num_threads(None)         # the default mode, restored afterwards
+        yield fastrnn
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -329,11 +330,63 @@ def test_results_do_not_depend_on_thread_count(cell, dtype, restore_num_threads)
 
 def test_set_num_threads_validates(restore_num_threads):
     fastrnn = restore_num_threads
-    for bad in (0, -1, 1.5, "2", True, None):
+    for bad in (0, -1, 1.5, "2", True):
         with pytest.raises(ValueError, match="n must be a positive integer"):
             fastrnn.set_num_threads(bad)
     fastrnn.set_num_threads(3)
     assert fastrnn.get_num_threads() == 3
+    fastrnn.set_num_threads(None)                   # back to the default
+
+
+class _FakeStat:
+    """/proc/stat and process time as a test drives them: `others` CPUs busy elsewhere."""
+
+    def __init__(self, monkeypatch, threads_mod, others):
+        self.t, self.busy, self.ours, self.others = 0.0, 0.0, 0.0, others
+        mon = threads_mod._monitor
+        monkeypatch.setattr(mon, "_sample", lambda: (self.t, self.busy, self.ours))
+        monkeypatch.setattr(mon, "clock", lambda: self.t)
+        monkeypatch.setattr(mon, "last", mon._sample())
+        monkeypatch.setattr(mon, "others", 0.0)
+
+    def advance(self, seconds, ours_busy=0.0):
+        self.t += seconds
+        self.ours += ours_busy * seconds
+        self.busy += (self.others + ours_busy) * seconds
+
+
+def test_default_thread_count_follows_the_free_cpus(restore_num_threads, monkeypatch):
+    from fastrnn import _threads
+    monkeypatch.setattr(_threads, "_cpus", [0, 1])
+    monkeypatch.setattr(_threads, "_num_threads", 2)
+    fake = _FakeStat(monkeypatch, _threads, others=0.0)
+    fake.advance(0.1, ours_busy=2.0)                # our own work does not count
+    assert _threads.threads_now() == 2
+    fake.others = 1.0                               # a busy loop appears
+    fake.advance(0.1, ours_busy=1.0)
+    assert _threads.threads_now() == 1
+    fake.advance(0.01)                              # no new sample within 50 ms
+    assert _threads.threads_now() == 1
+    fake.others = 0.2                               # it ends
+    fake.advance(0.1, ours_busy=1.0)
+    assert _threads.threads_now() == 2
+    fake.others = 5.0                               # never fewer than one
+    fake.advance(0.1)
+    assert _threads.threads_now() == 1
+    with _threads.using(2):                         # a fixed count is not adapted
+        assert _threads.threads_now() == 2
+    assert _threads.threads_now() == 1
+
+
+def test_cpu_monitor_reads_this_machine():
+    from fastrnn import _threads
+    mon = _threads._CpuMonitor(_threads._cpus)
+    sample = mon._sample()
+    if sample is None:
+        pytest.skip("no /proc/stat here")
+    t, busy, ours = sample
+    assert busy >= 0 and ours >= 0
+    assert mon.busy_elsewhere() >= 0.0
 
 
 # ----------------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ def config():
         "kernel_level_best": _simd.supported(),
         "openmp": _simd.openmp_threads_available(),
         "engine_threads": _threads.get_num_threads(),
+        "thread_mode": ("fixed" if _threads._fixed_threads is not None else
+                        "adaptive (CPUs other programs leave free)"),
+        "threads_now": _threads.threads_now(),
         "blas_library": blas.get("library"),
         "blas_config": blas.get("config"),
         "blas_core": blas.get("core"),

@@ -147,12 +147,14 @@ def gemm_peak(n=2048, repeat=5):
 
 def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True,
               budget=2.0, min_rounds=MIN_ROUNDS, out=sys.stdout, progress=None):
+    from fastrnn._threads import threads_now
     torch = _torch() if use_torch else None
     if threads is not None:
         fastrnn.set_num_threads(threads)
     nthreads = fastrnn.get_num_threads()
     if torch is not None:
         torch.set_num_threads(nthreads)
+    threads_seen = {threads_now()}
     peak, peaks = gemm_peak()
     rows = []
     for cell in cells:
@@ -166,10 +168,12 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
                 if torch is not None:
                     runners["torch"] = torch_runner(torch, cell, p, mode)
                 med, rounds = interleaved(runners, min_rounds=min_rounds, budget=budget)
+                used = threads_now()
+                threads_seen.add(used)
                 gf = flops(cell, B, T, I, H, mode) / med["fastrnn"] / 1e9
                 row = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "mode": mode,
                        "rounds": rounds, "fastrnn_ms": med["fastrnn"] * 1e3,
-                       "fastrnn_gflops": gf}
+                       "fastrnn_gflops": gf, "fastrnn_threads": used}
                 for other in ("numpy", "torch"):
                     if other in med:
                         row[f"{other}_ms"] = med[other] * 1e3
@@ -189,7 +193,8 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
             print(_format_row(row), file=out, flush=True)
     return {"gemm_peak_gflops": peak,
             "gemm_peaks": {k: max(peaks[k], peaks2[k]) for k in peaks},
-            "threads": nthreads, "torch": None if torch is None else torch.__version__,
+            "threads": nthreads, "fastrnn_threads_seen": sorted(threads_seen),
+            "torch": None if torch is None else torch.__version__,
             "config": fastrnn.config(), "rows": rows}
 
 
@@ -363,9 +368,8 @@ def run_concurrency(cell="lstm", shape=(8, 50, 32, 64), mode="infer", engine_thr
     `python_threads` threads each making `calls` calls on independent inputs, with
     `engine_threads` threads per engine call."""
     import threading
-    before = fastrnn.get_num_threads()
-    fastrnn.set_num_threads(engine_threads)
-    try:
+    from fastrnn._threads import using
+    with using(engine_threads):
         runners = [numpy_like_runner(F, cell, make_problem(cell, *shape, seed=s), mode)
                    for s in range(python_threads)]
 
@@ -385,8 +389,6 @@ def run_concurrency(cell="lstm", shape=(8, 50, 32, 64), mode="infer", engine_thr
         for t in threads:
             t.join()
         many = python_threads * calls / (time.perf_counter() - t0)
-    finally:
-        fastrnn.set_num_threads(before)
     row = {"cell": cell, "shape": list(shape), "mode": mode, "engine_threads": engine_threads,
            "python_threads": python_threads, "one_thread_calls_per_s": one,
            "many_threads_calls_per_s": many, "speedup": many / one}
