@@ -22,12 +22,14 @@
 #define FR_NAME(x) x##_f32_generic
 #define FR_ATTR
 #define FR_AVX2 0
+#define FR_AVX512 0
 #include "fr_gemm_impl.h"
 #undef FR_T
 #undef FR_NR
 #undef FR_NAME
 #undef FR_ATTR
 #undef FR_AVX2
+#undef FR_AVX512
 
 /* double, portable */
 #define FR_T double
@@ -35,6 +37,7 @@
 #define FR_NAME(x) x##_f64_generic
 #define FR_ATTR
 #define FR_AVX2 0
+#define FR_AVX512 0
 #include "fr_gemm_impl.h"
 #undef FR_T
 #undef FR_NR
@@ -45,6 +48,7 @@
 #ifdef FR_X86_DISPATCH
 #define FR_ATTR __attribute__((target("avx2,fma")))
 #define FR_AVX2 1
+#define FR_AVX512 0
 
 #define FR_T float
 #define FR_NR FR_NR_F32
@@ -64,6 +68,31 @@
 
 #undef FR_ATTR
 #undef FR_AVX2
+#undef FR_AVX512
+
+#define FR_ATTR __attribute__((target("avx512f,avx2,fma")))
+#define FR_AVX2 0
+#define FR_AVX512 1
+
+#define FR_T float
+#define FR_NR FR_NR_F32
+#define FR_NAME(x) x##_f32_avx512
+#include "fr_gemm_impl.h"
+#undef FR_T
+#undef FR_NR
+#undef FR_NAME
+
+#define FR_T double
+#define FR_NR FR_NR_F64
+#define FR_NAME(x) x##_f64_avx512
+#include "fr_gemm_impl.h"
+#undef FR_T
+#undef FR_NR
+#undef FR_NAME
+
+#undef FR_ATTR
+#undef FR_AVX2
+#undef FR_AVX512
 #endif
 
 #define FR_PACK(T, NR)                                                                       \
@@ -92,6 +121,10 @@ void fr_gemm_panels_f32(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda,
                         const int *width, float *C, ptrdiff_t ldc, int accumulate)
 {
 #ifdef FR_X86_DISPATCH
+    if (fr_simd_level() >= FR_SIMD_AVX512) {
+        gemm_panels_f32_avx512(M, K, A, lda, panels, npanels, col0, width, C, ldc, accumulate);
+        return;
+    }
     if (fr_simd_level() >= FR_SIMD_AVX2) {
         gemm_panels_f32_avx2(M, K, A, lda, panels, npanels, col0, width, C, ldc, accumulate);
         return;
@@ -105,6 +138,10 @@ void fr_gemm_panels_f64(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda
                         const int *width, double *C, ptrdiff_t ldc, int accumulate)
 {
 #ifdef FR_X86_DISPATCH
+    if (fr_simd_level() >= FR_SIMD_AVX512) {
+        gemm_panels_f64_avx512(M, K, A, lda, panels, npanels, col0, width, C, ldc, accumulate);
+        return;
+    }
     if (fr_simd_level() >= FR_SIMD_AVX2) {
         gemm_panels_f64_avx2(M, K, A, lda, panels, npanels, col0, width, C, ldc, accumulate);
         return;

@@ -6,6 +6,7 @@
  *   FR_NAME(x)  name mangling for this instance
  *   FR_ATTR     function attributes (target) for this instance
  *   FR_AVX2     1 to use AVX2+FMA intrinsics, 0 for portable C
+ *   FR_AVX512   1 to use AVX-512F intrinsics (FR_AVX2 is then ignored)
  *
  * Semantics of FR_NAME(gemm_panels): for each panel q, C[:, col0[q] : col0[q] + width[q]]
  * = (or +=, when accumulate) A (M, K) @ panel_q (K, width[q]).  Every output element is a
@@ -15,7 +16,116 @@
 #define FR_MR_MAX 6
 #define FR_NP_MAX 4
 
-#if FR_AVX2
+#if FR_AVX512
+/* AVX-512: a panel row (16 floats / 8 doubles) is one 512-bit vector, so a block of up to
+ * 6 rows x 4 panels keeps 24 accumulators in registers (of 32), and each k step does 4 loads
+ * and up to 6 broadcasts for 24 FMAs.  Each output element is still one FMA chain in k
+ * order: the results are bit-identical to the AVX2 and portable kernels. */
+#if FR_NR == 16
+typedef __m512 FR_NAME(vec);
+#define FR_VZERO() _mm512_setzero_ps()
+#define FR_VLOAD(p) _mm512_loadu_ps(p)
+#define FR_VSTORE(p, v) _mm512_storeu_ps((p), (v))
+#define FR_VBCAST(p) _mm512_set1_ps(*(p))
+#define FR_VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define FR_VADD(a, b) _mm512_add_ps((a), (b))
+#else
+typedef __m512d FR_NAME(vec);
+#define FR_VZERO() _mm512_setzero_pd()
+#define FR_VLOAD(p) _mm512_loadu_pd(p)
+#define FR_VSTORE(p, v) _mm512_storeu_pd((p), (v))
+#define FR_VBCAST(p) _mm512_set1_pd(*(p))
+#define FR_VFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
+#define FR_VADD(a, b) _mm512_add_pd((a), (b))
+#endif
+
+FR_ATTR static inline __attribute__((always_inline)) void
+FR_NAME(store)(FR_NAME(vec) v, FR_T *c, int width, int accumulate)
+{
+    if (width == FR_NR) {
+        if (accumulate)
+            v = FR_VADD(FR_VLOAD(c), v);
+        FR_VSTORE(c, v);
+    } else {
+        FR_T tmp[FR_NR];
+        FR_VSTORE(tmp, v);
+        for (int j = 0; j < width; j++) c[j] = accumulate ? c[j] + tmp[j] : tmp[j];
+    }
+}
+
+#define FR_ROWS(X, p) X(0, p) X(1, p) X(2, p) X(3, p) X(4, p) X(5, p)
+#define FR_ALL(X) FR_ROWS(X, 0) FR_ROWS(X, 1) FR_ROWS(X, 2) FR_ROWS(X, 3)
+#define FR_DECL(r, p) FR_NAME(vec) c##r##p = FR_VZERO();
+#define FR_FMA(r, p)                                                                        \
+    if (r < MR && p < NP) c##r##p = FR_VFMA(a, w##p, c##r##p);
+#define FR_ROWSTEP(r)                                                                       \
+    if (r < MR) {                                                                           \
+        FR_NAME(vec) a = FR_VBCAST(A + r * lda + k);                                        \
+        FR_FMA(r, 0) FR_FMA(r, 1) FR_FMA(r, 2) FR_FMA(r, 3)                                 \
+    }
+#define FR_STORE(r, p)                                                                      \
+    if (r < MR && p < NP) FR_NAME(store)(c##r##p, Cq[p] + r * ldc, width[p], accumulate);
+#define FR_LOADW(p)                                                                         \
+    if (p < NP) w##p = FR_VLOAD(P + p * pstride + k * FR_NR);
+
+FR_ATTR static inline __attribute__((always_inline)) void
+FR_NAME(block)(const int MR, const int NP, ptrdiff_t K, const FR_T *A, ptrdiff_t lda,
+               const FR_T *P, ptrdiff_t pstride, FR_T *const *Cq, const int *width,
+               ptrdiff_t ldc, int accumulate)
+{
+    FR_ALL(FR_DECL)
+    FR_NAME(vec) w0 = FR_VZERO(), w1 = w0, w2 = w0, w3 = w0;
+    for (ptrdiff_t k = 0; k < K; k++) {
+        FR_LOADW(0) FR_LOADW(1) FR_LOADW(2) FR_LOADW(3)
+        FR_ROWSTEP(0) FR_ROWSTEP(1) FR_ROWSTEP(2) FR_ROWSTEP(3) FR_ROWSTEP(4) FR_ROWSTEP(5)
+    }
+    FR_ALL(FR_STORE)
+}
+#undef FR_ROWS
+#undef FR_ALL
+#undef FR_DECL
+#undef FR_FMA
+#undef FR_STORE
+#undef FR_LOADW
+#undef FR_ROWSTEP
+#undef FR_VZERO
+#undef FR_VLOAD
+#undef FR_VSTORE
+#undef FR_VBCAST
+#undef FR_VFMA
+#undef FR_VADD
+
+/* Blocks of up to 6 rows x 4 panels over the whole (M, panels) grid. */
+FR_ATTR static void
+FR_NAME(gemm_panels)(ptrdiff_t M, ptrdiff_t K, const FR_T *A, ptrdiff_t lda, const FR_T *panels,
+                     ptrdiff_t npanels, const ptrdiff_t *col0, const int *width, FR_T *C,
+                     ptrdiff_t ldc, int accumulate)
+{
+    const ptrdiff_t pstride = K * FR_NR;
+    FR_T *Cq[FR_NP_MAX];
+    for (ptrdiff_t i = 0; i < M; i += 6) {
+        const int mr = M - i >= 6 ? 6 : (int)(M - i);
+        const FR_T *Ai = A + i * lda;
+        for (ptrdiff_t q = 0; q < npanels; q += 4) {
+            const int np = npanels - q >= 4 ? 4 : (int)(npanels - q);
+            for (int p = 0; p < np; p++) Cq[p] = C + i * ldc + col0[q + p];
+            const FR_T *P = panels + q * pstride;
+#define FR_CASE(MR, NP)                                                                     \
+    case MR * 8 + NP:                                                                       \
+        FR_NAME(block)(MR, NP, K, Ai, lda, P, pstride, Cq, width + q, ldc, accumulate);     \
+        break;
+#define FR_CASES(MR) FR_CASE(MR, 1) FR_CASE(MR, 2) FR_CASE(MR, 3) FR_CASE(MR, 4)
+            switch (mr * 8 + np) {
+                FR_CASES(1) FR_CASES(2) FR_CASES(3) FR_CASES(4) FR_CASES(5) FR_CASES(6)
+                default: break;
+            }
+#undef FR_CASES
+#undef FR_CASE
+        }
+    }
+}
+
+#elif FR_AVX2
 #if FR_NR == 16
 typedef __m256 FR_NAME(vec);
 #define FR_VZERO() _mm256_setzero_ps()
@@ -131,6 +241,7 @@ FR_NAME(block)(const int MR, const int NP, ptrdiff_t K, const FR_T *A, ptrdiff_t
 }
 #endif
 
+#if !FR_AVX512
 /* All panels for rows [0, M): row blocks of 6 (one panel at a time), then the remaining
  * rows with as many panels per block as the registers allow. */
 FR_ATTR static void
@@ -176,6 +287,8 @@ FR_NAME(gemm_panels)(ptrdiff_t M, ptrdiff_t K, const FR_T *A, ptrdiff_t lda, con
         i += mr;
     }
 }
+
+#endif  /* !FR_AVX512 */
 
 #undef FR_MR_MAX
 #undef FR_NP_MAX

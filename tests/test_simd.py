@@ -99,3 +99,29 @@ def test_kernels_agree_across_levels(cell, dtype):
     for lv in LEVELS:
         for a, b in zip(results[lv], results["generic"]):
             np.testing.assert_allclose(a, b, **tol, err_msg=lv)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("G, H, M", [(4, 37, 7), (3, 64, 13), (1, 5, 1), (4, 200, 64)])
+def test_packed_product_is_bit_identical_at_fma_levels(dtype, G, H, M):
+    """The packed-panel product sums each element as one FMA chain in k order, so the AVX2
+    and AVX-512 micro-kernels (different register blockings) agree to the bit, and both
+    match NumPy to rounding."""
+    rng = np.random.default_rng(G * H + M)
+    K = H
+    w = rng.standard_normal((G * H, K)).astype(dtype)
+    a = rng.standard_normal((M, K)).astype(dtype)
+    packed = _simd.pack_unit_blocks(w, G, H)
+    before = _simd.current()
+    out = {}
+    try:
+        for lv in LEVELS:
+            _simd.select(lv)
+            out[lv] = _simd._gemm_unit_blocks(a, packed, G, H)
+    finally:
+        _simd.select(before)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for lv, got in out.items():
+        np.testing.assert_allclose(got, a @ w.T, rtol=tol, atol=tol * 10, err_msg=lv)
+    if "avx2" in out and "avx512" in out:
+        np.testing.assert_array_equal(out["avx512"], out["avx2"])

@@ -265,3 +265,29 @@ def _apply(name, x):
 
 
 _init_level()
+
+
+def _gemm_unit_blocks(a, packed, Py_ssize_t G, Py_ssize_t H):
+    """a (M, K) @ w.T for `packed` = pack_unit_blocks(w, G, H): (M, G*H), on the packed-panel
+    micro-kernel of the current level (for the tests)."""
+    a = np.ascontiguousarray(a, dtype=packed.dtype)
+    col0, width, nub = unit_block_layout(G, H, packed.dtype)
+    cdef Py_ssize_t M = a.shape[0], K = a.shape[1], npanels = G * nub
+    if packed.shape[0] != npanels or packed.shape[1] != K:
+        raise ValueError("packed does not match a, G and H")
+    out = np.zeros((M, G * H), packed.dtype)
+    cdef const Py_ssize_t* c = <Py_ssize_t*>cnp.PyArray_DATA(col0)
+    cdef const int* wd = <int*>cnp.PyArray_DATA(width)
+    cdef void* ap = cnp.PyArray_DATA(a)
+    cdef void* pp = cnp.PyArray_DATA(packed)
+    cdef void* op = cnp.PyArray_DATA(out)
+    cdef bint f32 = packed.dtype == np.float32
+    cdef Py_ssize_t ldc = G * H
+    with nogil:
+        if f32:
+            fr_gemm_panels_f32(M, K, <float*>ap, K, <float*>pp, npanels, c, wd, <float*>op,
+                               ldc, 0)
+        else:
+            fr_gemm_panels_f64(M, K, <double*>ap, K, <double*>pp, npanels, c, wd,
+                               <double*>op, ldc, 0)
+    return out
