@@ -295,9 +295,13 @@ def test_cache_used_in_another_thread(cell):
 # ----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def restore_num_threads():
+def restore_num_threads(monkeypatch):
     import fastrnn
+    from fastrnn import functional
     from fastrnn._threads import using
+    # these small problems would run on one thread (functional._serial): split them anyway
+    monkeypatch.setattr(functional, "_SEQ_PARALLEL_MIN", 0)
+    monkeypatch.setattr(functional, "_SEQ_PARALLEL_WEIGHT", 0)
     with using(fastrnn.get_num_threads()) as _:
         fastrnn.set_num_threads(None)         # the default mode, restored afterwards
         yield fastrnn
@@ -429,3 +433,17 @@ def test_workspace_keeps_out_arrays_that_are_still_referenced():
     _workspace.release((view,))
     assert _workspace.held_bytes() == 0
     _workspace.clear()
+
+
+def test_short_steps_run_on_one_thread():
+    from fastrnn import _threads, functional
+    x = np.zeros((5, 8, 3), np.float32)
+    assert functional._serial(x, np.zeros((4 * 64, 64), np.float32)) is False   # 131k
+    assert functional._serial(x, np.zeros((3 * 64, 64), np.float32)) is True    # 98k
+    one = np.zeros((5, 1, 3), np.float32)
+    assert functional._serial(one, np.zeros((256, 256), np.float32)) is False   # 256 KiB
+    with _threads.using(2):
+        with _threads.engine_threads(serial=True) as n:
+            assert n == 1
+        with _threads.engine_threads() as n:
+            assert n == 2

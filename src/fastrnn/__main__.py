@@ -160,13 +160,15 @@ def cmd_bench(args):
         table = bench.run_table(args.cells, args.shape or bench.DEFAULT_SHAPES, args.modes,
                                 threads=args.threads, use_torch=not args.no_torch,
                                 use_numpy=not args.no_numpy, budget=args.budget, out=out,
-                                progress=None if quiet else sys.stderr)
+                                progress=None if quiet else sys.stderr,
+                                use_onnx=not args.no_onnx)
         result["table"] = table
         if not quiet:
             peaks = ", ".join(f"{k} {v:.0f}" for k, v in table["gemm_peaks"].items())
             print(f"\nGEMM rate (float32 2048^3, {_threads(table['threads'])}): "
                   f"{table['gemm_peak_gflops']:.0f} GFLOP/s ({peaks}); torch "
-                  f"{table['torch'] or 'not installed'}; kernel level "
+                  f"{table['torch'] or 'not installed'}; ONNX Runtime "
+                  f"{table['onnxruntime'] or 'not installed'}; kernel level "
                   f"{table['config']['kernel_level']}, BLAS core {table['config']['blas_core']}")
     if args.json:
         print(json.dumps(result, default=str))
@@ -319,6 +321,9 @@ def build_parser():
                         f"{bench.MIN_ROUNDS} rounds)")
     b.add_argument("--no-torch", action="store_true", help="leave torch out")
     b.add_argument("--no-numpy", action="store_true", help="leave the NumPy reference out")
+    b.add_argument("--no-onnx", action="store_true",
+                   help="leave ONNX Runtime out (it runs inference when onnx and onnxruntime "
+                        "are installed: pip install fastrnn[bench])")
     b.add_argument("--stream", action="store_true",
                    help="per-step latency of the step functions vs torch instead")
     b.add_argument("--batch", type=_positive, default=1, help="--stream batch size")

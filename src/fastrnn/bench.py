@@ -32,6 +32,29 @@ def _torch():
     return torch
 
 
+def _onnxruntime():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime
+
+
+def onnx_runner(cell, p, threads):
+    """ONNX Runtime's operator for the same layer (inference only): a no-argument callable."""
+    from fastrnn import _onnx
+    B, H = p["h0"].shape
+    I = p["x"].shape[2]
+    model = _onnx.single_layer_model(cell, I, H, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    sess = _onnx.session(model, threads)
+    feeds = {"X": p["x"], "sequence_lens": np.full(B, p["x"].shape[0], np.int32),
+             "initial_h": p["h0"][None]}
+    if cell == "lstm":
+        feeds["initial_c"] = p["c0"][None]
+    return lambda: sess.run(None, feeds)
+
+
 def flops(cell, B, T, I, H, mode):
     fwd = 2.0 * T * B * GATES[cell] * H * (I + H)
     return fwd if mode == "infer" else 3 * fwd
@@ -146,9 +169,11 @@ def gemm_peak(n=2048, repeat=5):
 
 
 def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True,
-              budget=2.0, min_rounds=MIN_ROUNDS, out=sys.stdout, progress=None):
+              budget=2.0, min_rounds=MIN_ROUNDS, out=sys.stdout, progress=None,
+              use_onnx=True):
     from fastrnn._threads import threads_now
     torch = _torch() if use_torch else None
+    ort = _onnxruntime() if use_onnx else None
     if threads is not None:
         fastrnn.set_num_threads(threads)
     nthreads = fastrnn.get_num_threads()
@@ -167,6 +192,8 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
                     runners["numpy"] = numpy_like_runner(R, cell, p, mode)
                 if torch is not None:
                     runners["torch"] = torch_runner(torch, cell, p, mode)
+                if ort is not None and mode == "infer":
+                    runners["onnxruntime"] = onnx_runner(cell, p, nthreads)
                 med, rounds = interleaved(runners, min_rounds=min_rounds, budget=budget)
                 used = threads_now()
                 threads_seen.add(used)
@@ -174,10 +201,13 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
                 row = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "mode": mode,
                        "rounds": rounds, "fastrnn_ms": med["fastrnn"] * 1e3,
                        "fastrnn_gflops": gf, "fastrnn_threads": used}
-                for other in ("numpy", "torch"):
+                for other in ("numpy", "torch", "onnxruntime"):
                     if other in med:
                         row[f"{other}_ms"] = med[other] * 1e3
                         row[f"{other}_over_fastrnn"] = med[other] / med["fastrnn"]
+                peers = [med[k] for k in ("torch", "onnxruntime") if k in med]
+                if peers:                          # > 1: fastrnn is ahead of the best peer
+                    row["best_peer_over_fastrnn"] = min(peers) / med["fastrnn"]
                 rows.append(row)
                 if progress is not None:
                     print(f"  {cell} {shape} {mode}: fastrnn {row['fastrnn_ms']:.2f} ms",
@@ -195,12 +225,14 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
             "gemm_peaks": {k: max(peaks[k], peaks2[k]) for k in peaks},
             "threads": nthreads, "fastrnn_threads_seen": sorted(threads_seen),
             "torch": None if torch is None else torch.__version__,
+            "onnxruntime": None if ort is None else ort.__version__,
             "config": fastrnn.config(), "rows": rows}
 
 
 HEADER = ("| cell | (B, T, I, H) | mode | fastrnn ms | GFLOP/s | % GEMM peak | NumPy ms | "
-          "torch ms | NumPy/fastrnn | torch/fastrnn |\n"
-          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "torch ms | ONNX Runtime ms | NumPy/fastrnn | torch/fastrnn | ONNX Runtime/fastrnn | "
+          "best peer/fastrnn |\n"
+          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
 def _format_row(r):
@@ -209,7 +241,10 @@ def _format_row(r):
     return (f"| {r['cell']} | ({r['B']}, {r['T']}, {r['I']}, {r['H']}) | {r['mode']} | "
             f"{r['fastrnn_ms']:.2f} | {r['fastrnn_gflops']:.0f} | {r['pct_of_gemm_peak']:.0f}% | "
             f"{col('numpy_ms', '{:.2f}')} | {col('torch_ms', '{:.2f}')} | "
-            f"{col('numpy_over_fastrnn', '{:.2f}x')} | {col('torch_over_fastrnn', '{:.2f}x')} |")
+            f"{col('onnxruntime_ms', '{:.2f}')} | "
+            f"{col('numpy_over_fastrnn', '{:.2f}x')} | {col('torch_over_fastrnn', '{:.2f}x')} | "
+            f"{col('onnxruntime_over_fastrnn', '{:.2f}x')} | "
+            f"{col('best_peer_over_fastrnn', '{:.2f}x')} |")
 
 
 # ---------------------------------------------------------------------------------------
