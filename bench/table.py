@@ -16,13 +16,17 @@ def main(path):
         info = bench["extra_info"]
         key = (info["cell"], (info["B"], info["T"], info["I"], info["H"]), info["mode"])
         rows[key][info["impl"]] = bench["stats"]["median"]
-    print("| cell | (B, T, I, H) | mode | fastrnn ms | NumPy ms | torch ms | NumPy/fastrnn | torch/fastrnn |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    impls = ("numpy", "torch", "onnxruntime")
+    print("| cell | (B, T, I, H) | mode | fastrnn ms | NumPy ms | torch ms | ONNX Runtime ms | "
+          "NumPy/fastrnn | torch/fastrnn | ONNX Runtime/fastrnn | best peer/fastrnn |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (cell, shape, mode), t in sorted(rows.items()):
         fast = t.get("fastrnn")
-        cols = [f"{t[k] * 1e3:.2f}" if k in t else "-" for k in ("fastrnn", "numpy", "torch")]
-        ratios = [f"{t[k] / fast:.2f}x" if k in t and fast else "-" for k in ("numpy", "torch")]
-        print(f"| {cell} | {shape} | {mode} | " + " | ".join(cols + ratios) + " |")
+        cols = [f"{t[k] * 1e3:.2f}" if k in t else "-" for k in ("fastrnn",) + impls]
+        ratios = [f"{t[k] / fast:.2f}x" if k in t and fast else "-" for k in impls]
+        peers = [t[k] for k in ("torch", "onnxruntime") if k in t]
+        best = f"{min(peers) / fast:.2f}x" if peers and fast else "-"
+        print(f"| {cell} | {shape} | {mode} | " + " | ".join(cols + ratios + [best]) + " |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Forward ("infer", no cache) and forward+backward ("train", including dx) per cell and shape:
-fastrnn vs the NumPy reference (same algorithm, one GEMM per step) vs torch.nn (if installed).
+fastrnn vs the NumPy reference (same algorithm, one GEMM per step) vs torch.nn and, for
+inference, ONNX Runtime's operators (each if installed).
 
     pytest bench/ --benchmark-only --benchmark-json=bench.json
     python bench/table.py bench.json      # markdown table with the ratios
@@ -61,7 +62,7 @@ def _torch_run(torch, cell, p, train):
 @pytest.mark.parametrize("train", [False, True], ids=["infer", "train"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B%d-T%d-I%d-H%d" % s)
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("impl", ["fastrnn", "numpy", "torch"])
+@pytest.mark.parametrize("impl", ["fastrnn", "numpy", "torch", "onnxruntime"])
 def test_cell(benchmark, impl, cell, shape, train, request):
     B, T, I, H = shape
     p = make_problem(cell, B, T, I, H)
@@ -70,6 +71,14 @@ def test_cell(benchmark, impl, cell, shape, train, request):
                                 mode="train" if train else "infer")
     if impl == "torch":
         fn = _torch_run(request.getfixturevalue("torch_mod"), cell, p, train)
+    elif impl == "onnxruntime":
+        if train:
+            pytest.skip("ONNX Runtime's operators are for inference")
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+        import fastrnn
+        from fastrnn.bench import onnx_runner
+        fn = onnx_runner(cell, p, fastrnn.get_num_threads())
     else:
         fn = _run(F if impl == "fastrnn" else R, cell, p, train)
     fn()                                   # warm-up (allocations, BLAS threads)
