@@ -69,7 +69,7 @@ directives = {
     "embedsignature": True,
 }
 
-MODULES = ["_blas", "_simd", "_rnn", "_lstm", "_gru", "_optim"]
+MODULES = ["_blas", "_simd", "_rnn", "_lstm", "_gru", "_optim", "_loss"]
 C_SOURCES = {"_simd": ["csrc/fr_simd.c", "csrc/fr_gemm.c"]}
 
 extensions = [

@@ -7,6 +7,7 @@
  */
 #include "fr_simd.h"
 
+#include <math.h>
 #include <stdint.h>
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -254,6 +255,39 @@ FR_INLINE double fr_tanhd(double x)
         }                                                                                   \
     }
 
+/* Softmax cross-entropy of one row of logits z (C,) against the target distribution
+ * (1 - eps) onehot(target) + eps / C: returns the loss and writes d = scale * (softmax(z) -
+ * target distribution), its gradient times `scale`.  The max, the sum of exponentials and
+ * the sum of logits are kept in FR_LANES partial sums (a fixed order, so vectorized and
+ * deterministic); NaN logits give a NaN loss. */
+#define FR_LANES 16
+#define FR_DEFINE_XENT(SUFFIX, ATTR, T, EXP, LOG)                                           \
+    ATTR static T xent_##SUFFIX(const T *z, ptrdiff_t C, ptrdiff_t target, T eps, T scale,  \
+                                T *d)                                                       \
+    {                                                                                       \
+        T mx[FR_LANES], se[FR_LANES], sz[FR_LANES];                                         \
+        ptrdiff_t j, l, C0 = C - C % FR_LANES;                                              \
+        T m = z[0], s = 0, zs = 0;                                                          \
+        for (l = 0; l < FR_LANES; l++) { mx[l] = z[0]; se[l] = 0; sz[l] = 0; }              \
+        for (j = 0; j < C0; j += FR_LANES)                                                  \
+            for (l = 0; l < FR_LANES; l++) mx[l] = z[j + l] > mx[l] ? z[j + l] : mx[l];     \
+        for (l = 0; l < FR_LANES; l++) m = mx[l] > m ? mx[l] : m;                           \
+        for (j = C0; j < C; j++) m = z[j] > m ? z[j] : m;                                   \
+        for (j = 0; j < C0; j += FR_LANES)                                                  \
+            for (l = 0; l < FR_LANES; l++) {                                                \
+                T e = EXP(z[j + l] - m);                                                    \
+                d[j + l] = e;                                                               \
+                se[l] += e;                                                                 \
+                sz[l] += z[j + l];                                                          \
+            }                                                                               \
+        for (l = 0; l < FR_LANES; l++) { s += se[l]; zs += sz[l]; }                         \
+        for (j = C0; j < C; j++) { T e = EXP(z[j] - m); d[j] = e; s += e; zs += z[j]; }     \
+        T inv = scale / s, off = scale * eps / (T)C;                                        \
+        FR_IVDEP for (j = 0; j < C; j++) d[j] = d[j] * inv - off;                           \
+        d[target] -= scale * (1 - eps);                                                     \
+        return m + LOG(s) - (1 - eps) * z[target] - eps / (T)C * zs;                        \
+    }
+
 #define FR_DEFINE_ALL(SUFFIX, ATTR)                                                         \
     FR_DEFINE_LOOPS(SUFFIX, ATTR)                                                           \
     FR_DEFINE_LSTM(f32_##SUFFIX, ATTR, float, fr_sigmoidf, fr_tanhf)                        \
@@ -263,7 +297,9 @@ FR_INLINE double fr_tanhd(double x)
     FR_DEFINE_LSTM_BWD(f32_##SUFFIX, ATTR, float)                                           \
     FR_DEFINE_LSTM_BWD(f64_##SUFFIX, ATTR, double)                                          \
     FR_DEFINE_GRU_BWD(f32_##SUFFIX, ATTR, float)                                            \
-    FR_DEFINE_GRU_BWD(f64_##SUFFIX, ATTR, double)
+    FR_DEFINE_GRU_BWD(f64_##SUFFIX, ATTR, double)                                           \
+    FR_DEFINE_XENT(f32_##SUFFIX, ATTR, float, fr_expf, logf)                                \
+    FR_DEFINE_XENT(f64_##SUFFIX, ATTR, double, fr_exp, log)
 
 FR_DEFINE_ALL(generic, )
 #ifdef FR_X86_DISPATCH
@@ -293,13 +329,15 @@ typedef struct {
                         const float *, float *, float *, float *);
     void (*gru_bwd_f64)(ptrdiff_t, double *, ptrdiff_t, const double *, const double *,
                         const double *, double *, double *, double *);
+    float (*xent_f32)(const float *, ptrdiff_t, ptrdiff_t, float, float, float *);
+    double (*xent_f64)(const double *, ptrdiff_t, ptrdiff_t, double, double, double *);
 } fr_table;
 
 #define FR_TABLE(SUFFIX) {sigmoid_f32_##SUFFIX, sigmoid_f64_##SUFFIX, tanh_f32_##SUFFIX, \
                           tanh_f64_##SUFFIX, lstm_fwd_f32_##SUFFIX, lstm_fwd_f64_##SUFFIX, \
                           gru_fwd_f32_##SUFFIX, gru_fwd_f64_##SUFFIX, \
                           lstm_bwd_f32_##SUFFIX, lstm_bwd_f64_##SUFFIX, gru_bwd_f32_##SUFFIX, \
-                          gru_bwd_f64_##SUFFIX}
+                          gru_bwd_f64_##SUFFIX, xent_f32_##SUFFIX, xent_f64_##SUFFIX}
 
 static const fr_table fr_tables[] = {
     FR_TABLE(generic),
@@ -401,4 +439,16 @@ void fr_gru_fwd_f64(ptrdiff_t n, double *g, const double *hh, ptrdiff_t H, const
                     const double *h_prev, double *hn, double *h_cur)
 {
     FR_CURRENT->gru_fwd_f64(n, g, hh, H, b_hn, h_prev, hn, h_cur);
+}
+
+float fr_xent_f32(const float *z, ptrdiff_t C, ptrdiff_t target, float eps, float scale,
+                  float *d)
+{
+    return FR_CURRENT->xent_f32(z, C, target, eps, scale, d);
+}
+
+double fr_xent_f64(const double *z, ptrdiff_t C, ptrdiff_t target, double eps, double scale,
+                   double *d)
+{
+    return FR_CURRENT->xent_f64(z, C, target, eps, scale, d);
 }

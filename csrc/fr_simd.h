@@ -21,6 +21,13 @@ void fr_sigmoid_f64(const double *x, double *y, ptrdiff_t n);
 void fr_tanh_f32(const float *x, float *y, ptrdiff_t n);
 void fr_tanh_f64(const double *x, double *y, ptrdiff_t n);
 
+/* Softmax cross-entropy of one row of C logits against (1 - eps) onehot(target) + eps/C:
+ * returns the loss, writes d = scale * (softmax(z) - that distribution). */
+float fr_xent_f32(const float *z, ptrdiff_t C, ptrdiff_t target, float eps, float scale,
+                  float *d);
+double fr_xent_f64(const double *z, ptrdiff_t C, ptrdiff_t target, double eps, double scale,
+                   double *d);
+
 /* Fused LSTM forward step over n units of one row (see fr_simd.c). */
 void fr_lstm_fwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, float *c_cur,
                      float *h_cur, float *tc);

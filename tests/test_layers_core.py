@@ -276,3 +276,48 @@ def test_losses_refuse_bad_input():
     with pytest.raises(ValueError, match="loss must be"):
         losses.get("hinge")
     assert isinstance(losses.get("cross_entropy"), losses.CrossEntropy)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_fused_cross_entropy_matches_the_probability_path(dtype, reduction, smoothing):
+    """Integer targets take the compiled fused pass; one-hot probability targets the NumPy
+    formula: same loss and gradient (ignore_index and a mask included)."""
+    rng = np.random.default_rng(1)
+    T, B, C = 5, 4, 37
+    z = (3 * rng.standard_normal((T, B, C))).astype(dtype)
+    t = rng.integers(0, C, (T, B))
+    t[1, 2] = -100                                    # ignored
+    mask = (rng.random((T, B)) > 0.3).astype(dtype)
+    onehot = np.eye(C, dtype=dtype)[np.where(t < 0, 0, t)]
+    onehot[t < 0] = 0
+    fused, generic = (losses.CrossEntropy(reduction, label_smoothing=smoothing)
+                      for _ in range(2))
+    a = fused.forward(z, t, mask)
+    # the probability path counts a zero row as weight 1: give it the mask's 0 instead
+    mask2 = mask * (t >= 0)
+    b = generic.forward(z, onehot, mask2)
+    tol = dict(rtol=2e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(a, b, **tol)
+    g = np.ones(z.shape[:-1], dtype) if reduction == "none" else 1.0
+    np.testing.assert_allclose(fused.backward(g), generic.backward(g), **tol)
+
+
+def test_fused_cross_entropy_never_reads_masked_rows_and_is_thread_invariant():
+    from fastrnn._threads import using
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((64, 500)).astype(np.float32)
+    t = rng.integers(0, 500, 64)
+    mask = np.ones(64, np.float32)
+    mask[5] = 0
+    z[5] = np.nan
+    results = []
+    for n in (1, 2):
+        with using(n):
+            ce = losses.CrossEntropy()
+            results.append((ce.forward(z, t, mask), ce.backward()))
+    assert np.isfinite(results[0][0]) and np.isfinite(results[0][1]).all()
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert not results[0][1][5].any()

@@ -142,6 +142,9 @@ def cmd_bench(args):
                                             input_size=args.input_size, hidden=args.hidden,
                                             threads=args.threads, use_torch=not args.no_torch,
                                             budget=args.budget, out=out)
+    elif args.word_lm:
+        result["word_lm"] = bench.run_word_lm(threads=args.threads, use_torch=not args.no_torch,
+                                              budget=args.budget, out=out)
     elif args.concurrency:
         shape = (args.shape or [(8, 50, 32, 64)])[0]
         result["concurrency"] = [
@@ -329,6 +332,10 @@ def build_parser():
     b.add_argument("--batch", type=_positive, default=1, help="--stream batch size")
     b.add_argument("--input-size", type=_positive, default=64, help="--stream input size")
     b.add_argument("--hidden", type=_positive, default=256, help="--stream hidden size")
+    b.add_argument("--word-lm", action="store_true",
+                   help="tokens/s of a word-level language model's training step (Embedding "
+                        "5000x128, LSTM 256, Dense to 5000 classes, B=32, T=35) vs torch "
+                        "instead")
     b.add_argument("--memory", action="store_true",
                    help="peak memory of one call vs torch (fresh process each) instead")
     b.add_argument("--concurrency", action="store_true",

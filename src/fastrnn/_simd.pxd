@@ -41,3 +41,7 @@ cdef void gru_fwd_f32(Py_ssize_t n, float* g, const float* hh, Py_ssize_t H, con
 cdef void gru_fwd_f64(Py_ssize_t n, double* g, const double* hh, Py_ssize_t H,
                       const double* b_hn, const double* h_prev, double* hn,
                       double* h_cur) noexcept nogil
+cdef float xent_f32(const float* z, Py_ssize_t C, Py_ssize_t target, float eps, float scale,
+                    float* d) noexcept nogil
+cdef double xent_f64(const double* z, Py_ssize_t C, Py_ssize_t target, double eps,
+                     double scale, double* d) noexcept nogil

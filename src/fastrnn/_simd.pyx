@@ -47,6 +47,10 @@ cdef extern from "fr_simd.h":
     void fr_gru_fwd_f64(Py_ssize_t n, double* g, const double* hh, Py_ssize_t H,
                         const double* b_hn, const double* h_prev, double* hn,
                         double* h_cur) nogil
+    float fr_xent_f32(const float* z, Py_ssize_t C, Py_ssize_t target, float eps,
+                      float scale, float* d) nogil
+    double fr_xent_f64(const double* z, Py_ssize_t C, Py_ssize_t target, double eps,
+                       double scale, double* d) nogil
     int fr_simd_supported() nogil
     int fr_simd_select(int level) nogil
     int fr_simd_level() nogil
@@ -140,6 +144,16 @@ cdef void gru_fwd_f64(Py_ssize_t n, double* g, const double* hh, Py_ssize_t H,
                       const double* b_hn, const double* h_prev, double* hn,
                       double* h_cur) noexcept nogil:
     fr_gru_fwd_f64(n, g, hh, H, b_hn, h_prev, hn, h_cur)
+
+
+cdef float xent_f32(const float* z, Py_ssize_t C, Py_ssize_t target, float eps, float scale,
+                    float* d) noexcept nogil:
+    return fr_xent_f32(z, C, target, eps, scale, d)
+
+
+cdef double xent_f64(const double* z, Py_ssize_t C, Py_ssize_t target, double eps,
+                     double scale, double* d) noexcept nogil:
+    return fr_xent_f64(z, C, target, eps, scale, d)
 
 
 cdef void pack_panels_f32(const float* w, Py_ssize_t ldw, bint trans, Py_ssize_t K,

@@ -432,3 +432,71 @@ def run_concurrency(cell="lstm", shape=(8, 50, 32, 64), mode="infer", engine_thr
               f"1 Python thread {one:.0f} calls/s, {python_threads} Python threads "
               f"{many:.0f} calls/s ({many / one:.2f}x)", file=out, flush=True)
     return row
+
+
+# ---------------------------------------------------------------------------------------
+# a word-level language model's training step
+
+def run_word_lm(vocab=5000, embed=128, hidden=256, batch=32, seq_len=35, threads=None,
+                use_torch=True, budget=2.0, out=sys.stdout):
+    """Tokens/s of one training step (forward, softmax cross-entropy over the vocabulary,
+    backward, SGD update) of Embedding(vocab, embed) + LSTM(embed, hidden) +
+    Dense(hidden, vocab), fastrnn vs the same model in torch, on the same data."""
+    from fastrnn import layers as L, losses, optim
+    torch = _torch() if use_torch else None
+    if threads is not None:
+        fastrnn.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(fastrnn.get_num_threads())
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, vocab, (seq_len, batch))
+    targets = rng.integers(0, vocab, (seq_len, batch))
+    model = fastrnn.Sequential([L.Embedding(vocab, embed, seed=0), L.LSTM(embed, hidden, seed=0),
+                                L.Dense(hidden, vocab, seed=0)])
+    ce = losses.CrossEntropy()
+    opt = optim.SGD(model, lr=0.1)
+
+    def fast():
+        model.zero_grad()
+        ce.forward(model.forward(ids), targets)
+        model.backward(ce.backward())
+        opt.step()
+
+    runners = {"fastrnn": fast}
+    if torch is not None:
+        class LM(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = torch.nn.Embedding(vocab, embed)
+                self.rnn = torch.nn.LSTM(embed, hidden)
+                self.out = torch.nn.Linear(hidden, vocab)
+
+            def forward(self, x):
+                return self.out(self.rnn(self.emb(x))[0])
+
+        tm = LM()
+        topt = torch.optim.SGD(tm.parameters(), lr=0.1)
+        tx, tt = torch.from_numpy(ids), torch.from_numpy(targets)
+
+        def slow():
+            topt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(tm(tx).reshape(-1, vocab), tt.reshape(-1))
+            loss.backward()
+            topt.step()
+        runners["torch"] = slow
+    med, rounds = interleaved(runners, budget=budget)
+    tokens = batch * seq_len
+    row = {"vocab": vocab, "embed": embed, "hidden": hidden, "batch": batch, "seq_len": seq_len,
+           "rounds": rounds, "fastrnn_ms": med["fastrnn"] * 1e3,
+           "fastrnn_tokens_per_s": tokens / med["fastrnn"]}
+    if "torch" in med:
+        row.update(torch_ms=med["torch"] * 1e3, torch_tokens_per_s=tokens / med["torch"],
+                   fastrnn_over_torch=med["torch"] / med["fastrnn"])
+    if out is not None:
+        line = (f"word LM step (V={vocab}, E={embed}, H={hidden}, B={batch}, T={seq_len}): "
+                f"fastrnn {row['fastrnn_ms']:.1f} ms, {row['fastrnn_tokens_per_s']:,.0f} tokens/s")
+        if "torch" in med:
+            line += (f"; torch {row['torch_ms']:.1f} ms, {row['torch_tokens_per_s']:,.0f} "
+                     f"tokens/s ({row['fastrnn_over_torch']:.2f}x)")
+        print(line, file=out, flush=True)
+    return row

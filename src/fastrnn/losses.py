@@ -96,6 +96,8 @@ class Loss:
         if self.reduction == "none":
             g = _float("grad", grad)
             return (d * g.reshape(g.shape + (1,) * (d.ndim - g.ndim))).astype(d.dtype)
+        if isinstance(grad, (int, float)) and grad == 1:
+            return d                            # the cache is consumed: no copy needed
         return (d * float(grad)).astype(d.dtype, copy=False)
 
     def get_config(self):
@@ -130,6 +132,8 @@ class CrossEntropy(Loss):
                              f"{z.shape}")
         C = z.shape[-1]
         t = _as_array("target", target)
+        if t.shape == z.shape[:-1] and t.dtype.kind in "iu":
+            return self._fused(z, t, mask)
         log_p = log_softmax(z)
         if t.shape == z.shape and t.dtype.kind == "f":
             probs = t.astype(z.dtype)
@@ -158,6 +162,40 @@ class CrossEntropy(Loss):
             cw = counted.astype(z.dtype)
             w = cw if w is None else w * cw
         return self._reduce(per, dper, w)
+
+    def _fused(self, z, t, mask):
+        """Integer targets: loss and gradient in one compiled pass over each row of logits
+        (fastrnn._loss, threaded over rows, GIL released); rows that are not counted
+        (ignore_index, mask 0) are never read, so NaN there reaches no result."""
+        from fastrnn import _loss
+        from fastrnn._threads import engine_threads
+        C = z.shape[-1]
+        lead = z.shape[:-1]
+        flat_t = t.reshape(-1)
+        counted = flat_t != self.ignore_index
+        bad = counted & ((flat_t < 0) | (flat_t >= C))
+        if bad.any():
+            raise ValueError(f"target class ids must be in [0, {C}) (or ignore_index "
+                             f"{self.ignore_index}), got {flat_t[bad][0]}")
+        w = counted.astype(z.dtype)
+        m = _weights(mask, lead, z.dtype)
+        if m is not None:
+            w *= np.broadcast_to(m.reshape(m.shape + (1,) * (len(lead) - m.ndim)),
+                                 lead).reshape(-1)
+        total = float(w.sum())
+        scale = 1.0
+        if self.reduction == "mean":
+            scale = 1.0 / total if total else 0.0
+        zf = np.require(z.reshape(-1, C), z.dtype, ("C", "A"))
+        targets = np.where(counted, flat_t, 0).astype(np.int64)
+        with engine_threads(blas=False) as nthreads:
+            per, d = _loss.softmax_cross_entropy(zf, targets, w, self.label_smoothing, scale,
+                                                 nthreads)
+        self._cache = d.reshape(z.shape)
+        if self.reduction == "none":
+            return per.reshape(lead)
+        value = float(per.sum(dtype=np.float64))
+        return value * scale if self.reduction == "mean" else value
 
     def get_config(self):
         """Constructor arguments (for saving and repr)."""
