@@ -85,3 +85,9 @@ def test_one_thread_is_singular(capsys):
                  "2", "--budget", "0", "--no-torch", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "1 thread" in out and "1 threads" not in out
+
+
+def test_bench_word_lm_json(capsys):
+    res = _json_out(capsys, ["bench", "--word-lm", "--budget", "0", "--json", "--no-torch"])
+    row = res["word_lm"]
+    assert row["vocab"] == 5000 and row["fastrnn_tokens_per_s"] > 0 and "torch_ms" not in row
