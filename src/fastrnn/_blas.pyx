@@ -164,6 +164,9 @@ cdef void gemm_split(bint trans_a, bint trans_b, int m, int n, int k,
     cdef int part, p0, p1
     cdef int extent = n if by_cols else m
     cdef int most = SPLIT_COL_BLOCKS if by_cols else SPLIT_BLOCKS
+    if not by_cols and k > 4 * n:
+        # a long inner dimension: every block repacks the whole k x n operand, so use few
+        most = SPLIT_COL_BLOCKS
     cdef int size = max(SPLIT_COLS if by_cols else SPLIT_ROWS, (extent + most - 1) // most)
     cdef int nblocks = (extent + size - 1) // size
     cdef floating beta = 1 if accumulate else 0
