@@ -153,14 +153,16 @@ def cmd_bench(args):
     elif args.memory:
         if not quiet:
             print(bench.MEMORY_HEADER)
-        result["memory"] = bench.run_memory(args.cells, args.shape or bench.DEFAULT_SHAPES,
+        result["memory"] = bench.run_memory(args.cells, args.shape or
+                                            bench.SHAPE_SETS[args.shapes],
                                             args.modes, threads=args.threads,
                                             use_torch=not args.no_torch, out=out)
     else:
         if not quiet:
             print("measuring the GEMM rate, then each configuration (implementations take "
                   "turns; medians) ...", file=sys.stderr)
-        table = bench.run_table(args.cells, args.shape or bench.DEFAULT_SHAPES, args.modes,
+        table = bench.run_table(args.cells, args.shape or bench.SHAPE_SETS[args.shapes],
+                                args.modes,
                                 threads=args.threads, use_torch=not args.no_torch,
                                 use_numpy=not args.no_numpy, budget=args.budget, out=out,
                                 progress=None if quiet else sys.stderr,
@@ -315,6 +317,11 @@ def build_parser():
     b.add_argument("--shape", type=_shape, action="append", metavar="B,T,I,H",
                    help="a shape to run (repeatable; default: "
                         + " ".join(",".join(map(str, sh)) for sh in bench.DEFAULT_SHAPES) + ")")
+    b.add_argument("--shapes", choices=sorted(bench.SHAPE_SETS), default="standard",
+                   help="the set of shapes when no --shape is given: standard (the README "
+                        "table), scaling (" + " ".join(",".join(map(str, sh))
+                                              for sh in bench.SCALING_SHAPES)
+                        + "), or all")
     b.add_argument("--modes", type=_names(["infer", "train"]), default="infer,train",
                    help="infer (forward, no cache) and/or train (forward + backward)")
     b.add_argument("--threads", type=_positive, default=None,

@@ -22,6 +22,12 @@ from fastrnn.init import as_generator
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 DEFAULT_SHAPES = [(8, 50, 32, 64), (64, 100, 128, 256), (128, 100, 512, 512), (1, 100, 64, 256)]
+# beyond the table (--shapes all): time must grow linearly in T (100 vs 1000 steps), a wide
+# layer (H = 1024), a large batch (B = 256) and a univariate time series (I = 1)
+SCALING_SHAPES = [(8, 100, 32, 64), (8, 1000, 32, 64), (16, 100, 256, 1024),
+                  (256, 100, 128, 256), (32, 200, 1, 128)]
+SHAPE_SETS = {"standard": DEFAULT_SHAPES, "scaling": SCALING_SHAPES,
+              "all": DEFAULT_SHAPES + SCALING_SHAPES}
 
 
 def _torch():
