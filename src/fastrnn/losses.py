@@ -12,7 +12,7 @@ counted, the loss and its gradient are 0.
 """
 import numpy as np
 
-from fastrnn.functional import _as_array
+from fastrnn.functional import _as_array, _c_array
 
 __all__ = ["Loss", "CrossEntropy", "MSE", "BCEWithLogits", "get", "log_softmax"]
 
@@ -186,7 +186,7 @@ class CrossEntropy(Loss):
         scale = 1.0
         if self.reduction == "mean":
             scale = 1.0 / total if total else 0.0
-        zf = np.require(z.reshape(-1, C), z.dtype, ("C", "A"))
+        zf = _c_array(z.reshape(-1, C), z.dtype)
         targets = np.where(counted, flat_t, 0).astype(np.int64)
         with engine_threads(blas=False) as nthreads:
             per, d = _loss.softmax_cross_entropy(zf, targets, w, self.label_smoothing, scale,

@@ -21,6 +21,7 @@ import numbers
 import numpy as np
 
 from fastrnn import _optim
+from fastrnn.functional import _c_array
 from fastrnn.layers._base import Layer, check_bool
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAMES", "get"]
@@ -118,7 +119,7 @@ class Optimizer:
             if g.shape != p.shape:
                 raise ValueError(f"gradient of {name!r} must have shape {p.shape}, got "
                                  f"{g.shape}")
-            out.append(np.require(g, p.dtype, ("C", "A")))
+            out.append(_c_array(g, p.dtype))
         return out
 
     def step(self, grads=None):
