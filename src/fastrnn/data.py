@@ -128,7 +128,7 @@ def _continues(first, last, B):
         and np.array_equal(first[B:], last[:-B])
 
 
-def check_stream_batch_size(x, y, batch_size, what="batch_size"):
+def check_stream_batch_size(x, y, batch_size):
     """Refuse a stateful run over tbptt_streams-style data whose batch size is not the
     number of streams (see ``stream_batch_size``)."""
     if isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)) or y is None:
@@ -140,5 +140,5 @@ def check_stream_batch_size(x, y, batch_size, what="batch_size"):
     if B is not None and B != batch_size:
         raise ValueError(
             f"the data are laid out as {B} parallel streams (as fastrnn.data.tbptt_streams("
-            f"ids, {B}, seq_len) makes them) but {what} is {batch_size}: a stateful model "
-            f"would carry each stream's state into another stream; use {what}={B}")
+            f"ids, {B}, seq_len) makes them) but batch_size is {batch_size}: a stateful model "
+            f"would carry each stream's state into another stream; use batch_size={B}")

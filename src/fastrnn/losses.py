@@ -12,6 +12,8 @@ counted, the loss and its gradient are 0.
 """
 import numpy as np
 
+from fastrnn import _loss
+from fastrnn._threads import engine_threads
 from fastrnn.functional import _as_array, _c_array
 
 __all__ = ["Loss", "CrossEntropy", "MSE", "BCEWithLogits", "get", "log_softmax"]
@@ -167,8 +169,6 @@ class CrossEntropy(Loss):
         """Integer targets: loss and gradient in one compiled pass over each row of logits
         (fastrnn._loss, threaded over rows, GIL released); rows that are not counted
         (ignore_index, mask 0) are never read, so NaN there reaches no result."""
-        from fastrnn import _loss
-        from fastrnn._threads import engine_threads
         C = z.shape[-1]
         lead = z.shape[:-1]
         flat_t = t.reshape(-1)

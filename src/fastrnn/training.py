@@ -25,7 +25,7 @@ from fastrnn import losses as _losses
 from fastrnn import metrics as _metrics
 from fastrnn import optim as _optim
 from fastrnn.callbacks import Callback
-from fastrnn.data import batches, check_stream_batch_size, pad_sequences
+from fastrnn.data import batches, check_stream_batch_size, pad_sequences, stream_batch_size
 from fastrnn.init import as_generator
 from fastrnn.layers._base import check_int
 from fastrnn.layers._recurrent import sequence_mask
@@ -428,7 +428,6 @@ def _eval_batch_size(model, x, y, batch_size, stateful):
         return batch_size
     if not stateful:
         return 256
-    from fastrnn.data import stream_batch_size
     found = stream_batch_size(x, y) if y is not None else None
     if found is None:
         found = getattr(model, "_stream_batch_size", None)
