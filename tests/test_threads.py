@@ -41,8 +41,8 @@ def forward(cell, p, lengths=None, reverse=False, training=True):
     return problems.forward(F, cell, p, lengths, reverse, training=training)
 
 
-def backward(cell, cache, dy, dhT, dcT=None):
-    return problems.backward(F, cell, cache, dy, dhT, dcT)
+def backward(cell, cache, dy, dhT, dcT=None, **kw):
+    return problems.backward(F, cell, cache, dy, dhT, dcT, **kw)
 
 
 class Job:
@@ -295,13 +295,9 @@ def test_cache_used_in_another_thread(cell):
 # ----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def restore_num_threads(monkeypatch):
+def restore_num_threads():
     import fastrnn
-    from fastrnn import functional
     from fastrnn._threads import using
-    # these small problems would run on one thread (functional._serial): split them anyway
-    monkeypatch.setattr(functional, "_SEQ_PARALLEL_MIN", 0)
-    monkeypatch.setattr(functional, "_SEQ_PARALLEL_WEIGHT", 0)
     with using(fastrnn.get_num_threads()) as _:
         fastrnn.set_num_threads(None)         # the default mode, restored afterwards
         yield fastrnn
@@ -309,27 +305,48 @@ def restore_num_threads(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_results_do_not_depend_on_thread_count(cell, dtype, restore_num_threads):
-    """Bit-identical results with 1, 2 and 3 engine threads (fixed reduction order), for a
-    shape with several hidden-unit blocks (H = 40: 3 blocks of 16 floats / 5 of 8 doubles,
-    the last one partial), lengths and both the training and the inference path."""
+def test_results_do_not_depend_on_thread_count_or_scheme(cell, dtype, restore_num_threads,
+                                                         monkeypatch):
+    """Bit-identical results on 1 thread and with 2 and 3 threads in each parallel scheme
+    (rows split: 9 rows as 4+5 and 3+3+3; hidden units split), for a shape with several
+    hidden-unit blocks (H = 40: 3 blocks of 16 floats / 5 of 8 doubles, the last one
+    partial), lengths, per-step gradient clipping and both the training and the inference
+    path."""
+    from fastrnn import functional
     fastrnn = restore_num_threads
     shape = (7, 9, 5, 40)
     lengths = np.array([7, 1, 3, 7, 5, 2, 6, 4, 7])
     rng = np.random.default_rng(3)
     dy = rng.standard_normal(shape[:2] + (shape[3],)).astype(dtype)
     results = {}
-    for n in (1, 2, 3):
+    plans = [(1, "units"), (1, "rows"), (2, "units"), (3, "units"), (2, "rows"), (3, "rows")]
+    if cell == "lstm":      # and with the input projection inside the steps, or not
+        plans = [plan + (fused,) for plan in plans for fused in (False, True)]
+    for plan in plans:
+        n, scheme = plan[:2]
+        # the plan as given, whatever the cost model would choose for this small problem
+        monkeypatch.setattr(functional, "_force_plan",
+                            lambda x, w, threads, rows=scheme == "rows": (threads, rows))
+        monkeypatch.setattr(functional, "_force_fused", plan[2] if len(plan) > 2 else None)
         fastrnn.set_num_threads(n)
         out = []
         for reverse in (False, True):
             p = make_problem(cell, 11, shape, dtype)
             y, hT, cT, cache = forward(cell, p, lengths=lengths, reverse=reverse)
             out += [y, hT, cT] + list(backward(cell, cache, dy, None, None))
+            cache = forward(cell, p, lengths=lengths, reverse=reverse)[3]
+            out += list(backward(cell, cache, dy * 5, None, None, clip_hidden_grad=0.3))
             out += list(forward(cell, p, lengths=lengths, reverse=reverse, training=False)[:3])
-        results[n] = [a for a in out if a is not None]
-    for n in (2, 3):
-        assert_identical(results[n], results[1], f"{n} threads vs 1")
+        results[plan] = [a for a in out if a is not None]
+    for plan in plans:
+        fused = plan[2:] == (True,)
+        # the projection inside the steps sums in another order than BLAS: its results are
+        # compared with one thread's that also have it
+        assert_identical(results[plan], results[plans[int(fused)]], f"{plan} vs one thread")
+    if cell == "lstm":
+        for a, b in zip(results[plans[1]], results[plans[0]]):
+            np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                                       atol=1e-5 if dtype == np.float32 else 1e-13)
 
 
 def test_set_num_threads_validates(restore_num_threads):
@@ -435,13 +452,29 @@ def test_workspace_keeps_out_arrays_that_are_still_referenced():
     _workspace.clear()
 
 
-def test_short_steps_run_on_one_thread():
-    from fastrnn import _threads, functional
-    x = np.zeros((5, 8, 3), np.float32)
-    assert functional._serial(x, np.zeros((4 * 64, 64), np.float32)) is False   # 131k
-    assert functional._serial(x, np.zeros((3 * 64, 64), np.float32)) is True    # 98k
-    one = np.zeros((5, 1, 3), np.float32)
-    assert functional._serial(one, np.zeros((256, 256), np.float32)) is False   # 256 KiB
+def test_plan_follows_shape_and_cache(monkeypatch):
+    """The parallel scheme from the cost model (functional._plan), with a 2 MiB L2."""
+    from fastrnn import _cpu, functional
+    monkeypatch.setattr(_cpu, "_l2_bytes", 2 << 20)
+
+    def plan(B, G, H, n=2, dtype=np.float32):
+        return functional._plan(np.zeros((5, B, 3), dtype), np.zeros((G * H, H), dtype), n)
+
+    assert plan(8, 4, 64, n=1) == (1, True)             # one thread: the rows code path
+    assert plan(8, 4, 64) == (2, True)                  # 64 KiB weight: rows, no barrier
+    assert plan(2, 3, 128) == (2, True)                 # 192 KiB: one row each is enough
+    assert plan(8, 4, 256) == (2, False)                # 1 MiB weight, 4 rows: units
+    assert plan(64, 4, 256) == (2, True)                # ... 32 rows a thread: rows
+    assert plan(64, 4, 256, dtype=np.float64) == (2, False)   # 2 MiB, 32 < 64 rows
+    assert plan(1, 1, 64) == (1, False)                 # batch 1, 16 KiB: one thread
+    assert plan(1, 4, 256) == (2, False)                # batch 1, 1 MiB: units
+    monkeypatch.setattr(_cpu, "_l2_bytes", 256 << 10)   # a small cache: rows need more rows
+    assert plan(8, 4, 64) == (2, True)
+    assert plan(8, 4, 128) == (2, False)
+
+
+def test_engine_threads_gives_one_thread_to_a_serial_call():
+    from fastrnn import _threads
     with _threads.using(2):
         with _threads.engine_threads(serial=True) as n:
             assert n == 1

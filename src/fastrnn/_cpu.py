@@ -45,6 +45,44 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+_L2_DEFAULT = 1 << 20
+
+
+def _read_l2_cache_bytes():
+    """One core's L2 cache in bytes: Linux sysfs, else sysconf, else 1 MiB."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for index in sorted(os.listdir(base)):
+            path = os.path.join(base, index)
+            with open(os.path.join(path, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(path, "size")) as f:
+                text = f.read().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+            return int(text.rstrip("KMG")) * scale
+    except (OSError, ValueError):
+        pass
+    try:
+        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+        if size > 0:
+            return size
+    except (ValueError, OSError, AttributeError):
+        pass
+    return _L2_DEFAULT
+
+
+_l2_bytes = None
+
+
+def l2_cache_bytes():
+    """One core's L2 cache in bytes (read once)."""
+    global _l2_bytes
+    if _l2_bytes is None:
+        _l2_bytes = _read_l2_cache_bytes()
+    return _l2_bytes
+
+
 def _blas_already_loaded():
     if "scipy.linalg" in sys.modules or "scipy.linalg.cython_blas" in sys.modules:
         return True

@@ -18,7 +18,7 @@ from cython.parallel cimport parallel, prange
 from fastrnn._simd cimport gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64
 from fastrnn._activations cimport sigmoid_v, tanh_v
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (clamp_units, INFER_ROWS, _check_double, chunk_projection, column_sums, copy_or_zero,
+from fastrnn._common cimport (clamp_units, GROUP, INFER_ROWS, _check_double, chunk_projection, column_sums, copy_or_zero,
                               group_panels, group_size, group_units, n_groups,
                               cur_slot, data_or_null, gemm_panels, input_side_grads, step_input,
                               is_active, pack_panels, panel_cols, prev_slot, step_time)
@@ -29,12 +29,12 @@ cnp.import_array()
 
 
 cdef void gru_forward_a(
-        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
         bint reset_after, const floating* panels, const Py_ssize_t* col0, const int* width,
         const floating* b_hn, const int64_t* lengths, floating* g, floating* hh,
         const floating* h_prev, floating* h_cur, floating* aux_t, floating* y_t,
         bint keep) noexcept nogil:
-    """Units u0 .. u0+nu-1, every row.  reset_after: the whole step (hh = h_prev @ W_hh.T for
+    """Units u0 .. u0+nu-1 of rows b0 .. b1-1.  reset_after: the whole step (hh = h_prev @ W_hh.T for
     the unit block's three gates, then the update).  Otherwise the first half: r and z
     (their recurrent terms accumulate into g) and aux = r * h_prev."""
     cdef Py_ssize_t GH = 3 * H
@@ -43,10 +43,12 @@ cdef void gru_forward_a(
     cdef floating* hh_row
     cdef floating* hn_row
     if reset_after:
-        gemm_panels(B, H, h_prev, H, panels, 3, col0, width, hh, GH, False)
+        gemm_panels(b1 - b0, H, h_prev + b0 * H, H, panels, 3, col0, width, hh + b0 * GH, GH,
+                    False)
     else:
-        gemm_panels(B, H, h_prev, H, panels, 2, col0, width, g, GH, True)
-    for b in range(B):
+        gemm_panels(b1 - b0, H, h_prev + b0 * H, H, panels, 2, col0, width, g + b0 * GH, GH,
+                    True)
+    for b in range(b0, b1):
         k = b * H + u0
         if not is_active(lengths, b, t):
             if not reset_after:
@@ -75,17 +77,19 @@ cdef void gru_forward_a(
 
 
 cdef void gru_forward_b(
-        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
         const floating* panel, Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
         const int64_t* lengths, floating* g, const floating* aux_t, const floating* h_prev,
         floating* h_cur, floating* y_t) noexcept nogil:
-    """reset_after=False, second half for units u0 .. u0+nu-1: n from (r*h) @ W_hn.T, then h."""
+    """reset_after=False, second half for units u0 .. u0+nu-1 of rows b0 .. b1-1: n from
+    (r*h) @ W_hn.T, then h."""
     cdef Py_ssize_t GH = 3 * H
     cdef Py_ssize_t b, j, k
     cdef floating* g_row
     cdef floating n
-    gemm_panels(B, H, aux_t, H, panel, npanels, col0, width, g + 2 * H, GH, True)
-    for b in range(B):
+    gemm_panels(b1 - b0, H, aux_t + b0 * H, H, panel, npanels, col0, width,
+                g + b0 * GH + 2 * H, GH, True)
+    for b in range(b0, b1):
         k = b * H + u0
         if not is_active(lengths, b, t):
             memcpy(h_cur + k, h_prev + k, nu * sizeof(floating))
@@ -112,7 +116,7 @@ cdef void gru_forward_kernel(
         bint reverse, bint keep, Py_ssize_t chunk,
         const Py_ssize_t* col0_a, const int* width_a,   # panels a: per unit block r|z|n
         const Py_ssize_t* col0_n, const int* width_n,   #   (r|z if not reset_after); n: W_hn
-        Py_ssize_t nub, int nthreads,
+        Py_ssize_t nub, int nthreads, bint by_rows,
         floating* panels_a,         # WORK (G_a * nub, H, NR) packed W_hh.T
         floating* panels_n,         # WORK (nub, H, NR) packed W_hn.T (not reset_after)
         floating* gates,            # OUT (chunk, B, 3H): post-activation r|z|n when keep
@@ -125,9 +129,9 @@ cdef void gru_forward_kernel(
     cdef Py_ssize_t GH = 3 * H, BH = B * H
     cdef Py_ssize_t G_a = 3 if reset_after else 2
     cdef Py_ssize_t NR = panel_cols(gates)
-    cdef Py_ssize_t s, s0, n, t, t_lo, ub, grp
+    cdef Py_ssize_t s, s0, n, t, t_lo, ub, grp, part, b0, b1
     cdef floating* g
-    cdef Py_ssize_t gs = group_size(nub, nthreads)
+    cdef Py_ssize_t gs = GROUP if by_rows else group_size(nub, nthreads)
 
     s = t = 0
     g = NULL
@@ -139,12 +143,41 @@ cdef void gru_forward_kernel(
     while s0 < T:
         n = min(chunk, T - s0)
         t_lo = chunk_projection(s0, n, T, reverse, B, I, GH, x, w_ih, bias, gates, nthreads)
+        if by_rows:
+            # each thread: its rows through every step of the chunk, no barrier
+            with parallel(num_threads=nthreads):
+                for part in prange(nthreads, schedule="static"):
+                    b0 = B * part // nthreads
+                    b1 = B * (part + 1) // nthreads
+                    for s in range(s0, s0 + n):
+                        t = step_time(s, T, reverse)
+                        g = gates + (t - t_lo) * B * GH
+                        for ub in range(nub):
+                            gru_forward_a(col0_n[ub], width_n[ub], t, b0, b1, H, reset_after,
+                                          panels_a + G_a * ub * H * NR, col0_a + G_a * ub,
+                                          width_a + G_a * ub, b_hn, lengths, g, hh,
+                                          hs + prev_slot(s, t, reverse, keep) * BH,
+                                          hs + cur_slot(s, t, reverse, keep) * BH,
+                                          aux + (t * BH if keep else 0), y + t * BH, keep)
+                        if not reset_after:
+                            for grp in range(n_groups(nub, gs)):
+                                gru_forward_b(col0_n[grp * gs],
+                                              group_units(grp, nub, col0_n, width_n, gs), t,
+                                              b0, b1, H, panels_n + grp * gs * H * NR,
+                                              group_panels(grp, nub, gs), col0_n + grp * gs,
+                                              width_n + grp * gs, lengths, g,
+                                              aux + (t * BH if keep else 0),
+                                              hs + prev_slot(s, t, reverse, keep) * BH,
+                                              hs + cur_slot(s, t, reverse, keep) * BH,
+                                              y + t * BH)
+            s0 += n
+            continue
         with parallel(num_threads=nthreads):
             for s in range(s0, s0 + n):
                 t = step_time(s, T, reverse)
                 g = gates + (t - t_lo) * B * GH
                 for ub in prange(nub, schedule="static"):
-                    gru_forward_a(col0_n[ub], width_n[ub], t, B, H, reset_after,
+                    gru_forward_a(col0_n[ub], width_n[ub], t, 0, B, H, reset_after,
                                   panels_a + G_a * ub * H * NR, col0_a + G_a * ub,
                                   width_a + G_a * ub, b_hn, lengths, g, hh,
                                   hs + prev_slot(s, t, reverse, keep) * BH,
@@ -153,7 +186,7 @@ cdef void gru_forward_kernel(
                 if not reset_after:
                     for grp in prange(n_groups(nub, gs), schedule="static"):
                         gru_forward_b(col0_n[grp * gs],
-                                      group_units(grp, nub, col0_n, width_n, gs), t, B, H,
+                                      group_units(grp, nub, col0_n, width_n, gs), t, 0, B, H,
                                       panels_n + grp * gs * H * NR, group_panels(grp, nub, gs),
                                       col0_n + grp * gs, width_n + grp * gs,
                                       lengths, g, aux + (t * BH if keep else 0),
@@ -165,17 +198,17 @@ cdef void gru_forward_kernel(
 
 
 cdef void gru_backward_a(
-        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
         bint reset_after, const int64_t* lengths, const floating* dy_t, floating* g_t,
         const floating* h_prev, floating* aux_t, floating* work, const floating* dh,
         floating* dh_next) noexcept nogil:
-    """Units u0 .. u0+nu-1, every row: gate gradients from dh; dh_next = dh * z.
+    """Units u0 .. u0+nu-1 of rows b0 .. b1-1: gate gradients from dh; dh_next = dh * z.
     reset_after: also dr, d(W_hn h + b_hn) into aux_t and the hh-side gradients into work."""
     cdef Py_ssize_t GH = 3 * H
     cdef Py_ssize_t b, j, k
     cdef floating* g_row
     cdef floating* w_row
-    for b in range(B):
+    for b in range(b0, b1):
         g_row = g_t + b * GH + u0
         k = b * H + u0
         if not is_active(lengths, b, t):
@@ -197,17 +230,19 @@ cdef void gru_backward_a(
 
 
 cdef void gru_backward_b(
-        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
         const floating* panel, Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
         const int64_t* lengths, floating* g_t, const floating* h_prev, floating* work,
         floating* dh_next) noexcept nogil:
-    """reset_after=False, units u0 .. u0+nu-1: d(r*h) = dn @ W_hn, then dr and dh_next."""
+    """reset_after=False, units u0 .. u0+nu-1 of rows b0 .. b1-1: d(r*h) = dn @ W_hn, then dr
+    and dh_next."""
     cdef Py_ssize_t GH = 3 * H
     cdef Py_ssize_t b, j, k
     cdef floating* g_row
     cdef floating r
-    gemm_panels(B, H, g_t + 2 * H, GH, panel, npanels, col0, width, work, H, False)
-    for b in range(B):
+    gemm_panels(b1 - b0, H, g_t + b0 * GH + 2 * H, GH, panel, npanels, col0, width,
+                work + b0 * H, H, False)
+    for b in range(b0, b1):
         if not is_active(lengths, b, t):
             continue
         g_row = g_t + b * GH + u0
@@ -231,7 +266,7 @@ cdef void gru_backward_kernel(
         const floating* hs,         # IN  (T+1, B, H)
         floating* aux,              # IN/OUT (T, B, H): reset_after: W_hn h + b_hn in,
                                     #   d(W_hn h + b_hn) out; else r*h_prev (kept)
-        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads, bint by_rows,
         double clip,                # > 0: clamp the carried dh to [-clip, clip] every step
         floating* panels_hh,        # WORK (nub, 3H | 2H, NR): W_hh (or W_hh[:2H]) by unit block
         floating* panels_n,         # WORK (nub, H, NR): W_hn by unit block (not reset_after)
@@ -247,11 +282,11 @@ cdef void gru_backward_kernel(
     cdef Py_ssize_t GH = 3 * H, BH = B * H, TB = T * B
     cdef Py_ssize_t K_hh = GH if reset_after else 2 * H
     cdef Py_ssize_t NR = panel_cols(gates)
-    cdef Py_ssize_t s, t, ub, grp
+    cdef Py_ssize_t s, t, ub, grp, part, b0, b1
     cdef const floating* h_prev
     cdef Py_ssize_t ta
     cdef floating* bufs[2]
-    cdef Py_ssize_t gs = group_size(nub, nthreads)
+    cdef Py_ssize_t gs = GROUP if by_rows else group_size(nub, nthreads)
 
     s = t = ta = 0
     bufs[0] = dh0
@@ -260,39 +295,74 @@ cdef void gru_backward_kernel(
     if not reset_after:
         pack_panels(w_hh + 2 * H * H, H, False, H, nub, col0, width, panels_n)
     copy_or_zero(dh0, dhT, BH)
-    # Iteration s: the recurrent product of step s-1 for this thread's units, then the
-    # update of step s for the same units (it only needs their own dh).  With reset_after
-    # the product reads the hh-side gradients of step s-1 from one half of `work` while the
-    # update writes step s's into the other.
-    with parallel(num_threads=nthreads):
-        for s in range(T + 1):
-            for grp in prange(n_groups(nub, gs), schedule="static"):
-                if s > 0:
-                    # dh(s) [:, units] += [dr, dz, (dn*r)](s-1) @ W_hh[:K_hh, units]
-                    gemm_panels(B, K_hh,
-                                work + ((s - 1) & 1) * B * GH if reset_after
-                                else gates + step_time(T - s, T, reverse) * B * GH, GH,
-                                panels_hh + grp * gs * K_hh * NR, group_panels(grp, nub, gs),
-                                col0 + grp * gs, width + grp * gs, bufs[s & 1], H, True)
-                if s < T:
-                    ta = step_time(T - 1 - s, T, reverse)     # forward steps in reverse
-                    if clip > 0:
-                        clamp_units(bufs[s & 1], B, H, col0[grp * gs],
-                                    group_units(grp, nub, col0, width, gs), clip)
-                    gru_backward_a(col0[grp * gs], group_units(grp, nub, col0, width, gs), ta,
-                                   B, H, reset_after, lengths,
-                                   dy + ta * BH if dy != NULL else NULL, gates + ta * B * GH,
-                                   hs + prev_slot(0, ta, reverse, True) * BH, aux + ta * BH,
-                                   work + (s & 1) * B * GH, bufs[s & 1], bufs[(s + 1) & 1])
-            if not reset_after and s < T:
-                t = step_time(T - 1 - s, T, reverse)
+    if by_rows:
+        # each thread: its rows through every step, all units, no barrier
+        with parallel(num_threads=nthreads):
+            for part in prange(nthreads, schedule="static"):
+                b0 = B * part // nthreads
+                b1 = B * (part + 1) // nthreads
+                for s in range(T + 1):
+                    if s > 0:
+                        for grp in range(n_groups(nub, gs)):
+                            gemm_panels(b1 - b0, K_hh,
+                                        (work + ((s - 1) & 1) * B * GH if reset_after
+                                         else gates + step_time(T - s, T, reverse) * B * GH)
+                                        + b0 * GH, GH,
+                                        panels_hh + grp * gs * K_hh * NR,
+                                        group_panels(grp, nub, gs), col0 + grp * gs,
+                                        width + grp * gs, bufs[s & 1] + b0 * H, H, True)
+                    if s < T:
+                        ta = step_time(T - 1 - s, T, reverse)
+                        if clip > 0:
+                            clamp_units(bufs[s & 1] + b0 * H, b1 - b0, H, 0, H, clip)
+                        gru_backward_a(0, H, ta, b0, b1, H, reset_after, lengths,
+                                       dy + ta * BH if dy != NULL else NULL,
+                                       gates + ta * B * GH,
+                                       hs + prev_slot(0, ta, reverse, True) * BH, aux + ta * BH,
+                                       work + (s & 1) * B * GH, bufs[s & 1], bufs[(s + 1) & 1])
+                        if not reset_after:
+                            for grp in range(n_groups(nub, gs)):
+                                gru_backward_b(col0[grp * gs],
+                                               group_units(grp, nub, col0, width, gs), ta,
+                                               b0, b1, H, panels_n + grp * gs * H * NR,
+                                               group_panels(grp, nub, gs), col0 + grp * gs,
+                                               width + grp * gs, lengths, gates + ta * B * GH,
+                                               hs + prev_slot(0, ta, reverse, True) * BH,
+                                               work, bufs[(s + 1) & 1])
+    else:
+        # Iteration s: the recurrent product of step s-1 for this thread's units, then the
+        # update of step s for the same units (it only needs their own dh).  With
+        # reset_after the product reads the hh-side gradients of step s-1 from one half of
+        # `work` while the update writes step s's into the other.
+        with parallel(num_threads=nthreads):
+            for s in range(T + 1):
                 for grp in prange(n_groups(nub, gs), schedule="static"):
-                    gru_backward_b(col0[grp * gs], group_units(grp, nub, col0, width, gs), t,
-                                   B, H, panels_n + grp * gs * H * NR,
-                                   group_panels(grp, nub, gs), col0 + grp * gs,
-                                   width + grp * gs, lengths, gates + t * B * GH,
-                                   hs + prev_slot(0, t, reverse, True) * BH, work,
-                                   bufs[(s + 1) & 1])
+                    if s > 0:
+                        # dh(s) [:, units] += [dr, dz, (dn*r)](s-1) @ W_hh[:K_hh, units]
+                        gemm_panels(B, K_hh,
+                                    work + ((s - 1) & 1) * B * GH if reset_after
+                                    else gates + step_time(T - s, T, reverse) * B * GH, GH,
+                                    panels_hh + grp * gs * K_hh * NR, group_panels(grp, nub, gs),
+                                    col0 + grp * gs, width + grp * gs, bufs[s & 1], H, True)
+                    if s < T:
+                        ta = step_time(T - 1 - s, T, reverse)     # forward steps in reverse
+                        if clip > 0:
+                            clamp_units(bufs[s & 1], B, H, col0[grp * gs],
+                                        group_units(grp, nub, col0, width, gs), clip)
+                        gru_backward_a(col0[grp * gs], group_units(grp, nub, col0, width, gs), ta,
+                                       0, B, H, reset_after, lengths,
+                                       dy + ta * BH if dy != NULL else NULL, gates + ta * B * GH,
+                                       hs + prev_slot(0, ta, reverse, True) * BH, aux + ta * BH,
+                                       work + (s & 1) * B * GH, bufs[s & 1], bufs[(s + 1) & 1])
+                if not reset_after and s < T:
+                    t = step_time(T - 1 - s, T, reverse)
+                    for grp in prange(n_groups(nub, gs), schedule="static"):
+                        gru_backward_b(col0[grp * gs], group_units(grp, nub, col0, width, gs), t,
+                                       0, B, H, panels_n + grp * gs * H * NR,
+                                       group_panels(grp, nub, gs), col0 + grp * gs,
+                                       width + grp * gs, lengths, gates + t * B * GH,
+                                       hs + prev_slot(0, t, reverse, True) * BH, work,
+                                       bufs[(s + 1) & 1])
     if T % 2 == 1:
         memcpy(dh0, work_h, BH * sizeof(floating))
 
@@ -320,21 +390,21 @@ cdef void gru_backward_kernel(
 
 
 def forward(x, w_ih, w_hh, bias, b_hn, h0, lengths, bint reverse, bint training,
-            bint reset_after, int nthreads=1):
+            bint reset_after, int nthreads=1, bint by_rows=False):
     """y (T,B,H), hT (B,H), saved: (gates, hs, aux) when training else None.
 
     bias (3H,) is everything added on the input side: b_ih + [b_hr, b_hz, b_hn], except that
     with reset_after the b_hn block is left out and passed as b_hn (H,) instead."""
     if x.dtype == np.float32:
         return _forward(<float*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, b_hn, h0, lengths,
-                        reverse, training, reset_after, nthreads)
+                        reverse, training, reset_after, nthreads, by_rows)
     _check_double(x)
     return _forward(<double*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, b_hn, h0, lengths,
-                    reverse, training, reset_after, nthreads)
+                    reverse, training, reset_after, nthreads, by_rows)
 
 
 cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint reverse,
-              bint training, bint reset_after, int nthreads):
+              bint training, bint reset_after, int nthreads, bint by_rows):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t chunk = T if training else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
@@ -355,7 +425,7 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint r
     cdef const int* width_n_p = <int*>data_or_null(width_n)
     cdef floating* panels_a_p = <floating*>data_or_null(panels_a)
     cdef floating* panels_n_p = <floating*>data_or_null(panels_n)
-    nthreads = max(1, min(nthreads, nub))
+    nthreads = max(1, min(nthreads, B if by_rows else nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const floating* bias_p = <floating*>data_or_null(bias)
@@ -371,7 +441,7 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint r
     with nogil:
         gru_forward_kernel(T, B, I, H, reset_after, xp, w_ih_p, w_hh_p, bias_p, b_hn_p, h0_p,
                            len_p, reverse, training, chunk, col0_a_p, width_a_p, col0_n_p,
-                           width_n_p, nub, nthreads, panels_a_p, panels_n_p, gates_p, hs_p,
+                           width_n_p, nub, nthreads, by_rows, panels_a_p, panels_n_p, gates_p, hs_p,
                            aux_p, hh_p, y_p, hT_p)
     ws_release((panels_a, panels_n), extra_refs=1)
     if training:
@@ -381,18 +451,18 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint r
 
 
 def backward(dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
-             bint reset_after, int nthreads=1, double clip=0):
+             bint reset_after, int nthreads=1, double clip=0, bint by_rows=False):
     """dx, dh0, dw_ih, dw_hh, db_ih, db_hh (None without bias).  Overwrites saved buffers."""
     if x.dtype == np.float32:
         return _backward(<float*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                         reverse, saved, has_bias, reset_after, nthreads, clip)
+                         reverse, saved, has_bias, reset_after, nthreads, clip, by_rows)
     _check_double(x)
     return _backward(<double*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                     reverse, saved, has_bias, reset_after, nthreads, clip)
+                     reverse, saved, has_bias, reset_after, nthreads, clip, by_rows)
 
 
 cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved,
-               bint has_bias, bint reset_after, int nthreads, double clip):
+               bint has_bias, bint reset_after, int nthreads, double clip, bint by_rows):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     gates, hs, aux = saved
     dtype = x.dtype
@@ -412,7 +482,7 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     cdef const int* width_p = <int*>data_or_null(width)
     cdef floating* panels_hh_p = <floating*>data_or_null(panels_hh)
     cdef floating* panels_n_p = <floating*>data_or_null(panels_n)
-    nthreads = max(1, min(nthreads, nub))
+    nthreads = max(1, min(nthreads, B if by_rows else nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const int64_t* len_p = <int64_t*>data_or_null(lengths)
@@ -432,7 +502,7 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     with nogil:
         gru_backward_kernel(T, B, I, H, reset_after, xp, w_ih_p, w_hh_p, len_p, reverse,
                             dy_p, dhT_p, gates_p, hs_p, aux_p, col0_p, width_p, nub, nthreads,
-                            clip, panels_hh_p, panels_n_p, work_p, dh0_p, work_h_p, dx_p, dw_ih_p,
+                            by_rows, clip, panels_hh_p, panels_n_p, work_p, dh0_p, work_h_p, dx_p, dw_ih_p,
                             dw_hh_p, db_ih_p, db_hh_p)
     ws_release((panels_hh, panels_n), extra_refs=1)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
@@ -494,13 +564,12 @@ cdef _step(const floating* xp, x, h, prepared, bias, b_hn, bint reset_after, int
         for ub in prange(nub, schedule="static"):
             step_input(B, I, xp, wi_p + 3 * ub * I * NR, 3, c3 + 3 * ub, w3 + 3 * ub, bias_p,
                        g_p, GH)
-            gru_forward_a(cn[ub], wn_w[ub], 0, B, H, reset_after, wa_p + G_a * ub * H * NR,
+            gru_forward_a(cn[ub], wn_w[ub], 0, 0, B, H, reset_after, wa_p + G_a * ub * H * NR,
                           ca + G_a * ub, wa_w + G_a * ub, b_hn_p, NULL, g_p, hh_p, h_p, hn_p,
                           aux_p, NULL, False)
         if not reset_after:
             for grp in prange(n_groups(nub, gs), schedule="static"):
-                gru_forward_b(cn[grp * gs], group_units(grp, nub, cn, wn_w, gs), 0, B, H,
-                              wn_p + grp * gs * H * NR, group_panels(grp, nub, gs),
-                              cn + grp * gs, wn_w + grp * gs, NULL, g_p, aux_p, h_p,
-                              hn_p, NULL)
+                gru_forward_b(cn[grp * gs], group_units(grp, nub, cn, wn_w, gs), 0, 0, B,
+                              H, wn_p + grp * gs * H * NR, group_panels(grp, nub, gs),
+                              cn + grp * gs, wn_w + grp * gs, NULL, g_p, aux_p, h_p, hn_p, NULL)
     return h_new

@@ -17,7 +17,7 @@ from fastrnn._simd cimport lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32, lstm_fwd_f6
 from fastrnn._simd import pack_unit_blocks, unit_block_layout
 from fastrnn._workspace import empty as ws_empty, release as ws_release
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (INFER_ROWS, _check_double, chunk_projection, clamp_units, copy_or_zero,
+from fastrnn._common cimport (GROUP, INFER_ROWS, _check_double, chunk_projection, clamp_units, copy_or_zero,
                               cur_slot,
                               data_or_null, group_panels, group_size, group_units, n_groups,
                               step_input,
@@ -37,19 +37,28 @@ cdef inline void lstm_fwd_rows(Py_ssize_t n, floating* g, Py_ssize_t H,
 
 
 cdef void lstm_forward_block(
-        Py_ssize_t ub, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        Py_ssize_t ub0, Py_ssize_t ub1, Py_ssize_t t, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
         const floating* panels, const Py_ssize_t* col0, const int* width,
         const int64_t* lengths, floating* g, const floating* h_prev, floating* h_cur,
-        const floating* c_prev, floating* c_cur, floating* tc, floating* y_t) noexcept nogil:
-    """One step for the hidden units of unit block `ub` (all rows): their four gate
-    pre-activations g[:, gate*H + u] += h_prev @ W_hh[gate*H + u].T, then the cell update."""
+        const floating* c_prev, floating* c_cur, floating* tc, floating* y_t,
+        Py_ssize_t I, const floating* x_t, const floating* panels_x,
+        const floating* bias) noexcept nogil:
+    """One step for the hidden units of unit blocks ub0 .. ub1-1 in rows b0 .. b1-1: their four
+    gate pre-activations g[b, gate*H + u] += h_prev[b] @ W_hh[gate*H + u].T (one unit block's
+    four panels at a time), then the cell update of those units.  With panels_x (packed W_ih,
+    same layout) the input projection is made here too: g = x_t @ W_ih.T + bias first."""
     cdef Py_ssize_t GH = 4 * H
-    cdef Py_ssize_t u0 = col0[4 * ub]
-    cdef Py_ssize_t nu = width[4 * ub]
-    cdef Py_ssize_t b, k
-    gemm_panels(B, H, h_prev, H, panels + 4 * ub * H * panel_cols(g), 4, col0 + 4 * ub,
-                width + 4 * ub, g, GH, True)
-    for b in range(B):
+    cdef Py_ssize_t NR = panel_cols(g)
+    cdef Py_ssize_t u0 = col0[4 * ub0]
+    cdef Py_ssize_t nu = col0[4 * (ub1 - 1)] + width[4 * (ub1 - 1)] - u0
+    cdef Py_ssize_t b, k, ub
+    for ub in range(ub0, ub1):
+        if panels_x != NULL:
+            step_input(b1 - b0, I, x_t + b0 * I, panels_x + 4 * ub * I * NR, 4, col0 + 4 * ub,
+                       width + 4 * ub, bias, g + b0 * GH, GH)
+        gemm_panels(b1 - b0, H, h_prev + b0 * H, H, panels + 4 * ub * H * NR, 4,
+                    col0 + 4 * ub, width + 4 * ub, g + b0 * GH, GH, True)
+    for b in range(b0, b1):
         k = b * H + u0
         if not is_active(lengths, b, t):
             memcpy(h_cur + k, h_prev + k, nu * sizeof(floating))
@@ -71,8 +80,9 @@ cdef void lstm_forward_kernel(
         const floating* c0,         # IN  (B, H) or NULL (zeros)
         const int64_t* lengths,     # IN  (B,) or NULL
         bint reverse, bint keep, Py_ssize_t chunk,
-        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads, bint by_rows,
         floating* panels,           # WORK (4 * nub, H, NR) packed W_hh.T
+        floating* panels_x,         # WORK (4 * nub, I, NR) packed W_ih.T, or NULL: see below
         floating* gates,            # OUT (chunk, B, 4H): post-activation gates when keep
         floating* hs,               # OUT (T+1 | 2, B, H) hidden-state slots
         floating* cs,               # OUT (T+1 | 2, B, H) cell-state slots
@@ -80,32 +90,61 @@ cdef void lstm_forward_kernel(
         floating* y,                # OUT (T, B, H)
         floating* hT, floating* cT  # OUT (B, H)
         ) noexcept nogil:
+    # The input projection: as large BLAS products over `chunk` steps at a time, or, when the
+    # caller packs W_ih (panels_x != NULL: weights small enough to stay in cache with W_hh),
+    # step by step inside the recurrence (no separate pass over the gates, no BLAS call or
+    # extra parallel region); then chunk is T, and gates is (1, B, 4H) unless keep.
     cdef Py_ssize_t GH = 4 * H, BH = B * H
-    cdef Py_ssize_t s, s0, n, t, t_lo, ub, first
+    cdef Py_ssize_t s, s0, n, t, t_lo, ub, first, part, b0, b1
+    cdef Py_ssize_t gstep = B * GH if (panels_x == NULL or keep) else 0
     cdef floating* g
 
     s = t = 0
     g = NULL
     pack_panels(w_hh, H, True, H, 4 * nub, col0, width, panels)
+    if panels_x != NULL:
+        pack_panels(w_ih, I, True, I, 4 * nub, col0, width, panels_x)
     first = T if (reverse and keep) else 0
     copy_or_zero(hs + first * BH, h0, BH)
     copy_or_zero(cs + first * BH, c0, BH)
     s0 = 0
     while s0 < T:
         n = min(chunk, T - s0)
-        t_lo = chunk_projection(s0, n, T, reverse, B, I, GH, x, w_ih, bias, gates, nthreads)
+        if panels_x == NULL:
+            t_lo = chunk_projection(s0, n, T, reverse, B, I, GH, x, w_ih, bias, gates, nthreads)
+        else:
+            t_lo = 0
+        if by_rows:
+            with parallel(num_threads=nthreads):
+                for part in prange(nthreads, schedule="static"):
+                    b0 = B * part // nthreads
+                    b1 = B * (part + 1) // nthreads
+                    for s in range(s0, s0 + n):
+                        t = step_time(s, T, reverse)
+                        g = gates + (t - t_lo) * gstep
+                        lstm_forward_block(
+                                0, nub, t, b0, b1, H, panels, col0, width, lengths, g,
+                                hs + prev_slot(s, t, reverse, keep) * BH,
+                                hs + cur_slot(s, t, reverse, keep) * BH,
+                                cs + prev_slot(s, t, reverse, keep) * BH,
+                                cs + cur_slot(s, t, reverse, keep) * BH,
+                                tanh_c + (t * BH if keep else 0), y + t * BH,
+                                I, x + t * B * I, panels_x, bias)
+            s0 += n
+            continue
         with parallel(num_threads=nthreads):
             for s in range(s0, s0 + n):
                 t = step_time(s, T, reverse)
-                g = gates + (t - t_lo) * B * GH
+                g = gates + (t - t_lo) * gstep
                 for ub in prange(nub, schedule="static"):
                     lstm_forward_block(
-                        ub, t, B, H, panels, col0, width, lengths, g,
+                        ub, ub + 1, t, 0, B, H, panels, col0, width, lengths, g,
                         hs + prev_slot(s, t, reverse, keep) * BH,
                         hs + cur_slot(s, t, reverse, keep) * BH,
                         cs + prev_slot(s, t, reverse, keep) * BH,
                         cs + cur_slot(s, t, reverse, keep) * BH,
-                        tanh_c + (t * BH if keep else 0), y + t * BH)
+                        tanh_c + (t * BH if keep else 0), y + t * BH,
+                        I, x + t * B * I, panels_x, bias)
         s0 += n
     t = cur_slot(T - 1, step_time(T - 1, T, reverse), reverse, keep)
     memcpy(hT, hs + t * BH, BH * sizeof(floating))
@@ -113,16 +152,17 @@ cdef void lstm_forward_kernel(
 
 
 cdef void lstm_backward_block(
-        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H,
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
         const int64_t* lengths, const floating* dy_t, floating* g_t, const floating* c_prev,
         const floating* tc_t, const floating* dh, floating* dh_next,
         floating* dc) noexcept nogil:
-    """Units u0 .. u0+nu-1 of every row at time t: saved gates in g_t become pre-activation
-    gradients; dc is carried back; dh_next is prepared for the recurrent product."""
+    """Units u0 .. u0+nu-1 of rows b0 .. b1-1 at time t: saved gates in g_t become
+    pre-activation gradients; dc is carried back; dh_next is prepared for the recurrent
+    product."""
     cdef Py_ssize_t GH = 4 * H
     cdef Py_ssize_t b, j, k
     cdef floating* g_row
-    for b in range(B):
+    for b in range(b0, b1):
         g_row = g_t + b * GH + u0
         if not is_active(lengths, b, t):
             # state passed through unchanged: so does its gradient
@@ -155,7 +195,7 @@ cdef void lstm_backward_kernel(
         const floating* hs,         # IN  (T+1, B, H)
         const floating* cs,         # IN  (T+1, B, H)
         const floating* tanh_c,     # IN  (T, B, H)
-        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads, bint by_rows,
         double clip,                # > 0: clamp the carried dh to [-clip, clip] every step
         floating* panels,           # WORK (nub, 4H, NR) packed W_hh by output unit block
         floating* dh0, floating* work,   # OUT dh0 (B, H); WORK (B, H)
@@ -166,10 +206,10 @@ cdef void lstm_backward_kernel(
         floating* db                # OUT (4H,) or NULL
         ) noexcept nogil:
     cdef Py_ssize_t GH = 4 * H, BH = B * H
-    cdef Py_ssize_t s, t, ub, grp
+    cdef Py_ssize_t s, t, ub, grp, part, b0, b1
     cdef floating* bufs[2]
     cdef Py_ssize_t NR = panel_cols(gates)
-    cdef Py_ssize_t gs = group_size(nub, nthreads)
+    cdef Py_ssize_t gs = GROUP if by_rows else group_size(nub, nthreads)
 
     s = t = 0
     bufs[0] = dh0
@@ -177,27 +217,52 @@ cdef void lstm_backward_kernel(
     pack_panels(w_hh, H, False, GH, nub, col0, width, panels)
     copy_or_zero(dh0, dhT, BH)
     copy_or_zero(dc, dcT, BH)
-    # Iteration s: the recurrent product of step s-1 for this thread's units, then the
-    # update of step s for the same units (it only needs their own dh): one barrier a step.
-    with parallel(num_threads=nthreads):
-        for s in range(T + 1):
-            for grp in prange(n_groups(nub, gs), schedule="static"):
-                if s > 0:
-                    # dh(s) [:, units] (+)= dG[t(s-1)] @ W_hh[:, units]
-                    gemm_panels(B, GH, gates + step_time(T - s, T, reverse) * B * GH, GH,
-                                panels + grp * gs * GH * NR, group_panels(grp, nub, gs),
-                                col0 + grp * gs, width + grp * gs, bufs[s & 1], H,
-                                lengths != NULL)
-                if s < T:
-                    t = step_time(T - 1 - s, T, reverse)      # forward steps in reverse
-                    if clip > 0:
-                        clamp_units(bufs[s & 1], B, H, col0[grp * gs],
-                                    group_units(grp, nub, col0, width, gs), clip)
-                    lstm_backward_block(
-                        col0[grp * gs], group_units(grp, nub, col0, width, gs), t, B, H,
-                        lengths, dy + t * BH if dy != NULL else NULL, gates + t * B * GH,
-                        cs + prev_slot(0, t, reverse, True) * BH, tanh_c + t * BH,
-                        bufs[s & 1], bufs[(s + 1) & 1], dc)
+    if by_rows:
+        # each thread: its rows through every step, all units, no barrier
+        with parallel(num_threads=nthreads):
+            for part in prange(nthreads, schedule="static"):
+                b0 = B * part // nthreads
+                b1 = B * (part + 1) // nthreads
+                for s in range(T + 1):
+                    if s > 0:
+                        for grp in range(n_groups(nub, gs)):
+                            gemm_panels(b1 - b0, GH,
+                                        gates + (step_time(T - s, T, reverse) * B + b0) * GH,
+                                        GH, panels + grp * gs * GH * NR,
+                                        group_panels(grp, nub, gs), col0 + grp * gs,
+                                        width + grp * gs, bufs[s & 1] + b0 * H, H,
+                                        lengths != NULL)
+                    if s < T:
+                        t = step_time(T - 1 - s, T, reverse)
+                        if clip > 0:
+                            clamp_units(bufs[s & 1] + b0 * H, b1 - b0, H, 0, H, clip)
+                        lstm_backward_block(
+                            0, H, t, b0, b1, H, lengths, dy + t * BH if dy != NULL else NULL,
+                            gates + t * B * GH, cs + prev_slot(0, t, reverse, True) * BH,
+                            tanh_c + t * BH, bufs[s & 1], bufs[(s + 1) & 1], dc)
+    else:
+        # Iteration s: the recurrent product of step s-1 for this thread's units, then the
+        # update of step s for the same units (it only needs their own dh): one barrier a
+        # step.
+        with parallel(num_threads=nthreads):
+            for s in range(T + 1):
+                for grp in prange(n_groups(nub, gs), schedule="static"):
+                    if s > 0:
+                        # dh(s) [:, units] (+)= dG[t(s-1)] @ W_hh[:, units]
+                        gemm_panels(B, GH, gates + step_time(T - s, T, reverse) * B * GH, GH,
+                                    panels + grp * gs * GH * NR, group_panels(grp, nub, gs),
+                                    col0 + grp * gs, width + grp * gs, bufs[s & 1], H,
+                                    lengths != NULL)
+                    if s < T:
+                        t = step_time(T - 1 - s, T, reverse)      # forward steps in reverse
+                        if clip > 0:
+                            clamp_units(bufs[s & 1], B, H, col0[grp * gs],
+                                        group_units(grp, nub, col0, width, gs), clip)
+                        lstm_backward_block(
+                            col0[grp * gs], group_units(grp, nub, col0, width, gs), t, 0, B, H,
+                            lengths, dy + t * BH if dy != NULL else NULL, gates + t * B * GH,
+                            cs + prev_slot(0, t, reverse, True) * BH, tanh_c + t * BH,
+                            bufs[s & 1], bufs[(s + 1) & 1], dc)
     if T % 2 == 1:
         memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dG.T @ H_prev
@@ -207,23 +272,25 @@ cdef void lstm_backward_kernel(
 
 
 def forward(x, w_ih, w_hh, bias, h0, c0, lengths, bint reverse, bint training,
-            int nthreads=1):
-    """y (T,B,H), hT, cT (B,H), saved: (gates, hs, cs, tanh_c) when training else None."""
+            int nthreads=1, bint by_rows=False, bint fused=False):
+    """y (T,B,H), hT, cT (B,H), saved: (gates, hs, cs, tanh_c) when training else None.
+    by_rows: each thread runs its own rows through all steps (see _common.pxd); fused: the
+    input projection is made step by step with packed W_ih (small weights)."""
     if x.dtype == np.float32:
         return _forward(<float*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, c0, lengths,
-                        reverse, training, nthreads)
+                        reverse, training, nthreads, by_rows, fused)
     _check_double(x)
     return _forward(<double*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, c0, lengths,
-                    reverse, training, nthreads)
+                    reverse, training, nthreads, by_rows, fused)
 
 
 cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint reverse,
-              bint training, int nthreads):
+              bint training, int nthreads, bint by_rows, bint fused):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef Py_ssize_t chunk = T if training else max(1, min(T, INFER_ROWS // B))
+    cdef Py_ssize_t chunk = T if (training or fused) else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
     # training keeps these for backward (fastrnn.functional recycles them after it)
-    gates = ws_empty((chunk, B, 4 * H), dtype)
+    gates = ws_empty((T if training else (1 if fused else chunk), B, 4 * H), dtype)
     hs = ws_empty((T + 1 if training else 2, B, H), dtype)
     cs = ws_empty((T + 1 if training else 2, B, H), dtype)
     tanh_c = ws_empty((T if training else 1, B, H), dtype)
@@ -233,10 +300,12 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
     col0, width, nub_obj = unit_block_layout(4, H, dtype)
     cdef Py_ssize_t nub = nub_obj
     panels = ws_empty((4 * nub, H, panel_cols(xp)), dtype)
+    panels_x = ws_empty((4 * nub, I, panel_cols(xp)), dtype) if fused else None
     cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
     cdef const int* width_p = <int*>data_or_null(width)
     cdef floating* panels_p = <floating*>data_or_null(panels)
-    nthreads = max(1, min(nthreads, nub))
+    cdef floating* panels_x_p = <floating*>data_or_null(panels_x)
+    nthreads = max(1, min(nthreads, B if by_rows else nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const floating* bias_p = <floating*>data_or_null(bias)
@@ -252,9 +321,9 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
     cdef floating* cT_p = <floating*>data_or_null(cT)
     with nogil:
         lstm_forward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, bias_p, h0_p, c0_p, len_p,
-                            reverse, training, chunk, col0_p, width_p, nub, nthreads,
-                            panels_p, gates_p, hs_p, cs_p, tc_p, y_p, hT_p, cT_p)
-    ws_release((panels,), extra_refs=1)
+                            reverse, training, chunk, col0_p, width_p, nub, nthreads, by_rows,
+                            panels_p, panels_x_p, gates_p, hs_p, cs_p, tc_p, y_p, hT_p, cT_p)
+    ws_release((panels, panels_x), extra_refs=1)
     if training:
         return y, hT, cT, (gates, hs, cs, tanh_c)
     ws_release((gates, hs, cs, tanh_c), extra_refs=1)
@@ -262,18 +331,18 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
 
 
 def backward(dy, dhT, dcT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
-             int nthreads=1, double clip=0):
+             int nthreads=1, double clip=0, bint by_rows=False):
     """dx, dh0, dc0, dw_ih, dw_hh, db (None without bias).  Overwrites saved gates."""
     if x.dtype == np.float32:
         return _backward(<float*>cnp.PyArray_DATA(x), dy, dhT, dcT, x, w_ih, w_hh, lengths,
-                         reverse, saved, has_bias, nthreads, clip)
+                         reverse, saved, has_bias, nthreads, clip, by_rows)
     _check_double(x)
     return _backward(<double*>cnp.PyArray_DATA(x), dy, dhT, dcT, x, w_ih, w_hh, lengths,
-                     reverse, saved, has_bias, nthreads, clip)
+                     reverse, saved, has_bias, nthreads, clip, by_rows)
 
 
 cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint reverse,
-               saved, bint has_bias, int nthreads, double clip):
+               saved, bint has_bias, int nthreads, double clip, bint by_rows):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     gates, hs, cs, tanh_c = saved
     dtype = x.dtype
@@ -290,7 +359,7 @@ cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint re
     cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
     cdef const int* width_p = <int*>data_or_null(width)
     cdef floating* panels_p = <floating*>data_or_null(panels)
-    nthreads = max(1, min(nthreads, nub))
+    nthreads = max(1, min(nthreads, B if by_rows else nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const int64_t* len_p = <int64_t*>data_or_null(lengths)
@@ -311,7 +380,7 @@ cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint re
     with nogil:
         lstm_backward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, len_p, reverse, dy_p, dhT_p,
                              dcT_p, gates_p, hs_p, cs_p, tc_p, col0_p, width_p, nub, nthreads,
-                             clip, panels_p, dh0_p, work_p, dc0_p, dx_p, dw_ih_p, dw_hh_p, db_p)
+                             by_rows, clip, panels_p, dh0_p, work_p, dc0_p, dx_p, dw_ih_p, dw_hh_p, db_p)
     ws_release((panels,), extra_refs=1)
     return dx, dh0, dc0, dw_ih, dw_hh, db
 
@@ -356,8 +425,6 @@ cdef _step(const floating* xp, x, h, c, prepared, bias, int nthreads):
     nthreads = max(1, min(nthreads, nub))
     with nogil, parallel(num_threads=nthreads):
         for ub in prange(nub, schedule="static"):
-            step_input(B, I, xp, wi_p + 4 * ub * I * NR, 4, col0_p + 4 * ub,
-                       width_p + 4 * ub, bias_p, g_p, GH)
-            lstm_forward_block(ub, 0, B, H, wh_p, col0_p, width_p, NULL, g_p, h_p, hn_p, c_p,
-                               cn_p, tc_p, NULL)
+            lstm_forward_block(ub, ub + 1, 0, 0, B, H, wh_p, col0_p, width_p, NULL, g_p, h_p,
+                               hn_p, c_p, cn_p, tc_p, NULL, I, xp, wi_p, bias_p)
     return h_new, c_new

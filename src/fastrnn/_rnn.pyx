@@ -14,7 +14,7 @@ from libc.string cimport memcpy, memset
 from fastrnn._activations cimport relu, tanh_v
 from cython.parallel cimport parallel, prange
 from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (clamp_units, INFER_ROWS, _check_double, chunk_projection, copy_or_zero, cur_slot,
+from fastrnn._common cimport (clamp_units, GROUP, INFER_ROWS, _check_double, chunk_projection, copy_or_zero, cur_slot,
                               group_panels, group_size, group_units, n_groups,
                               data_or_null, gemm_panels, input_side_grads, is_active, step_input,
                               pack_panels, panel_cols, prev_slot, step_time)
@@ -25,14 +25,16 @@ cnp.import_array()
 
 
 cdef void rnn_forward_block(
-        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H, bint use_relu,
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
+        bint use_relu,
         const floating* panels, Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
         const int64_t* lengths, floating* a, const floating* h_prev, floating* h_cur,
         floating* y_t) noexcept nogil:
-    """One step for hidden units u0 .. u0+nu-1 (npanels panels) of every row."""
+    """One step for hidden units u0 .. u0+nu-1 (npanels panels) of rows b0 .. b1-1."""
     cdef Py_ssize_t b, j, k
-    gemm_panels(B, H, h_prev, H, panels, npanels, col0, width, a, H, True)
-    for b in range(B):
+    gemm_panels(b1 - b0, H, h_prev + b0 * H, H, panels, npanels, col0, width, a + b0 * H, H,
+                True)
+    for b in range(b0, b1):
         k = b * H + u0
         if not is_active(lengths, b, t):
             memcpy(h_cur + k, h_prev + k, nu * sizeof(floating))
@@ -56,7 +58,7 @@ cdef void rnn_forward_kernel(
         const floating* h0,         # IN  (B, H) or NULL (zeros)
         const int64_t* lengths,     # IN  (B,) or NULL
         bint reverse, bint keep, Py_ssize_t chunk,
-        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads, bint by_rows,
         floating* panels,           # WORK (nub, H, NR) packed W_hh.T
         floating* pre,              # WORK (chunk, B, H) pre-activations
         floating* hs,               # OUT (T+1 | 2, B, H) hidden-state slots
@@ -64,9 +66,9 @@ cdef void rnn_forward_kernel(
         floating* hT                # OUT (B, H)
         ) noexcept nogil:
     cdef Py_ssize_t BH = B * H
-    cdef Py_ssize_t s, s0, n, t, t_lo, ub, grp
+    cdef Py_ssize_t s, s0, n, t, t_lo, ub, grp, part, b0, b1
     cdef Py_ssize_t NR = panel_cols(pre)
-    cdef Py_ssize_t gs = group_size(nub, nthreads)
+    cdef Py_ssize_t gs = GROUP if by_rows else group_size(nub, nthreads)
 
     s = t = 0
     pack_panels(w_hh, H, True, H, nub, col0, width, panels)
@@ -75,12 +77,30 @@ cdef void rnn_forward_kernel(
     while s0 < T:
         n = min(chunk, T - s0)
         t_lo = chunk_projection(s0, n, T, reverse, B, I, H, x, w_ih, bias, pre, nthreads)
+        if by_rows:
+            # each thread: its rows through every step of the chunk, no barrier
+            with parallel(num_threads=nthreads):
+                for part in prange(nthreads, schedule="static"):
+                    b0 = B * part // nthreads
+                    b1 = B * (part + 1) // nthreads
+                    for s in range(s0, s0 + n):
+                        t = step_time(s, T, reverse)
+                        for grp in range(n_groups(nub, gs)):
+                            rnn_forward_block(
+                                col0[grp * gs], group_units(grp, nub, col0, width, gs), t, b0,
+                                b1, H, use_relu, panels + grp * gs * H * NR,
+                                group_panels(grp, nub, gs), col0 + grp * gs, width + grp * gs,
+                                lengths, pre + (t - t_lo) * BH,
+                                hs + prev_slot(s, t, reverse, keep) * BH,
+                                hs + cur_slot(s, t, reverse, keep) * BH, y + t * BH)
+            s0 += n
+            continue
         with parallel(num_threads=nthreads):
             for s in range(s0, s0 + n):
                 t = step_time(s, T, reverse)
                 for grp in prange(n_groups(nub, gs), schedule="static"):
                     rnn_forward_block(
-                        col0[grp * gs], group_units(grp, nub, col0, width, gs), t, B, H,
+                        col0[grp * gs], group_units(grp, nub, col0, width, gs), t, 0, B, H,
                         use_relu, panels + grp * gs * H * NR, group_panels(grp, nub, gs),
                         col0 + grp * gs, width + grp * gs, lengths, pre + (t - t_lo) * BH,
                         hs + prev_slot(s, t, reverse, keep) * BH,
@@ -91,13 +111,14 @@ cdef void rnn_forward_kernel(
 
 
 cdef void rnn_backward_block(
-        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t B, Py_ssize_t H, bint use_relu,
+        Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
+        bint use_relu,
         const int64_t* lengths, const floating* dy_t, const floating* h_t, floating* da_t,
         const floating* dh, floating* dh_next) noexcept nogil:
-    """Units u0 .. u0+nu-1 of every row at time t: d(pre-activation) into da_t."""
+    """Units u0 .. u0+nu-1 of rows b0 .. b1-1 at time t: d(pre-activation) into da_t."""
     cdef Py_ssize_t b, j, k
     cdef floating dh_j, h
-    for b in range(B):
+    for b in range(b0, b1):
         k = b * H + u0
         if not is_active(lengths, b, t):
             memset(da_t + k, 0, nu * sizeof(floating))
@@ -124,7 +145,7 @@ cdef void rnn_backward_kernel(
         const floating* dy,         # IN  (T, B, H) or NULL
         const floating* dhT,        # IN  (B, H) or NULL
         const floating* hs,         # IN  (T+1, B, H)
-        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads,
+        const Py_ssize_t* col0, const int* width, Py_ssize_t nub, int nthreads, bint by_rows,
         double clip,                # > 0: clamp the carried dh to [-clip, clip] every step
         floating* panels,           # WORK (nub, H, NR) packed W_hh by output unit block
         floating* d_pre,            # WORK (T, B, H) d(pre-activations)
@@ -135,37 +156,61 @@ cdef void rnn_backward_kernel(
         floating* db                # OUT (H,) or NULL
         ) noexcept nogil:
     cdef Py_ssize_t BH = B * H
-    cdef Py_ssize_t s, t, ub, grp
+    cdef Py_ssize_t s, t, ub, grp, part, b0, b1
     cdef Py_ssize_t NR = panel_cols(d_pre)
     cdef floating* bufs[2]
-    cdef Py_ssize_t gs = group_size(nub, nthreads)
+    cdef Py_ssize_t gs = GROUP if by_rows else group_size(nub, nthreads)
 
     s = t = 0
     bufs[0] = dh0
     bufs[1] = work
     pack_panels(w_hh, H, False, H, nub, col0, width, panels)
     copy_or_zero(dh0, dhT, BH)
-    # Iteration s: the recurrent product of step s-1 for this thread's units, then the
-    # update of step s for the same units (it only needs their own dh): one barrier a step.
-    with parallel(num_threads=nthreads):
-        for s in range(T + 1):
-            for grp in prange(n_groups(nub, gs), schedule="static"):
-                if s > 0:
-                    # dh(s) [:, units] (+)= dA[t(s-1)] @ W_hh[:, units]
-                    gemm_panels(B, H, d_pre + step_time(T - s, T, reverse) * BH, H,
-                                panels + grp * gs * H * NR, group_panels(grp, nub, gs),
-                                col0 + grp * gs, width + grp * gs, bufs[s & 1], H,
-                                lengths != NULL)
-                if s < T:
-                    t = step_time(T - 1 - s, T, reverse)      # forward steps in reverse
-                    if clip > 0:
-                        clamp_units(bufs[s & 1], B, H, col0[grp * gs],
-                                    group_units(grp, nub, col0, width, gs), clip)
-                    rnn_backward_block(col0[grp * gs], group_units(grp, nub, col0, width, gs),
-                                       t, B, H, use_relu, lengths,
-                                       dy + t * BH if dy != NULL else NULL,
-                                       hs + cur_slot(0, t, reverse, True) * BH,
-                                       d_pre + t * BH, bufs[s & 1], bufs[(s + 1) & 1])
+    if by_rows:
+        # each thread: its rows through every step, all units, no barrier
+        with parallel(num_threads=nthreads):
+            for part in prange(nthreads, schedule="static"):
+                b0 = B * part // nthreads
+                b1 = B * (part + 1) // nthreads
+                for s in range(T + 1):
+                    if s > 0:
+                        for grp in range(n_groups(nub, gs)):
+                            gemm_panels(b1 - b0, H,
+                                        d_pre + step_time(T - s, T, reverse) * BH + b0 * H, H,
+                                        panels + grp * gs * H * NR, group_panels(grp, nub, gs),
+                                        col0 + grp * gs, width + grp * gs,
+                                        bufs[s & 1] + b0 * H, H, lengths != NULL)
+                    if s < T:
+                        t = step_time(T - 1 - s, T, reverse)
+                        if clip > 0:
+                            clamp_units(bufs[s & 1] + b0 * H, b1 - b0, H, 0, H, clip)
+                        rnn_backward_block(0, H, t, b0, b1, H, use_relu, lengths,
+                                           dy + t * BH if dy != NULL else NULL,
+                                           hs + cur_slot(0, t, reverse, True) * BH,
+                                           d_pre + t * BH, bufs[s & 1], bufs[(s + 1) & 1])
+    else:
+        # Iteration s: the recurrent product of step s-1 for this thread's units, then the
+        # update of step s for the same units (it only needs their own dh): one barrier a
+        # step.
+        with parallel(num_threads=nthreads):
+            for s in range(T + 1):
+                for grp in prange(n_groups(nub, gs), schedule="static"):
+                    if s > 0:
+                        # dh(s) [:, units] (+)= dA[t(s-1)] @ W_hh[:, units]
+                        gemm_panels(B, H, d_pre + step_time(T - s, T, reverse) * BH, H,
+                                    panels + grp * gs * H * NR, group_panels(grp, nub, gs),
+                                    col0 + grp * gs, width + grp * gs, bufs[s & 1], H,
+                                    lengths != NULL)
+                    if s < T:
+                        t = step_time(T - 1 - s, T, reverse)      # forward steps in reverse
+                        if clip > 0:
+                            clamp_units(bufs[s & 1], B, H, col0[grp * gs],
+                                        group_units(grp, nub, col0, width, gs), clip)
+                        rnn_backward_block(col0[grp * gs], group_units(grp, nub, col0, width, gs),
+                                           t, 0, B, H, use_relu, lengths,
+                                           dy + t * BH if dy != NULL else NULL,
+                                           hs + cur_slot(0, t, reverse, True) * BH,
+                                           d_pre + t * BH, bufs[s & 1], bufs[(s + 1) & 1])
     if T % 2 == 1:
         memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dA.T @ H_prev
@@ -175,18 +220,18 @@ cdef void rnn_backward_kernel(
 
 
 def forward(x, w_ih, w_hh, bias, h0, lengths, bint reverse, bint training, bint use_relu,
-            int nthreads=1):
+            int nthreads=1, bint by_rows=False):
     """y (T,B,H), hT (B,H), saved: (hs,) when training else None."""
     if x.dtype == np.float32:
         return _forward(<float*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, lengths,
-                        reverse, training, use_relu, nthreads)
+                        reverse, training, use_relu, nthreads, by_rows)
     _check_double(x)
     return _forward(<double*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, lengths,
-                    reverse, training, use_relu, nthreads)
+                    reverse, training, use_relu, nthreads, by_rows)
 
 
 cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, lengths, bint reverse,
-              bint training, bint use_relu, int nthreads):
+              bint training, bint use_relu, int nthreads, bint by_rows):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t chunk = T if training else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
@@ -200,7 +245,7 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, lengths, bint reverse
     cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
     cdef const int* width_p = <int*>data_or_null(width)
     cdef floating* panels_p = <floating*>data_or_null(panels)
-    nthreads = max(1, min(nthreads, nub))
+    nthreads = max(1, min(nthreads, B if by_rows else nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const floating* bias_p = <floating*>data_or_null(bias)
@@ -212,7 +257,7 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, lengths, bint reverse
     cdef floating* hT_p = <floating*>data_or_null(hT)
     with nogil:
         rnn_forward_kernel(T, B, I, H, use_relu, xp, w_ih_p, w_hh_p, bias_p, h0_p, len_p,
-                           reverse, training, chunk, col0_p, width_p, nub, nthreads, panels_p,
+                           reverse, training, chunk, col0_p, width_p, nub, nthreads, by_rows, panels_p,
                            pre_p, hs_p, y_p, hT_p)
     ws_release((panels, pre), extra_refs=1)
     if training:
@@ -222,18 +267,18 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, lengths, bint reverse
 
 
 def backward(dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
-             bint use_relu, int nthreads=1, double clip=0):
+             bint use_relu, int nthreads=1, double clip=0, bint by_rows=False):
     """dx, dh0, dw_ih, dw_hh, db (None without bias)."""
     if x.dtype == np.float32:
         return _backward(<float*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                         reverse, saved, has_bias, use_relu, nthreads, clip)
+                         reverse, saved, has_bias, use_relu, nthreads, clip, by_rows)
     _check_double(x)
     return _backward(<double*>cnp.PyArray_DATA(x), dy, dhT, x, w_ih, w_hh, lengths,
-                     reverse, saved, has_bias, use_relu, nthreads, clip)
+                     reverse, saved, has_bias, use_relu, nthreads, clip, by_rows)
 
 
 cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse, saved,
-               bint has_bias, bint use_relu, int nthreads, double clip):
+               bint has_bias, bint use_relu, int nthreads, double clip, bint by_rows):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     (hs,) = saved
     dtype = x.dtype
@@ -250,7 +295,7 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
     cdef const int* width_p = <int*>data_or_null(width)
     cdef floating* panels_p = <floating*>data_or_null(panels)
-    nthreads = max(1, min(nthreads, nub))
+    nthreads = max(1, min(nthreads, B if by_rows else nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const int64_t* len_p = <int64_t*>data_or_null(lengths)
@@ -266,7 +311,8 @@ cdef _backward(const floating* xp, dy, dhT, x, w_ih, w_hh, lengths, bint reverse
     cdef floating* db_p = <floating*>data_or_null(db)
     with nogil:
         rnn_backward_kernel(T, B, I, H, use_relu, xp, w_ih_p, w_hh_p, len_p, reverse, dy_p,
-                            dhT_p, hs_p, col0_p, width_p, nub, nthreads, clip, panels_p, d_pre_p,
+                            dhT_p, hs_p, col0_p, width_p, nub, nthreads, by_rows, clip, panels_p,
+                            d_pre_p,
                             dh0_p, work_p, dx_p, dw_ih_p, dw_hh_p, db_p)
     ws_release((panels, d_pre), extra_refs=1)
     return dx, dh0, dw_ih, dw_hh, db
@@ -311,7 +357,7 @@ cdef _step(const floating* xp, x, h, prepared, bias, bint use_relu, int nthreads
             step_input(B, I, xp, wi_p + grp * gs * I * NR, group_panels(grp, nub, gs),
                        col0_p + grp * gs, width_p + grp * gs, bias_p, a_p, H)
             rnn_forward_block(col0_p[grp * gs], group_units(grp, nub, col0_p, width_p, gs), 0,
-                              B, H, use_relu, wh_p + grp * gs * H * NR,
+                              0, B, H, use_relu, wh_p + grp * gs * H * NR,
                               group_panels(grp, nub, gs), col0_p + grp * gs,
                               width_p + grp * gs, NULL, a_p, h_p, hn_p, NULL)
     return h_new

@@ -29,7 +29,7 @@ import numbers
 
 import numpy as np
 
-from fastrnn import _gru, _lstm, _rnn
+from fastrnn import _cpu, _gru, _lstm, _rnn
 from fastrnn._threads import engine_threads
 from fastrnn._workspace import release
 from fastrnn._results import GRUGrads, LSTMGrads, RNNGrads
@@ -324,9 +324,10 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", lengths=N
         y, (hT,) = _empty_forward(x, [h0], w_hh.shape[1], out_dtype)
         saved = None
     else:
-        with engine_threads(serial=_serial(x, w_hh)) as nthreads:
+        with engine_threads() as nthreads:
+            nthreads, by_rows = _plan(x, w_hh, nthreads)
             y, hT, saved = _rnn.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), h0, lengths,
-                                        reverse, training, relu, nthreads)
+                                        reverse, training, relu, nthreads, by_rows)
         y, hT = _cast(out_dtype, y, hT)
     cache = Cache("rnn", relu, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,
                   b_hh is not None, out_dtype) if training else None
@@ -349,10 +350,11 @@ def rnn_backward(dy, dhT, cache, *, clip_hidden_grad=None):
         dx, (dh0,), dw_ih, dw_hh = _empty_backward(cache, [dhT])
         db = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
     else:
-        with engine_threads(serial=_serial(cache.x, cache.w_hh)) as nthreads:
+        with engine_threads() as nthreads:
+            nthreads, by_rows = _plan(cache.x, cache.w_hh, nthreads)
             dx, dh0, dw_ih, dw_hh, db = _rnn.backward(
                 dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
-                cache.saved, True, cache.variant, nthreads, clip)
+                cache.saved, True, cache.variant, nthreads, clip, by_rows)
     _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
     return RNNGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
@@ -376,9 +378,11 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse=Fal
         y, (hT, cT) = _empty_forward(x, [h0, c0], w_hh.shape[1], out_dtype)
         saved = None
     else:
-        with engine_threads(serial=_serial(x, w_hh)) as nthreads:
+        with engine_threads() as nthreads:
+            nthreads, by_rows = _plan(x, w_hh, nthreads)
             y, hT, cT, saved = _lstm.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), h0, c0,
-                                             lengths, reverse, training, nthreads)
+                                             lengths, reverse, training, nthreads, by_rows,
+                                             _fuse_input(w_ih, w_hh))
         y, hT, cT = _cast(out_dtype, y, hT, cT)
     cache = Cache("lstm", None, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,
                   b_hh is not None, out_dtype) if training else None
@@ -401,10 +405,11 @@ def lstm_backward(dy, dhT, dcT, cache, *, clip_hidden_grad=None):
         dx, (dh0, dc0), dw_ih, dw_hh = _empty_backward(cache, [dhT, dcT])
         db = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
     else:
-        with engine_threads(serial=_serial(cache.x, cache.w_hh)) as nthreads:
+        with engine_threads() as nthreads:
+            nthreads, by_rows = _plan(cache.x, cache.w_hh, nthreads)
             dx, dh0, dc0, dw_ih, dw_hh, db = _lstm.backward(
                 dy, dhT, dcT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
-                cache.saved, True, nthreads, clip)
+                cache.saved, True, nthreads, clip, by_rows)
     _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
     return LSTMGrads(*_cast(cache.out_dtype, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh))
@@ -436,9 +441,11 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True, lengths=None
             # b_hn stays inside r * (W_hn h + b_hn); b_hr, b_hz join the input side
             b_hn = _c_array(b_hh[2 * H:])
             b_hh = np.concatenate([b_hh[:2 * H], np.zeros(H, b_hh.dtype)])
-        with engine_threads(serial=_serial(x, w_hh)) as nthreads:
+        with engine_threads() as nthreads:
+            nthreads, by_rows = _plan(x, w_hh, nthreads)
             y, hT, saved = _gru.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), b_hn, h0,
-                                        lengths, reverse, training, reset_after, nthreads)
+                                        lengths, reverse, training, reset_after, nthreads,
+                                        by_rows)
         y, hT = _cast(out_dtype, y, hT)
     cache = Cache("gru", reset_after, x, w_ih, w_hh, lengths, reverse, saved,
                   b_ih is not None, b_hh is not None, out_dtype) if training else None
@@ -462,10 +469,11 @@ def gru_backward(dy, dhT, cache, *, clip_hidden_grad=None):
         db_ih = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
         db_hh = db_ih.copy()
     else:
-        with engine_threads(serial=_serial(cache.x, cache.w_hh)) as nthreads:
+        with engine_threads() as nthreads:
+            nthreads, by_rows = _plan(cache.x, cache.w_hh, nthreads)
             dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _gru.backward(
                 dy, dhT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
-                cache.saved, True, cache.variant, nthreads, clip)
+                cache.saved, True, cache.variant, nthreads, clip, by_rows)
     _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db_ih, db_hh)
     return GRUGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
@@ -639,21 +647,54 @@ def gru_step(x_t, h, weights):
 _STEP_PARALLEL_MIN = 1 << 17     # multiply-adds per step below which one thread is faster
 
 
-def _serial(x, w_hh):
-    """Run a sequence call on one thread?  Its threads meet at a barrier every time step,
-    which costs more than splitting saves when a step is short: few multiply-adds
-    (B * G*H * H) on a recurrent weight small enough to stay in one core's cache.  A weight
-    that is not (even at batch 1) is streamed every step, and two cores stream it faster.
-    Measured here (2 cores, 2 MiB L2 each; 1 thread vs 2): RNN (8, 50, 32, 64), 33k
-    multiply-adds, 0.18 vs 0.30 ms; GRU (8, 50, 32, 64), 98k, 0.55 vs 0.61 ms; LSTM
-    (8, 50, 32, 64), 131k, 0.60 vs 0.56 ms; RNN (1, 100, 64, 256), 65k but a 256 KiB weight,
-    0.85 vs 0.62 ms.  (The thresholds were set on this machine.)"""
-    work = x.shape[1] * w_hh.shape[0] * w_hh.shape[1]
-    return work < _SEQ_PARALLEL_MIN and w_hh.nbytes < _SEQ_PARALLEL_WEIGHT
+def _plan(x, w_hh, nthreads):
+    """How a sequence call uses its `nthreads` threads: returns (threads, by_rows).
+
+    Two parallel schemes (see _common.pxd), chosen from the call's shape and this machine's
+    cache size (read at run time):
+
+    - by rows: each thread takes B/n whole rows through every step, with no barrier (the
+      rows of a batch are independent).  But every thread reads the whole recurrent weight
+      (G*H x H) every step, so it pays when that weight stays in a core's cache (a quarter
+      of its L2, leaving room for the states and gates), or when each thread has enough rows
+      to reuse every weight it streams in (2 * rows / itemsize multiply-adds a byte; at least
+      8 * itemsize rows, 32 in float32).
+    - by hidden units: each thread owns whole blocks of hidden units (their slice of the
+      weight stays in its cache) and all rows; the threads meet at a barrier every step,
+      which costs about as much as _UNITS_MIN_WORK multiply-adds, so a step with less work
+      than that (batch 1, small H) runs on one thread instead.
+
+    Either way each output element is the same dot product in the same order, so the result
+    does not depend on the scheme or the thread count."""
+    if _force_plan is not None:
+        return _force_plan(x, w_hh, nthreads)
+    B = x.shape[1]
+    if nthreads <= 1:
+        return 1, True                # one thread: the rows code path has fewer calls
+    weight = w_hh.nbytes
+    rows = B // nthreads
+    if rows >= 1 and (weight * 4 <= _cpu.l2_cache_bytes() or rows >= 8 * w_hh.itemsize):
+        return nthreads, True
+    if B * w_hh.shape[0] * w_hh.shape[1] < _UNITS_MIN_WORK and \
+            weight * 16 <= _cpu.l2_cache_bytes():
+        return 1, False
+    return nthreads, False
 
 
-_SEQ_PARALLEL_MIN = 120_000          # multiply-adds per step
-_SEQ_PARALLEL_WEIGHT = 128 << 10     # bytes of W_hh
+def _fuse_input(w_ih, w_hh):
+    """Make the LSTM's input projection step by step inside the recurrence (packed W_ih
+    beside W_hh) instead of as BLAS products over many steps?  Pays when both weights stay
+    in a core's cache together (a quarter of its L2): it saves a pass over the gates, the
+    bias copy, a BLAS call and a parallel region per chunk of steps, which dominate short
+    calls on small layers.  Depends on the shapes only, never on the thread count."""
+    if _force_fused is not None:
+        return _force_fused
+    return (w_ih.nbytes + w_hh.nbytes) * 4 <= _cpu.l2_cache_bytes()
+
+
+_UNITS_MIN_WORK = 120_000     # multiply-adds per step that outweigh one barrier
+_force_plan = None            # tests: a function (x, w_hh, nthreads) -> (threads, by_rows)
+_force_fused = None           # tests: True / False instead of _fuse_input's choice
 
 
 def _step_threads(nthreads, sw):
