@@ -196,6 +196,11 @@ cdef inline void step_input(Py_ssize_t B, Py_ssize_t I, const floating* x,
                     row[j] += bias[j]
 
 
+# Two parallel schemes (fastrnn.functional._plan picks one per call): by hidden units, where
+# each thread owns groups of unit blocks for every row and the threads meet once a step (the
+# prange in each step), and by rows (by_rows), where each thread takes rows
+# B*p//n .. B*(p+1)//n through every step with no barrier, the block functions being called
+# with that row range and all unit blocks.  Either way each output is the same dot product.
 # Work is handed out to threads in groups of consecutive unit blocks: up to GROUP blocks per
 # group (so products with one panel per block still run several panels per kernel call:
 # more independent accumulators for small batches), but small enough that every thread gets
