@@ -69,13 +69,14 @@ directives = {
     "embedsignature": True,
 }
 
-MODULES = ["_blas", "_simd", "_rnn", "_lstm", "_gru", "_optim", "_loss"]
-C_SOURCES = {"_simd": ["csrc/fr_simd.c", "csrc/fr_gemm.c"]}
+# the compiled engine: src/fastrnn/engine/<name>.pyx -> fastrnn.engine.<name>
+MODULES = ["blas", "simd", "rnn", "lstm", "gru", "optim", "loss"]
+C_SOURCES = {"simd": ["csrc/fr_simd.c", "csrc/fr_gemm.c"]}
 
 extensions = [
     Extension(
-        f"fastrnn.{name}",
-        [f"src/fastrnn/{name}.pyx"] + C_SOURCES.get(name, []),
+        f"fastrnn.engine.{name}",
+        [f"src/fastrnn/engine/{name}.pyx"] + C_SOURCES.get(name, []),
         include_dirs=[np.get_include(), "csrc"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=extra_compile_args + OPENMP,

@@ -51,7 +51,7 @@ def test_blas_core_request_applies_to_scipy_blas_only():
     which every x86-64 CPU with AVX runs) and leaves no OPENBLAS_CORETYPE behind."""
     if "OPENBLAS_CORETYPE" in os.environ:
         pytest.skip("OPENBLAS_CORETYPE is set in this environment")
-    if "avx" not in fastrnn._cpu.cpu_flags():
+    if "avx" not in fastrnn.engine.cpu.cpu_flags():
         pytest.skip("needs an x86-64 CPU with AVX")
     code = ("import os, json, fastrnn; c = fastrnn.config(); "
             "print(json.dumps([c['blas_core'], c['blas_core_choice'], "

@@ -22,7 +22,7 @@ finite differences in test_reference.py).  Covered here:
   read-only arrays, float16 x, mixed dtypes and byte orders, torch tensors as inputs,
   inputs left unmodified, None states;
 * empty inputs (B == 0, T == 0), determinism, large (saturating) inputs;
-* the BLAS wrapper ``fastrnn._blas._gemm`` against NumPy.
+* the BLAS wrapper ``fastrnn.engine.blas._gemm`` against NumPy.
 
 test_nonnative_byte_order_x FAILS on the current library: an x stored in non-native byte
 order (e.g. ``np.dtype(">f4")`` on x86) is used as the compute dtype and the kernels treat
@@ -35,7 +35,7 @@ torch-dependent tests skip cleanly when torch is not installed.
 import numpy as np
 import pytest
 
-from fastrnn import _blas
+from fastrnn.engine import blas as _blas
 from fastrnn import functional as F
 from fastrnn import reference as ref
 import problems

@@ -305,7 +305,7 @@ def test_fused_cross_entropy_matches_the_probability_path(dtype, reduction, smoo
 
 
 def test_fused_cross_entropy_never_reads_masked_rows_and_is_thread_invariant():
-    from fastrnn._threads import using
+    from fastrnn.engine.threads import using
     rng = np.random.default_rng(2)
     z = rng.standard_normal((64, 500)).astype(np.float32)
     t = rng.integers(0, 500, 64)

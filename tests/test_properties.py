@@ -256,7 +256,7 @@ def test_inference_equals_training(p):
 @fixed(30)
 @given(problems(T=st.integers(2, 4), B=st.integers(300, 1100)))
 def test_inference_equals_training_chunked(p):
-    """With B > 1024 // T (INFER_ROWS in _common.pxd) the inference forward projects the
+    """With B > 1024 // T (INFER_ROWS in engine/common.pxd) the inference forward projects the
     inputs a few steps at a time (bounded workspace); the results must not change."""
     train = run_forward(F, p, training=True)
     infer = run_forward(F, p, training=False)

@@ -3,7 +3,7 @@ kernel level this CPU can run (runtime dispatch: generic, avx2, avx512)."""
 import numpy as np
 import pytest
 
-from fastrnn import _simd
+from fastrnn.engine import simd as _simd
 from fastrnn import functional as F
 
 LEVELS = [name for name in _simd.LEVELS

@@ -92,7 +92,7 @@ def test_steps_do_not_depend_on_thread_count(variant):
          for s in ((G * hidden, 64), (G * hidden, hidden), (G * hidden,), (G * hidden,))]
     x = rng.standard_normal((4, 2, 64)).astype(np.float32)
     prepared = getattr(F, f"prepare_{kind}")(*w, **kw)
-    from fastrnn._threads import using
+    from fastrnn.engine.threads import using
     with using(1):
         one = _run_steps(kind, x, None, prepared)[0]
     with using(2):

@@ -297,7 +297,7 @@ def test_cache_used_in_another_thread(cell):
 @pytest.fixture
 def restore_num_threads():
     import fastrnn
-    from fastrnn._threads import using
+    from fastrnn.engine.threads import using
     with using(fastrnn.get_num_threads()) as _:
         fastrnn.set_num_threads(None)         # the default mode, restored afterwards
         yield fastrnn
@@ -377,7 +377,7 @@ class _FakeStat:
 
 
 def test_default_thread_count_follows_the_free_cpus(restore_num_threads, monkeypatch):
-    from fastrnn import _threads
+    from fastrnn.engine import threads as _threads
     monkeypatch.setattr(_threads, "_cpus", [0, 1])
     monkeypatch.setattr(_threads, "_num_threads", 2)
     fake = _FakeStat(monkeypatch, _threads, others=0.0)
@@ -400,7 +400,7 @@ def test_default_thread_count_follows_the_free_cpus(restore_num_threads, monkeyp
 
 
 def test_cpu_monitor_reads_this_machine():
-    from fastrnn import _threads
+    from fastrnn.engine import threads as _threads
     mon = _threads._CpuMonitor(_threads._cpus)
     sample = mon._sample()
     if sample is None:
@@ -414,7 +414,7 @@ def test_cpu_monitor_reads_this_machine():
 # the workspace pool (large buffers reused across calls)
 
 def test_workspace_reuse_gives_identical_results_and_no_aliasing():
-    from fastrnn import _workspace
+    from fastrnn.engine import workspace as _workspace
     rng = np.random.default_rng(0)
     T_, B_, I_, H_ = 40, 16, 8, 64
     x = rng.standard_normal((T_, B_, I_)).astype(np.float32)
@@ -440,7 +440,7 @@ def test_workspace_reuse_gives_identical_results_and_no_aliasing():
 
 
 def test_workspace_keeps_out_arrays_that_are_still_referenced():
-    from fastrnn import _workspace
+    from fastrnn.engine import workspace as _workspace
     _workspace.clear()
     kept = np.empty(1 << 16, np.float64)
     extra = kept                                          # noqa: F841 (a second reference)
@@ -454,7 +454,8 @@ def test_workspace_keeps_out_arrays_that_are_still_referenced():
 
 def test_plan_follows_shape_and_cache(monkeypatch):
     """The parallel scheme from the cost model (functional._plan), with a 2 MiB L2."""
-    from fastrnn import _cpu, functional
+    from fastrnn import functional
+    from fastrnn.engine import cpu as _cpu
     monkeypatch.setattr(_cpu, "_l2_bytes", 2 << 20)
 
     def plan(B, G, H, n=2, dtype=np.float32):
@@ -474,7 +475,7 @@ def test_plan_follows_shape_and_cache(monkeypatch):
 
 
 def test_engine_threads_gives_one_thread_to_a_serial_call():
-    from fastrnn import _threads
+    from fastrnn.engine import threads as _threads
     with _threads.using(2):
         with _threads.engine_threads(serial=True) as n:
             assert n == 1

@@ -6,7 +6,7 @@
 
 See fastrnn.functional for the conventions (PyTorch weight layout, time-major x).
 """
-from fastrnn import _cpu
+from fastrnn.engine import cpu as _cpu
 
 _cpu.choose_blas_core()          # before anything loads SciPy's BLAS
 
@@ -14,9 +14,9 @@ from fastrnn import clip, data, functional, init, layers, losses, optim  # noqa:
 from fastrnn._io import ModelFileError, load, save  # noqa: E402
 from fastrnn.models import Model, Sequential  # noqa: E402
 from fastrnn._config import config, show_config  # noqa: E402
-from fastrnn._threads import get_num_threads, set_num_threads  # noqa: E402
+from fastrnn.engine.threads import get_num_threads, set_num_threads  # noqa: E402
 
-__version__ = "0.1.0"
+from fastrnn._version import __version__  # noqa: E402
 __all__ = ["functional", "layers", "losses", "init", "optim", "clip", "data", "Model", "Sequential", "save", "load",
            "ModelFileError", "get_num_threads", "set_num_threads", "config", "show_config",
            "__version__"]

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import scipy
 
-from fastrnn import _blas, _cpu, _simd, _threads
+from fastrnn._version import __version__
+from fastrnn.engine import blas as _blas, cpu as _cpu, simd as _simd, threads as _threads
 
 
 def config():
@@ -17,7 +18,7 @@ def config():
                    "avx512vl", "avx512_bf16", "amx_tile", "asimd", "sve"]
     blas = _blas.blas_info()
     return {
-        "fastrnn": sys.modules["fastrnn"].__version__,
+        "fastrnn": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,

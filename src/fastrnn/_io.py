@@ -12,7 +12,8 @@ import zipfile
 
 import numpy as np
 
-from fastrnn.layers._base import Layer, ParameterBudgetExceeded, parameter_budget
+from fastrnn._version import __version__
+from fastrnn.layers._base import Layer, ParameterBudgetExceeded, builtin_classes, parameter_budget
 
 FORMAT = "fastrnn-model"
 FORMAT_VERSION = 1
@@ -25,10 +26,7 @@ class ModelFileError(ValueError):
 
 
 def _registry(custom_objects):
-    from fastrnn import layers, models
-    reg = {name: getattr(layers, name) for name in layers.__all__
-           if isinstance(getattr(layers, name), type)}
-    reg.update(Sequential=models.Sequential, Model=models.Model)
+    reg = builtin_classes()
     if custom_objects:
         if not hasattr(custom_objects, "items"):
             raise TypeError(f"custom_objects must be a dict of name -> class, got "
@@ -141,7 +139,6 @@ def save(model, path):
     if not isinstance(model, Layer):
         raise TypeError(f"model must be a fastrnn layer or model, got {type(model).__name__}")
     path = os.fspath(path)
-    from fastrnn import __version__
     header = {"format": FORMAT, "format_version": FORMAT_VERSION,
               "fastrnn_version": __version__, "model": layer_config(model)}
     try:

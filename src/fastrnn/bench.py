@@ -177,7 +177,7 @@ def gemm_peak(n=2048, repeat=5):
 def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True,
               budget=2.0, min_rounds=MIN_ROUNDS, out=sys.stdout, progress=None,
               use_onnx=True):
-    from fastrnn._threads import threads_now
+    from fastrnn.engine.threads import threads_now
     torch = _torch() if use_torch else None
     ort = _onnxruntime() if use_onnx else None
     if threads is not None:
@@ -409,7 +409,7 @@ def run_concurrency(cell="lstm", shape=(8, 50, 32, 64), mode="infer", engine_thr
     `python_threads` threads each making `calls` calls on independent inputs, with
     `engine_threads` threads per engine call."""
     import threading
-    from fastrnn._threads import using
+    from fastrnn.engine.threads import using
     with using(engine_threads):
         runners = [numpy_like_runner(F, cell, make_problem(cell, *shape, seed=s), mode)
                    for s in range(python_threads)]

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from fastrnn._io import save
 from fastrnn.layers._base import check_int
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "CSVLogger"]
@@ -132,7 +133,6 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch, logs=None):
         """Save the model (atomically) after this epoch, or only when the monitored value
         improved (``save_best_only``)."""
-        from fastrnn._io import save
         if self._mon is not None:
             value = self._mon.value(logs)
             if not self._mon.improved(value):

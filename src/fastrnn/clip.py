@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from fastrnn import _optim
+from fastrnn.engine import optim as _optim
 from fastrnn.layers._base import Layer
 from fastrnn.optim import check_inplace
 

@@ -29,9 +29,9 @@ import numbers
 
 import numpy as np
 
-from fastrnn import _cpu, _gru, _lstm, _rnn
-from fastrnn._threads import engine_threads
-from fastrnn._workspace import release
+from fastrnn.engine import cpu as _cpu, gru as _gru, lstm as _lstm, rnn as _rnn
+from fastrnn.engine.threads import engine_threads
+from fastrnn.engine.workspace import release
 from fastrnn._results import GRUGrads, LSTMGrads, RNNGrads
 
 __all__ = [
@@ -650,7 +650,7 @@ _STEP_PARALLEL_MIN = 1 << 17     # multiply-adds per step below which one thread
 def _plan(x, w_hh, nthreads):
     """How a sequence call uses its `nthreads` threads: returns (threads, by_rows).
 
-    Two parallel schemes (see _common.pxd), chosen from the call's shape and this machine's
+    Two parallel schemes (see engine/common.pxd), chosen from the call's shape and this machine's
     cache size (read at run time):
 
     - by rows: each thread takes B/n whole rows through every step, with no barrier (the

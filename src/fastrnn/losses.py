@@ -12,8 +12,8 @@ counted, the loss and its gradient are 0.
 """
 import numpy as np
 
-from fastrnn import _loss
-from fastrnn._threads import engine_threads
+from fastrnn.engine import loss as _loss
+from fastrnn.engine.threads import engine_threads
 from fastrnn.functional import _as_array, _c_array
 
 __all__ = ["Loss", "CrossEntropy", "MSE", "BCEWithLogits", "get", "log_softmax"]
@@ -167,7 +167,7 @@ class CrossEntropy(Loss):
 
     def _fused(self, z, t, mask):
         """Integer targets: loss and gradient in one compiled pass over each row of logits
-        (fastrnn._loss, threaded over rows, GIL released); rows that are not counted
+        (fastrnn.engine.loss, threaded over rows, GIL released); rows that are not counted
         (ignore_index, mask 0) are never read, so NaN there reaches no result."""
         C = z.shape[-1]
         lead = z.shape[:-1]

@@ -9,6 +9,8 @@ import contextlib
 
 import numpy as np
 
+from fastrnn import training as _training
+from fastrnn._io import layer_config, layer_from_config
 from fastrnn.layers._base import Layer, refuse_sequence_list
 from fastrnn.layers._recurrent import lengths_from_mask
 
@@ -38,8 +40,7 @@ class Model(Layer):
         batch dropped) and reset_states() at each epoch end.  Ctrl-C stops after the current
         step; a non-finite loss or gradient stops before its update, with a warning naming
         the step (``History.stop_reason``)."""
-        from fastrnn.training import fit
-        return fit(self, x, y, loss=loss, optimizer=optimizer, epochs=epochs,
+        return _training.fit(self, x, y, loss=loss, optimizer=optimizer, epochs=epochs,
                    batch_size=batch_size, lengths=lengths, validation_data=validation_data,
                    clip_norm=clip_norm, clip_value=clip_value, shuffle=shuffle,
                    callbacks=callbacks, seed=seed, verbose=verbose, metrics=metrics,
@@ -49,15 +50,13 @@ class Model(Layer):
         """Mean loss and metrics over (x, y) in eval mode: a dict.  batch_size: default
         256; for a stateful model, the number of parallel streams (found from next-step data
         laid out by ``fastrnn.data.tbptt_streams``, else the batch size of the last fit)."""
-        from fastrnn.training import evaluate
-        return evaluate(self, x, y, loss=loss, lengths=lengths, batch_size=batch_size,
+        return _training.evaluate(self, x, y, loss=loss, lengths=lengths, batch_size=batch_size,
                         metrics=metrics)
 
     def predict(self, x, *, lengths=None, batch_size=None):
         """Outputs for x in eval mode, in batches, sample-major (batch_size as
         ``evaluate``)."""
-        from fastrnn.training import predict
-        return predict(self, x, lengths=lengths, batch_size=batch_size)
+        return _training.predict(self, x, lengths=lengths, batch_size=batch_size)
 
     def summary(self, input_shape=None, print_fn=print):
         """Print a table of the layers, their output shapes and parameter counts.
@@ -230,12 +229,10 @@ class Sequential(Model):
 
     def get_config(self):
         """The architecture as JSON-ready data: each layer's class and config."""
-        from fastrnn._io import layer_config
         return {"layers": [layer_config(layer) for layer in self.layers]}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         """Rebuild a Sequential from ``get_config()``'s output (classes looked up among
         fastrnn's and `custom_objects`)."""
-        from fastrnn._io import layer_from_config
         return cls([layer_from_config(c, custom_objects) for c in config["layers"]])

@@ -20,7 +20,7 @@ import numbers
 
 import numpy as np
 
-from fastrnn import _optim
+from fastrnn.engine import optim as _optim
 from fastrnn.functional import _c_array
 from fastrnn.layers._base import Layer, check_bool
 

@@ -112,6 +112,15 @@ def _charge(name, shape):
     budget[0] -= n
 
 
+_BUILTIN_CLASSES = {}    # filled by Layer.__init_subclass__
+
+
+def builtin_classes():
+    """{class name: class} of fastrnn's public layers and models (what a model file may name
+    without custom_objects)."""
+    return dict(_BUILTIN_CLASSES, Layer=Layer)
+
+
 class Layer:
     """Base of every layer and model.
 
@@ -120,6 +129,13 @@ class Layer:
     ``forward``/``backward`` and, to be saved by ``fastrnn.save``, ``get_config()`` returning
     the constructor's keyword arguments.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # fastrnn's own public layers and models, by class name, for fastrnn.load
+        if cls.__module__.startswith("fastrnn.") and not cls.__name__.startswith("_"):
+            _BUILTIN_CLASSES[cls.__name__] = cls
+
 
     def __init__(self):
         object.__setattr__(self, "_params", {})

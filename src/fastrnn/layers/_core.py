@@ -2,8 +2,8 @@
 import numpy as np
 
 from fastrnn import init as _init
-from fastrnn._blas import matmul
-from fastrnn._threads import engine_threads
+from fastrnn.engine.blas import matmul
+from fastrnn.engine.threads import engine_threads
 from fastrnn.functional import _as_array, _c_array, _prepare_lengths
 from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, check_prob,
                                   float_input, no_cache_error, refuse_sequence_list)

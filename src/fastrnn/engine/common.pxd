@@ -1,4 +1,4 @@
-# Helpers shared by the per-cell kernels (_rnn.pyx, _lstm.pyx, _gru.pyx).
+# Helpers shared by the per-cell kernels (rnn.pyx, lstm.pyx, gru.pyx).
 #
 # Conventions (all arrays C-contiguous, "rightmost dimension changes fastest"):
 #   T steps, B batch rows, I input size, H hidden size, G gates, GH = G*H.
@@ -17,7 +17,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
-from fastrnn._blas cimport gemm_split
+from fastrnn.engine.blas cimport gemm_split
 
 # Inference computes input projections this many rows at a time (bounded workspace).
 cdef enum:
@@ -134,9 +134,9 @@ cdef inline void input_side_grads(Py_ssize_t rows, Py_ssize_t I, Py_ssize_t GH,
 # ---- packed-panel recurrent products (csrc/fr_gemm.c) ---------------------------------------
 # The recurrent weight is packed once per call into panels of NR columns (NR = 16 floats or
 # 8 doubles).  Forward: panels grouped by blocks of NR hidden units, one panel per gate
-# (fastrnn._simd.unit_block_layout); each thread owns whole unit blocks, so it computes its
+# (fastrnn.engine.simd.unit_block_layout); each thread owns whole unit blocks, so it computes its
 # units' gates and their elementwise update without waiting for the other threads.
-from fastrnn._simd cimport (FR_NR_F32, FR_NR_F64, gemm_panels_f32, gemm_panels_f64,
+from fastrnn.engine.simd cimport (FR_NR_F32, FR_NR_F64, gemm_panels_f32, gemm_panels_f64,
                             pack_panels_f32, pack_panels_f64)
 
 

@@ -3,7 +3,7 @@
     h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh or relu
 
 Python entry points `forward` and `backward` take arrays already validated by
-fastrnn.functional.  See _common.pxd for the slot/length conventions.
+fastrnn.functional.  See common.pxd for the slot/length conventions.
 """
 import numpy as np
 cimport numpy as cnp
@@ -11,15 +11,15 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from fastrnn._activations cimport relu, tanh_v
+from fastrnn.engine.activations cimport relu, tanh_v
 from cython.parallel cimport parallel, prange
-from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (clamp_units, GROUP, INFER_ROWS, _check_double, chunk_projection, copy_or_zero, cur_slot,
+from fastrnn.engine.blas cimport gemm_split
+from fastrnn.engine.common cimport (clamp_units, GROUP, INFER_ROWS, _check_double, chunk_projection, copy_or_zero, cur_slot,
                               group_panels, group_size, group_units, n_groups,
                               data_or_null, gemm_panels, input_side_grads, is_active, step_input,
                               pack_panels, panel_cols, prev_slot, step_time)
-from fastrnn._simd import pack_unit_blocks, unit_block_layout
-from fastrnn._workspace import empty as ws_empty, release as ws_release
+from fastrnn.engine.simd import pack_unit_blocks, unit_block_layout
+from fastrnn.engine.workspace import empty as ws_empty, release as ws_release
 
 cnp.import_array()
 

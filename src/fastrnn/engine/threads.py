@@ -13,7 +13,7 @@ import os
 import threading
 import time
 
-from fastrnn._blas import get_blas_threads, set_blas_threads
+from fastrnn.engine.blas import get_blas_threads, set_blas_threads
 
 __all__ = ["set_num_threads", "get_num_threads"]
 

@@ -6,7 +6,7 @@
     h' = (1-z)*n + z*h = n + z*(h - n)
 
 Python entry points `forward` and `backward` take arrays already validated by
-fastrnn.functional.  See _common.pxd for the slot/length conventions.
+fastrnn.functional.  See common.pxd for the slot/length conventions.
 """
 import numpy as np
 cimport numpy as cnp
@@ -15,15 +15,15 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
-from fastrnn._simd cimport gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64
-from fastrnn._activations cimport sigmoid_v, tanh_v
-from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (clamp_units, GROUP, INFER_ROWS, _check_double, chunk_projection, column_sums, copy_or_zero,
+from fastrnn.engine.simd cimport gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64
+from fastrnn.engine.activations cimport sigmoid_v, tanh_v
+from fastrnn.engine.blas cimport gemm_split
+from fastrnn.engine.common cimport (clamp_units, GROUP, INFER_ROWS, _check_double, chunk_projection, column_sums, copy_or_zero,
                               group_panels, group_size, group_units, n_groups,
                               cur_slot, data_or_null, gemm_panels, input_side_grads, step_input,
                               is_active, pack_panels, panel_cols, prev_slot, step_time)
-from fastrnn._simd import pack_unit_blocks, unit_block_layout
-from fastrnn._workspace import empty as ws_empty, release as ws_release
+from fastrnn.engine.simd import pack_unit_blocks, unit_block_layout
+from fastrnn.engine.workspace import empty as ws_empty, release as ws_release
 
 cnp.import_array()
 

@@ -9,7 +9,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 
 from cython.parallel cimport prange
-from fastrnn._simd cimport xent_f32, xent_f64
+from fastrnn.engine.simd cimport xent_f32, xent_f64
 
 cnp.import_array()
 

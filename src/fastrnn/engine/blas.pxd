@@ -11,7 +11,7 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
 # C (m, n) = op(A) @ op(B) (+ C when accumulate) as blocks of rows (or, with by_cols, of
 # columns) shared out between nthreads threads; the blocks depend on the size only, so the
 # results are the same for any nthreads.  BLAS runs single-threaded during engine calls
-# (fastrnn._threads), so its workers never compete with these threads.
+# (fastrnn.engine.threads), so its workers never compete with these threads.
 cdef void gemm_split(bint trans_a, bint trans_b, int m, int n, int k,
                      const floating* a, int lda, const floating* b, int ldb,
                      bint accumulate, floating* c, int ldc, int nthreads,

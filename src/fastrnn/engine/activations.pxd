@@ -8,7 +8,7 @@ cdef inline floating relu(floating v) noexcept nogil:
 
 
 # Array versions (vectorized, runtime CPU dispatch): y[:n] = act(x[:n]); x may equal y.
-from fastrnn._simd cimport sigmoid_f32, sigmoid_f64, tanh_f32, tanh_f64
+from fastrnn.engine.simd cimport sigmoid_f32, sigmoid_f64, tanh_f32, tanh_f64
 
 
 cdef inline void sigmoid_v(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:

@@ -4,7 +4,7 @@
 
 Python entry points `forward` and `backward` take arrays already validated by
 fastrnn.functional (C-contiguous, one float dtype, right shapes) and run the whole recurrence
-in one `with nogil:` block.  See _common.pxd for the slot/length conventions.
+in one `with nogil:` block.  See common.pxd for the slot/length conventions.
 """
 import numpy as np
 cimport numpy as cnp
@@ -13,11 +13,11 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
-from fastrnn._simd cimport lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32, lstm_fwd_f64
-from fastrnn._simd import pack_unit_blocks, unit_block_layout
-from fastrnn._workspace import empty as ws_empty, release as ws_release
-from fastrnn._blas cimport gemm_split
-from fastrnn._common cimport (GROUP, INFER_ROWS, _check_double, chunk_projection, clamp_units, copy_or_zero,
+from fastrnn.engine.simd cimport lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32, lstm_fwd_f64
+from fastrnn.engine.simd import pack_unit_blocks, unit_block_layout
+from fastrnn.engine.workspace import empty as ws_empty, release as ws_release
+from fastrnn.engine.blas cimport gemm_split
+from fastrnn.engine.common cimport (GROUP, INFER_ROWS, _check_double, chunk_projection, clamp_units, copy_or_zero,
                               cur_slot,
                               data_or_null, group_panels, group_size, group_units, n_groups,
                               step_input,
@@ -274,7 +274,7 @@ cdef void lstm_backward_kernel(
 def forward(x, w_ih, w_hh, bias, h0, c0, lengths, bint reverse, bint training,
             int nthreads=1, bint by_rows=False, bint fused=False):
     """y (T,B,H), hT, cT (B,H), saved: (gates, hs, cs, tanh_c) when training else None.
-    by_rows: each thread runs its own rows through all steps (see _common.pxd); fused: the
+    by_rows: each thread runs its own rows through all steps (see common.pxd); fused: the
     input projection is made step by step with packed W_ih (small weights)."""
     if x.dtype == np.float32:
         return _forward(<float*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, c0, lengths,
