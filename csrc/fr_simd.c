@@ -161,12 +161,27 @@ FR_INLINE double fr_tanhd(double x)
 
 /* Fused LSTM step for n units of one row: g points at the i-block pre-activations of the
  * first unit (f, g, o blocks at g + H, g + 2H, g + 3H); activations are written back in place
- * (what backward needs), then c' = f*c + i*g, tc = tanh(c'), h' = o*tc. */
+ * (what backward needs), then c' = f*c + i*g, tc = tanh(c'), h' = o*tc.  With peepholes
+ * (p not NULL: p_i, p_f, p_o at p, p + H, p + 2H) the i and f gates also see p*c and the o
+ * gate p_o*c'. */
 #define FR_DEFINE_LSTM(SUFFIX, ATTR, T, SIG, TANH)                                          \
     ATTR static void lstm_fwd_##SUFFIX(ptrdiff_t n, T *g, ptrdiff_t H, const T *c_prev,     \
-                                       T *c_cur, T *h_cur, T *tc)                           \
+                                       T *c_cur, T *h_cur, T *tc, const T *p)               \
     {                                                                                       \
         T *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;                           \
+        if (p) {                                                                            \
+            FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) {                                    \
+                T cp = c_prev[j];                                                           \
+                T i = SIG(gi[j] + p[j] * cp), f = SIG(gf[j] + p[H + j] * cp);               \
+                T u = TANH(gg[j]);                                                          \
+                T c = f * cp + i * u;                                                       \
+                T o = SIG(go[j] + p[2 * H + j] * c);                                        \
+                gi[j] = i; gf[j] = f; gg[j] = u; go[j] = o;                                 \
+                T t = TANH(c);                                                              \
+                c_cur[j] = c; tc[j] = t; h_cur[j] = o * t;                                  \
+            }                                                                               \
+            return;                                                                         \
+        }                                                                                   \
         FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) {                                        \
             T i = SIG(gi[j]), f = SIG(gf[j]), c = TANH(gg[j]), o = SIG(go[j]);              \
             gi[j] = i; gf[j] = f; gg[j] = c; go[j] = o;                                     \
@@ -207,12 +222,31 @@ FR_INLINE double fr_tanhd(double x)
         go[j] = d * t * o * (1 - o);                                                        \
         dc[j] = dcj * f;                                                                    \
     }
+/* With peepholes, c' also reaches the o gate (through p_o) and c the i and f gates. */
+#define FR_LSTM_PEEP_BWD_BODY(T, DY)                                                           \
+    {                                                                                       \
+        T i = gi[j], f = gf[j], c = gg[j], o = go[j], t = tc[j];                            \
+        T d = dh[j] + DY;                                                                   \
+        T dao = d * t * o * (1 - o);                                                        \
+        T dcj = dc[j] + d * o * (1 - t * t) + dao * p[2 * H + j];                           \
+        T dai = dcj * c * i * (1 - i), daf = dcj * c_prev[j] * f * (1 - f);                 \
+        gi[j] = dai;                                                                        \
+        gf[j] = daf;                                                                        \
+        gg[j] = dcj * i * (1 - c * c);                                                      \
+        go[j] = dao;                                                                        \
+        dc[j] = dcj * f + dai * p[j] + daf * p[H + j];                                      \
+    }
 #define FR_DEFINE_LSTM_BWD(SUFFIX, ATTR, T)                                                 \
     ATTR static void lstm_bwd_##SUFFIX(ptrdiff_t n, T *g, ptrdiff_t H, const T *c_prev,     \
-                                       const T *tc, const T *dh, const T *dy, T *dc)        \
+                                       const T *tc, const T *dh, const T *dy, T *dc,        \
+                                       const T *p)                                          \
     {                                                                                       \
         T *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;                           \
-        if (dy) {                                                                           \
+        if (p && dy) {                                                                      \
+            FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) FR_LSTM_PEEP_BWD_BODY(T, dy[j])         \
+        } else if (p) {                                                                     \
+            FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) FR_LSTM_PEEP_BWD_BODY(T, 0)            \
+        } else if (dy) {                                                                    \
             FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) FR_LSTM_BWD_BODY(T, dy[j])              \
         } else {                                                                            \
             FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) FR_LSTM_BWD_BODY(T, 0)                 \
@@ -397,20 +431,29 @@ FR_T512 static void tanh_f32_avx512r(const float *x, float *y, ptrdiff_t n)
 }
 
 FR_T512 static void lstm_fwd_f32_avx512r(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev,
-                                         float *c_cur, float *h_cur, float *tc)
+                                         float *c_cur, float *h_cur, float *tc, const float *p)
 {
     float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
     for (ptrdiff_t j = 0; j < n; j += 16) {
         __mmask16 m = fr_mask512(n - j);
-        __m512 i = fr_sigmoid512(_mm512_maskz_loadu_ps(m, gi + j));
-        __m512 f = fr_sigmoid512(_mm512_maskz_loadu_ps(m, gf + j));
+        __m512 cp = _mm512_maskz_loadu_ps(m, c_prev + j);
+        __m512 ai = _mm512_maskz_loadu_ps(m, gi + j), af = _mm512_maskz_loadu_ps(m, gf + j);
+        __m512 ao = _mm512_maskz_loadu_ps(m, go + j);
+        if (p) {
+            ai = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p + j), cp, ai);
+            af = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p + H + j), cp, af);
+        }
+        __m512 i = fr_sigmoid512(ai);
+        __m512 f = fr_sigmoid512(af);
         __m512 c = fr_tanh512(_mm512_maskz_loadu_ps(m, gg + j));
-        __m512 o = fr_sigmoid512(_mm512_maskz_loadu_ps(m, go + j));
         _mm512_mask_storeu_ps(gi + j, m, i);
         _mm512_mask_storeu_ps(gf + j, m, f);
         _mm512_mask_storeu_ps(gg + j, m, c);
+        c = _mm512_fmadd_ps(f, cp, _mm512_mul_ps(i, c));
+        if (p)
+            ao = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p + 2 * H + j), c, ao);
+        __m512 o = fr_sigmoid512(ao);
         _mm512_mask_storeu_ps(go + j, m, o);
-        c = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, c_prev + j), _mm512_mul_ps(i, c));
         __m512 t = fr_tanh512(c);
         _mm512_mask_storeu_ps(c_cur + j, m, c);
         _mm512_mask_storeu_ps(tc + j, m, t);
@@ -450,17 +493,18 @@ typedef struct {
     void (*sigmoid_f64)(const double *, double *, ptrdiff_t);
     void (*tanh_f32)(const float *, float *, ptrdiff_t);
     void (*tanh_f64)(const double *, double *, ptrdiff_t);
-    void (*lstm_fwd_f32)(ptrdiff_t, float *, ptrdiff_t, const float *, float *, float *, float *);
+    void (*lstm_fwd_f32)(ptrdiff_t, float *, ptrdiff_t, const float *, float *, float *, float *,
+                         const float *);
     void (*lstm_fwd_f64)(ptrdiff_t, double *, ptrdiff_t, const double *, double *, double *,
-                         double *);
+                         double *, const double *);
     void (*gru_fwd_f32)(ptrdiff_t, float *, const float *, ptrdiff_t, const float *,
                         const float *, float *, float *);
     void (*gru_fwd_f64)(ptrdiff_t, double *, const double *, ptrdiff_t, const double *,
                         const double *, double *, double *);
     void (*lstm_bwd_f32)(ptrdiff_t, float *, ptrdiff_t, const float *, const float *,
-                         const float *, const float *, float *);
+                         const float *, const float *, float *, const float *);
     void (*lstm_bwd_f64)(ptrdiff_t, double *, ptrdiff_t, const double *, const double *,
-                         const double *, const double *, double *);
+                         const double *, const double *, double *, const double *);
     void (*gru_bwd_f32)(ptrdiff_t, float *, ptrdiff_t, const float *, const float *,
                         const float *, float *, float *, float *);
     void (*gru_bwd_f64)(ptrdiff_t, double *, ptrdiff_t, const double *, const double *,
@@ -533,27 +577,28 @@ void fr_tanh_f32(const float *x, float *y, ptrdiff_t n) { FR_CURRENT->tanh_f32(x
 void fr_tanh_f64(const double *x, double *y, ptrdiff_t n) { FR_CURRENT->tanh_f64(x, y, n); }
 
 void fr_lstm_fwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, float *c_cur,
-                     float *h_cur, float *tc)
+                     float *h_cur, float *tc, const float *p)
 {
-    FR_CURRENT->lstm_fwd_f32(n, g, H, c_prev, c_cur, h_cur, tc);
+    FR_CURRENT->lstm_fwd_f32(n, g, H, c_prev, c_cur, h_cur, tc, p);
 }
 
 void fr_lstm_fwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev, double *c_cur,
-                     double *h_cur, double *tc)
+                     double *h_cur, double *tc, const double *p)
 {
-    FR_CURRENT->lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc);
+    FR_CURRENT->lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc, p);
 }
 
 void fr_lstm_bwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, const float *tc,
-                     const float *dh, const float *dy, float *dc)
+                     const float *dh, const float *dy, float *dc, const float *p)
 {
-    FR_CURRENT->lstm_bwd_f32(n, g, H, c_prev, tc, dh, dy, dc);
+    FR_CURRENT->lstm_bwd_f32(n, g, H, c_prev, tc, dh, dy, dc, p);
 }
 
 void fr_lstm_bwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev,
-                     const double *tc, const double *dh, const double *dy, double *dc)
+                     const double *tc, const double *dh, const double *dy, double *dc,
+                     const double *p)
 {
-    FR_CURRENT->lstm_bwd_f64(n, g, H, c_prev, tc, dh, dy, dc);
+    FR_CURRENT->lstm_bwd_f64(n, g, H, c_prev, tc, dh, dy, dc, p);
 }
 
 void fr_gru_bwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *h_prev, const float *dh,

@@ -28,11 +28,12 @@ float fr_xent_f32(const float *z, ptrdiff_t C, ptrdiff_t target, float eps, floa
 double fr_xent_f64(const double *z, ptrdiff_t C, ptrdiff_t target, double eps, double scale,
                    double *d);
 
-/* Fused LSTM forward step over n units of one row (see fr_simd.c). */
+/* Fused LSTM forward step over n units of one row; p: peephole weights or NULL (see
+ * fr_simd.c). */
 void fr_lstm_fwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, float *c_cur,
-                     float *h_cur, float *tc);
+                     float *h_cur, float *tc, const float *p);
 void fr_lstm_fwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev, double *c_cur,
-                     double *h_cur, double *tc);
+                     double *h_cur, double *tc, const double *p);
 
 /* Fused GRU (reset_after) forward step over n units of one row (see fr_simd.c). */
 void fr_gru_fwd_f32(ptrdiff_t n, float *g, const float *hh, ptrdiff_t H, const float *b_hn,
@@ -42,9 +43,10 @@ void fr_gru_fwd_f64(ptrdiff_t n, double *g, const double *hh, ptrdiff_t H, const
 
 /* Fused LSTM / GRU backward updates over n units of one row (see fr_simd.c). */
 void fr_lstm_bwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *c_prev, const float *tc,
-                     const float *dh, const float *dy, float *dc);
+                     const float *dh, const float *dy, float *dc, const float *p);
 void fr_lstm_bwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *c_prev,
-                     const double *tc, const double *dh, const double *dy, double *dc);
+                     const double *tc, const double *dh, const double *dy, double *dc,
+                     const double *p);
 void fr_gru_bwd_f32(ptrdiff_t n, float *g, ptrdiff_t H, const float *h_prev, const float *dh,
                     const float *dy, float *dh_next, float *aux, float *w);
 void fr_gru_bwd_f64(ptrdiff_t n, double *g, ptrdiff_t H, const double *h_prev,

@@ -9,7 +9,8 @@ and r|z|n; PyTorch's GRU is ONNX's ``linear_before_reset=1``.
 """
 import numpy as np
 
-__all__ = ["to_onnx_gates", "onnx_weights", "single_layer_model"]
+__all__ = ["to_onnx_gates", "onnx_weights", "onnx_peepholes", "from_onnx_peepholes",
+           "single_layer_model"]
 
 # PyTorch gate block k goes to ONNX block ORDER[cell][k]'s position: ONNX blocks listed as
 # PyTorch block indices
@@ -36,12 +37,26 @@ def onnx_weights(cell, w_ih, w_hh, b_ih=None, b_hh=None, dtype=np.float32):
     return [np.ascontiguousarray(a, dtype=dtype) for a in (W, R, B)]
 
 
+def onnx_peepholes(w_peep, dtype=np.float32):
+    """ONNX's LSTM input P (1, 3H), blocks i|o|f, from fastrnn's w_peep (3H,) = p_i|p_f|p_o."""
+    p_i, p_f, p_o = np.split(np.asarray(w_peep), 3)
+    return np.ascontiguousarray(np.concatenate([p_i, p_o, p_f])[None], dtype=dtype)
+
+
+def from_onnx_peepholes(P):
+    """fastrnn's w_peep (3H,) = p_i|p_f|p_o from ONNX's P (3H,) or (1, 3H), blocks i|o|f."""
+    p_i, p_o, p_f = np.split(np.asarray(P).reshape(-1), 3)
+    return np.concatenate([p_i, p_f, p_o])
+
+
 def single_layer_model(cell, input_size, hidden_size, w_ih, w_hh, b_ih=None, b_hh=None, *,
-                       nonlinearity="tanh", reverse=False, dtype=np.float32, opset=17):
+                       nonlinearity="tanh", reverse=False, dtype=np.float32, opset=17,
+                       w_peep=None):
     """An ONNX model of one layer and direction with the weights as initializers.
 
     Inputs ``X (T, B, I)``, ``sequence_lens (B,)`` int32, ``initial_h (1, B, H)`` (and
-    ``initial_c`` for the LSTM); outputs ``Y (T, 1, B, H)``, ``Y_h`` (and ``Y_c``)."""
+    ``initial_c`` for the LSTM); outputs ``Y (T, 1, B, H)``, ``Y_h`` (and ``Y_c``).  For
+    an LSTM, w_peep (3H,) becomes the operator's peephole input P."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     elem = TensorProto.FLOAT if np.dtype(dtype) == np.float32 else TensorProto.DOUBLE
@@ -53,6 +68,8 @@ def single_layer_model(cell, input_size, hidden_size, w_ih, w_hh, b_ih=None, b_h
     if cell == "lstm":
         inputs.append("initial_c")
         outputs.append("Y_c")
+        if w_peep is not None:
+            inputs.append("P")
     if cell == "gru":
         attrs["linear_before_reset"] = 1
     if cell == "rnn":
@@ -68,6 +85,8 @@ def single_layer_model(cell, input_size, hidden_size, w_ih, w_hh, b_ih=None, b_h
     if cell == "lstm":
         graph_outputs.append(helper.make_tensor_value_info("Y_c", elem, [1, "N", H]))
     inits = [numpy_helper.from_array(a, name) for a, name in ((W, "W"), (R, "R"), (B, "B"))]
+    if cell == "lstm" and w_peep is not None:
+        inits.append(numpy_helper.from_array(onnx_peepholes(w_peep, dtype), "P"))
     graph = helper.make_graph([node], f"fastrnn_{cell}", graph_inputs, graph_outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = min(model.ir_version, 10)

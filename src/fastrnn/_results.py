@@ -11,3 +11,7 @@ GRUGrads.__doc__ = """Gradients of a GRU layer; fields as RNNGrads with 3*H gate
 LSTMGrads = namedtuple("LSTMGrads", ["dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"])
 LSTMGrads.__doc__ = """Gradients of an LSTM layer; as RNNGrads plus dc0 (B, H), with 4*H gate rows
 (i|f|g|o)."""
+
+PeepholeLSTMGrads = namedtuple("PeepholeLSTMGrads", LSTMGrads._fields + ("dw_peep",))
+PeepholeLSTMGrads.__doc__ = """Gradients of a peephole LSTM layer: LSTMGrads' fields plus dw_peep
+(3*H,), the gradient of the peephole weights p_i|p_f|p_o."""

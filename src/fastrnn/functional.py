@@ -32,11 +32,12 @@ import numpy as np
 from fastrnn.engine import cpu as _cpu, gru as _gru, lstm as _lstm, rnn as _rnn
 from fastrnn.engine.threads import engine_threads
 from fastrnn.engine.workspace import release
-from fastrnn._results import GRUGrads, LSTMGrads, RNNGrads
+from fastrnn._results import GRUGrads, LSTMGrads, PeepholeLSTMGrads, RNNGrads
 
 __all__ = [
     "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
-    "gru_forward", "gru_backward", "RNNGrads", "LSTMGrads", "GRUGrads",
+    "peephole_lstm_forward", "peephole_lstm_backward",
+    "gru_forward", "gru_backward", "RNNGrads", "LSTMGrads", "PeepholeLSTMGrads", "GRUGrads",
     "prepare_rnn", "prepare_lstm", "prepare_gru", "rnn_step", "lstm_step", "gru_step",
     "StepWeights",
 ]
@@ -371,9 +372,33 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse=Fal
     x (T, B, I); h0, c0 (B, H) or None; w_ih (4H, I); w_hh (4H, H); b_ih, b_hh (4H,) or None.
     Returns ``y (T, B, H), hT (B, H), cT (B, H), cache``.
     """
+    return _lstm_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse,
+                         training)
+
+
+def peephole_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, *, lengths=None,
+                          reverse=False, training=True):
+    """LSTM with diagonal peephole connections (Gers & Schmidhuber 2000; ONNX's ``P``):
+    ``i = sigmoid(W_i x + U_i h + b_i + p_i*c)``, ``f = sigmoid(... + p_f*c)``,
+    ``c' = f*c + i*g``, ``o = sigmoid(... + p_o*c')``, ``h' = o*tanh(c')``.
+
+    As lstm_forward, plus w_peep (3H,) = p_i|p_f|p_o.  The same kernels run both cells (the
+    peepholes are one more term in the fused gate update); the functions are separate
+    because the gradients have one more field (PeepholeLSTMGrads.dw_peep), and code that
+    unpacks LSTMGrads' seven fields must keep working.
+    """
+    return _lstm_forward("peephole_lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, lengths,
+                         reverse, training)
+
+
+def _lstm_forward(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, lengths, reverse,
+                  training):
     x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype = \
         _prepare_forward(4, x, [("h0", h0), ("c0", c0)], w_ih, w_hh, b_ih, b_hh, lengths,
                          reverse, training)
+    if kind == "peephole_lstm":
+        H = w_hh.shape[1]
+        w_peep = _ready("w_peep", w_peep, (3 * H,), "(3*H,)", x.dtype, optional=False)
     if _is_empty(x):
         y, (hT, cT) = _empty_forward(x, [h0, c0], w_hh.shape[1], out_dtype)
         saved = None
@@ -382,9 +407,9 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse=Fal
             nthreads, by_rows = _plan(x, w_hh, nthreads)
             y, hT, cT, saved = _lstm.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), h0, c0,
                                              lengths, reverse, training, nthreads, by_rows,
-                                             _fuse_input(w_ih, w_hh))
+                                             _fuse_input(w_ih, w_hh), w_peep)
         y, hT, cT = _cast(out_dtype, y, hT, cT)
-    cache = Cache("lstm", None, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,
+    cache = Cache(kind, w_peep, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,
                   b_hh is not None, out_dtype) if training else None
     return y, hT, cT, cache
 
@@ -398,21 +423,53 @@ def lstm_backward(dy, dhT, dcT, cache, *, clip_hidden_grad=None):
     later steps, dhT included, before dy_t is added): the results are then not the exact
     gradient, by design.
     """
+    return LSTMGrads(*_lstm_backward("lstm", dy, dhT, dcT, cache, clip_hidden_grad)[:7])
+
+
+def peephole_lstm_backward(dy, dhT, dcT, cache, *, clip_hidden_grad=None):
+    """Gradients of a peephole_lstm_forward call (arguments as lstm_backward).
+
+    Returns ``PeepholeLSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep)``.
+    """
+    return PeepholeLSTMGrads(*_lstm_backward("peephole_lstm", dy, dhT, dcT, cache,
+                                             clip_hidden_grad))
+
+
+def _lstm_backward(kind, dy, dhT, dcT, cache, clip_hidden_grad):
     clip = _clip_arg(clip_hidden_grad)
-    dy, dhT, dcT = _prepare_backward(cache, "lstm", [("dy", dy), ("dhT", dhT), ("dcT", dcT)])
+    dy, dhT, dcT = _prepare_backward(cache, kind, [("dy", dy), ("dhT", dhT), ("dcT", dcT)])
     cache.consumed = True
+    w_peep = cache.variant
+    dw_peep = None
     if _is_empty(cache.x):
         dx, (dh0, dc0), dw_ih, dw_hh = _empty_backward(cache, [dhT, dcT])
         db = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
+        if w_peep is not None:
+            dw_peep = np.zeros_like(w_peep)
     else:
         with engine_threads() as nthreads:
             nthreads, by_rows = _plan(cache.x, cache.w_hh, nthreads)
             dx, dh0, dc0, dw_ih, dw_hh, db = _lstm.backward(
                 dy, dhT, dcT, cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.reverse,
-                cache.saved, True, nthreads, clip, by_rows)
+                cache.saved, True, nthreads, clip, by_rows, w_peep)
+        if w_peep is not None:
+            dw_peep = _peephole_grads(cache)
     _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
-    return LSTMGrads(*_cast(cache.out_dtype, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh))
+    return _cast(cache.out_dtype, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep)
+
+
+def _peephole_grads(cache):
+    """dw_peep (3H,) from the pre-activation gradients the backward kernel left in the saved
+    gates and the saved cell states: sums over every step and row (padded steps have zero
+    gradients) of da_i * c_{t-1}, da_f * c_{t-1} and da_o * c_t."""
+    gates, hs, cs, tanh_c = cache.saved
+    T = cache.x.shape[0]
+    H = cache.w_hh.shape[1]
+    c_prev, c_new = (cs[1:], cs[:T]) if cache.reverse else (cs[:T], cs[1:])
+    return np.concatenate([np.einsum("tbh,tbh->h", gates[..., :H], c_prev),
+                           np.einsum("tbh,tbh->h", gates[..., H:2 * H], c_prev),
+                           np.einsum("tbh,tbh->h", gates[..., 3 * H:], c_new)])
 
 
 # ----------------------------------------------------------------------------------------
@@ -508,7 +565,8 @@ class StepWeights:
 
     def __repr__(self):
         variant = {"rnn": lambda v: f" nonlinearity={'relu' if v else 'tanh'}",
-                   "gru": lambda v: f" reset_after={v}", "lstm": lambda v: ""}[self.kind]
+                   "gru": lambda v: f" reset_after={v}",
+                   "lstm": lambda v: "" if v is None else " peephole"}[self.kind]
         return (f"<fastrnn {self.kind} StepWeights I={self.I} H={self.H} "
                 f"dtype={self.dtype}{variant(self.variant)}>")
 
@@ -525,6 +583,10 @@ def _prepare(kind, G, w_ih, w_hh, b_ih, b_hh, dtype, variant):
         raise ValueError(f"w_ih must be 2-D (G*H, I), got shape {w_ih_arr.shape}")
     I = w_ih_arr.shape[1]
     w_ih, w_hh, b_ih, b_hh, H = _prepare_weights(G, w_ih_arr, w_hh, b_ih, b_hh, I, dtype)
+    if kind == "lstm" and variant is not None:          # the peephole weights (a copy)
+        variant = np.array(_ready("w_peep", variant, (3 * H,), "(3*H,)", dtype,
+                                  optional=False))
+        variant.flags.writeable = False
     b_hn = None
     if kind == "gru" and variant and b_hh is not None:
         b_hn = np.array(b_hh[2 * H:])                    # copies: StepWeights own them
@@ -547,9 +609,10 @@ def prepare_rnn(w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", dtype=
     return _prepare("rnn", 1, w_ih, w_hh, b_ih, b_hh, dtype, nonlinearity == "relu")
 
 
-def prepare_lstm(w_ih, w_hh, b_ih=None, b_hh=None, *, dtype=np.float32):
-    """Pack an LSTM layer's weights for ``lstm_step`` (compute dtype `dtype`)."""
-    return _prepare("lstm", 4, w_ih, w_hh, b_ih, b_hh, dtype, None)
+def prepare_lstm(w_ih, w_hh, b_ih=None, b_hh=None, *, w_peep=None, dtype=np.float32):
+    """Pack an LSTM layer's weights for ``lstm_step`` (compute dtype `dtype`); w_peep (3H,)
+    adds peephole connections as in ``peephole_lstm_forward``."""
+    return _prepare("lstm", 4, w_ih, w_hh, b_ih, b_hh, dtype, w_peep)
 
 
 def prepare_gru(w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, dtype=np.float32):
@@ -627,7 +690,8 @@ def lstm_step(x_t, state, weights):
     sw = _step_weights("lstm", weights, prepare_lstm, x.dtype)
     x, (h, c), single, out_dtype = _step_inputs(x, [("h", state[0]), ("c", state[1])], sw)
     with engine_threads(blas=False) as nthreads:
-        h_new, c_new = _lstm.step(x, h, c, sw.packed, sw.bias, _step_threads(nthreads, sw))
+        h_new, c_new = _lstm.step(x, h, c, sw.packed, sw.bias, _step_threads(nthreads, sw),
+                                  sw.variant)
     return tuple(_step_result([h_new, c_new], single, out_dtype))
 
 

@@ -70,13 +70,15 @@ when the forward's ``h0`` (``c0``) was ``None``.
 """
 import numpy as np
 
-from fastrnn._results import GRUGrads, LSTMGrads, RNNGrads
+from fastrnn._results import GRUGrads, LSTMGrads, PeepholeLSTMGrads, RNNGrads
 
 __all__ = [
     "rnn_forward",
     "rnn_backward",
     "lstm_forward",
     "lstm_backward",
+    "peephole_lstm_forward",
+    "peephole_lstm_backward",
     "gru_forward",
     "gru_backward",
 ]
@@ -273,7 +275,26 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False)
 
     Returns ``(y, hT, cT, cache)``: y (T, B, H), hT and cT (B, H).
     """
+    return _lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse)
+
+
+def peephole_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, lengths=None,
+                          reverse=False):
+    """LSTM with diagonal peepholes (Gers & Schmidhuber 2000): w_peep (3H,) = p_i|p_f|p_o,
+    ``i = sigmoid(. + p_i*c)``, ``f = sigmoid(. + p_f*c)``, ``o = sigmoid(. + p_o*c')``.
+
+    Returns ``(y, hT, cT, cache)`` as lstm_forward.
+    """
+    return _lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, lengths, reverse)
+
+
+def _lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, lengths, reverse):
     x, w_ih, w_hh, b_ih, b_hh, (T, B, I, H) = _prepare(x, w_ih, w_hh, b_ih, b_hh, 4)
+    if w_peep is not None:
+        w_peep = np.asarray(w_peep, dtype=x.dtype)
+        if w_peep.shape != (3 * H,):
+            raise ValueError(f"w_peep must have shape (3*H,) = ({3 * H},), got {w_peep.shape}")
+        p_i, p_f, p_o = w_peep[:H], w_peep[H:2 * H], w_peep[2 * H:]
     h = _initial_state(h0, B, H, x.dtype, "h0")
     c = _initial_state(c0, B, H, x.dtype, "c0")
     active = _active_mask(lengths, T, B)
@@ -284,34 +305,55 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False)
     c_in = np.empty((T, B, H), dtype=x.dtype)
     gates = np.empty((T, B, 4 * H), dtype=x.dtype)  # activated gates i|f|g|o
     tanh_c = np.empty((T, B, H), dtype=x.dtype)      # tanh of the new cell state
+    c_out = np.empty((T, B, H), dtype=x.dtype)       # the new cell state
     for t in _steps(T, reverse):
         act_t = None if active is None else active[t]
         h_in[t] = h
         c_in[t] = c
         a = xp[t] + h @ w_hh.T
+        if w_peep is not None:
+            a[:, :H] += p_i * c
+            a[:, H:2 * H] += p_f * c
         i = _sigmoid(a[:, :H])
         f = _sigmoid(a[:, H:2 * H])
         g = np.tanh(a[:, 2 * H:3 * H])
-        o = _sigmoid(a[:, 3 * H:])
         c_new = f * c + i * g
+        if w_peep is not None:
+            a[:, 3 * H:] += p_o * c_new
+        o = _sigmoid(a[:, 3 * H:])
         tc = np.tanh(c_new)
         h_new = o * tc
         gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:3 * H], gates[t, :, 3 * H:] = (
             i, f, g, o)
         tanh_c[t] = tc
+        c_out[t] = c_new
         y[t] = _zero_inactive(act_t, h_new)
         h = _keep_inactive(act_t, h_new, h)
         c = _keep_inactive(act_t, c_new, c)
 
     cache = dict(x=x, w_ih=w_ih, w_hh=w_hh, has_b_ih=b_ih is not None,
                  has_b_hh=b_hh is not None, active=active, reverse=reverse, h_in=h_in,
-                 c_in=c_in, gates=gates, tanh_c=tanh_c)
+                 c_in=c_in, gates=gates, tanh_c=tanh_c, w_peep=w_peep, c_out=c_out)
     return y, h, c, cache
 
 
 def lstm_backward(dy, dhT, dcT, cache, clip_hidden_grad=None):
     """Gradients of an LSTM layer; returns :class:`LSTMGrads`."""
+    if cache.get("w_peep") is not None:
+        raise ValueError("cache comes from peephole_lstm_forward: use peephole_lstm_backward")
+    return LSTMGrads(*_lstm_backward(dy, dhT, dcT, cache, clip_hidden_grad)[:7])
+
+
+def peephole_lstm_backward(dy, dhT, dcT, cache, clip_hidden_grad=None):
+    """Gradients of a peephole LSTM layer; returns :class:`PeepholeLSTMGrads`."""
+    if cache.get("w_peep") is None:
+        raise ValueError("cache comes from lstm_forward: use lstm_backward")
+    return PeepholeLSTMGrads(*_lstm_backward(dy, dhT, dcT, cache, clip_hidden_grad))
+
+
+def _lstm_backward(dy, dhT, dcT, cache, clip_hidden_grad):
     x, w_ih, w_hh, active, gates = (cache[k] for k in ("x", "w_ih", "w_hh", "active", "gates"))
+    w_peep = cache["w_peep"]
     c_in, tanh_c = cache["c_in"], cache["tanh_c"]
     T, B, H = c_in.shape
     dy = _upstream(dy, (T, B, H), x.dtype)
@@ -328,22 +370,34 @@ def lstm_backward(dy, dhT, dcT, cache, clip_hidden_grad=None):
         i, f, g, o = (gates[t, :, k * H:(k + 1) * H] for k in range(4))
         tc = tanh_c[t]
         d_h = dh if dy is None else dh + dy[t]
-        # total gradient of the new cell state: from c' directly and through h' = o*tanh(c')
-        d_c = dc + d_h * o * (1 - tc * tc)
         da = np.empty((B, 4 * H), dtype=x.dtype)
+        da[:, 3 * H:] = d_h * tc * o * (1 - o)
+        # total gradient of the new cell state: from c' directly and through h' = o*tanh(c')
+        # (and, with peepholes, through the o gate's p_o*c')
+        d_c = dc + d_h * o * (1 - tc * tc)
+        if w_peep is not None:
+            d_c = d_c + da[:, 3 * H:] * w_peep[2 * H:]
         da[:, :H] = d_c * g * i * (1 - i)
         da[:, H:2 * H] = d_c * c_in[t] * f * (1 - f)
         da[:, 2 * H:3 * H] = d_c * i * (1 - g * g)
-        da[:, 3 * H:] = d_h * tc * o * (1 - o)
         da = _zero_inactive(act_t, da)
         d_a[t] = da
         dh = _keep_inactive(act_t, da @ w_hh, dh)
-        dc = _keep_inactive(act_t, d_c * f, dc)
+        dc_prev = d_c * f
+        if w_peep is not None:
+            dc_prev = dc_prev + da[:, :H] * w_peep[:H] + da[:, H:2 * H] * w_peep[H:2 * H]
+        dc = _keep_inactive(act_t, dc_prev, dc)
 
     dx, dw_ih, db_ih = _input_grads(d_a, x, w_ih, cache["has_b_ih"])
     dw_hh = _outer_sum(d_a, cache["h_in"])
     db_hh = d_a.sum(axis=(0, 1)) if cache["has_b_hh"] else None
-    return LSTMGrads(dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh)
+    dw_peep = None
+    if w_peep is not None:
+        c_out = cache["c_out"]                 # c_t, the cell state each step made
+        dw_peep = np.concatenate([(d_a[..., :H] * c_in).sum(axis=(0, 1)),
+                                  (d_a[..., H:2 * H] * c_in).sum(axis=(0, 1)),
+                                  (d_a[..., 3 * H:] * c_out).sum(axis=(0, 1))])
+    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dw_peep
 
 
 # ---------------------------------------------------------------------------------------

@@ -29,11 +29,11 @@ cnp.import_array()
 
 cdef inline void lstm_fwd_rows(Py_ssize_t n, floating* g, Py_ssize_t H,
                                const floating* c_prev, floating* c_cur, floating* h_cur,
-                               floating* tc) noexcept nogil:
+                               floating* tc, const floating* peep) noexcept nogil:
     if floating is float:
-        lstm_fwd_f32(n, g, H, c_prev, c_cur, h_cur, tc)
+        lstm_fwd_f32(n, g, H, c_prev, c_cur, h_cur, tc, peep)
     else:
-        lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc)
+        lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc, peep)
 
 
 cdef void lstm_forward_block(
@@ -42,11 +42,12 @@ cdef void lstm_forward_block(
         const int64_t* lengths, floating* g, const floating* h_prev, floating* h_cur,
         const floating* c_prev, floating* c_cur, floating* tc, floating* y_t,
         Py_ssize_t I, const floating* x_t, const floating* panels_x,
-        const floating* bias) noexcept nogil:
+        const floating* bias, const floating* peep) noexcept nogil:
     """One step for the hidden units of unit blocks ub0 .. ub1-1 in rows b0 .. b1-1: their four
     gate pre-activations g[b, gate*H + u] += h_prev[b] @ W_hh[gate*H + u].T (one unit block's
     four panels at a time), then the cell update of those units.  With panels_x (packed W_ih,
-    same layout) the input projection is made here too: g = x_t @ W_ih.T + bias first."""
+    same layout) the input projection is made here too: g = x_t @ W_ih.T + bias first.
+    peep: the peephole weights p_i|p_f|p_o (3H,), or NULL."""
     cdef Py_ssize_t GH = 4 * H
     cdef Py_ssize_t NR = panel_cols(g)
     cdef Py_ssize_t u0 = col0[4 * ub0]
@@ -65,7 +66,8 @@ cdef void lstm_forward_block(
             memcpy(c_cur + k, c_prev + k, nu * sizeof(floating))
             memset(y_t + k, 0, nu * sizeof(floating))
             continue
-        lstm_fwd_rows(nu, g + b * GH + u0, H, c_prev + k, c_cur + k, h_cur + k, tc + k)
+        lstm_fwd_rows(nu, g + b * GH + u0, H, c_prev + k, c_cur + k, h_cur + k, tc + k,
+                      peep + u0 if peep != NULL else NULL)
         if y_t != NULL:
             memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
 
@@ -76,6 +78,7 @@ cdef void lstm_forward_kernel(
         const floating* w_ih,       # IN  (4H, I)
         const floating* w_hh,       # IN  (4H, H)
         const floating* bias,       # IN  (4H,) = b_ih + b_hh, or NULL
+        const floating* peep,       # IN  (3H,) peephole weights p_i|p_f|p_o, or NULL
         const floating* h0,         # IN  (B, H) or NULL (zeros)
         const floating* c0,         # IN  (B, H) or NULL (zeros)
         const int64_t* lengths,     # IN  (B,) or NULL
@@ -129,7 +132,7 @@ cdef void lstm_forward_kernel(
                                 cs + prev_slot(s, t, reverse, keep) * BH,
                                 cs + cur_slot(s, t, reverse, keep) * BH,
                                 tanh_c + (t * BH if keep else 0), y + t * BH,
-                                I, x + t * B * I, panels_x, bias)
+                                I, x + t * B * I, panels_x, bias, peep)
             s0 += n
             continue
         with parallel(num_threads=nthreads):
@@ -144,7 +147,7 @@ cdef void lstm_forward_kernel(
                         cs + prev_slot(s, t, reverse, keep) * BH,
                         cs + cur_slot(s, t, reverse, keep) * BH,
                         tanh_c + (t * BH if keep else 0), y + t * BH,
-                        I, x + t * B * I, panels_x, bias)
+                        I, x + t * B * I, panels_x, bias, peep)
         s0 += n
     t = cur_slot(T - 1, step_time(T - 1, T, reverse), reverse, keep)
     memcpy(hT, hs + t * BH, BH * sizeof(floating))
@@ -155,7 +158,7 @@ cdef void lstm_backward_block(
         Py_ssize_t u0, Py_ssize_t nu, Py_ssize_t t, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
         const int64_t* lengths, const floating* dy_t, floating* g_t, const floating* c_prev,
         const floating* tc_t, const floating* dh, floating* dh_next,
-        floating* dc) noexcept nogil:
+        floating* dc, const floating* peep) noexcept nogil:
     """Units u0 .. u0+nu-1 of rows b0 .. b1-1 at time t: saved gates in g_t become
     pre-activation gradients; dc is carried back; dh_next is prepared for the recurrent
     product."""
@@ -175,10 +178,12 @@ cdef void lstm_backward_block(
         k = b * H + u0
         if floating is float:
             lstm_bwd_f32(nu, g_row, H, c_prev + k, tc_t + k, dh + k,
-                         dy_t + k if dy_t != NULL else NULL, dc + k)
+                         dy_t + k if dy_t != NULL else NULL, dc + k,
+                         peep + u0 if peep != NULL else NULL)
         else:
             lstm_bwd_f64(nu, g_row, H, c_prev + k, tc_t + k, dh + k,
-                         dy_t + k if dy_t != NULL else NULL, dc + k)
+                         dy_t + k if dy_t != NULL else NULL, dc + k,
+                         peep + u0 if peep != NULL else NULL)
 
 
 cdef void lstm_backward_kernel(
@@ -186,6 +191,7 @@ cdef void lstm_backward_kernel(
         const floating* x,          # IN  (T, B, I)
         const floating* w_ih,       # IN  (4H, I)
         const floating* w_hh,       # IN  (4H, H)
+        const floating* peep,       # IN  (3H,) peephole weights, or NULL
         const int64_t* lengths,     # IN  (B,) or NULL
         bint reverse,
         const floating* dy,         # IN  (T, B, H) or NULL
@@ -239,7 +245,7 @@ cdef void lstm_backward_kernel(
                         lstm_backward_block(
                             0, H, t, b0, b1, H, lengths, dy + t * BH if dy != NULL else NULL,
                             gates + t * B * GH, cs + prev_slot(0, t, reverse, True) * BH,
-                            tanh_c + t * BH, bufs[s & 1], bufs[(s + 1) & 1], dc)
+                            tanh_c + t * BH, bufs[s & 1], bufs[(s + 1) & 1], dc, peep)
     else:
         # Iteration s: the recurrent product of step s-1 for this thread's units, then the
         # update of step s for the same units (it only needs their own dh): one barrier a
@@ -262,7 +268,7 @@ cdef void lstm_backward_kernel(
                             col0[grp * gs], group_units(grp, nub, col0, width, gs), t, 0, B, H,
                             lengths, dy + t * BH if dy != NULL else NULL, gates + t * B * GH,
                             cs + prev_slot(0, t, reverse, True) * BH, tanh_c + t * BH,
-                            bufs[s & 1], bufs[(s + 1) & 1], dc)
+                            bufs[s & 1], bufs[(s + 1) & 1], dc, peep)
     if T % 2 == 1:
         memcpy(dh0, work, BH * sizeof(floating))
     # dW_hh = dG.T @ H_prev
@@ -272,20 +278,21 @@ cdef void lstm_backward_kernel(
 
 
 def forward(x, w_ih, w_hh, bias, h0, c0, lengths, bint reverse, bint training,
-            int nthreads=1, bint by_rows=False, bint fused=False):
+            int nthreads=1, bint by_rows=False, bint fused=False, peep=None):
     """y (T,B,H), hT, cT (B,H), saved: (gates, hs, cs, tanh_c) when training else None.
     by_rows: each thread runs its own rows through all steps (see common.pxd); fused: the
-    input projection is made step by step with packed W_ih (small weights)."""
+    input projection is made step by step with packed W_ih (small weights); peep: peephole
+    weights p_i|p_f|p_o (3H,) or None."""
     if x.dtype == np.float32:
         return _forward(<float*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, c0, lengths,
-                        reverse, training, nthreads, by_rows, fused)
+                        reverse, training, nthreads, by_rows, fused, peep)
     _check_double(x)
     return _forward(<double*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, h0, c0, lengths,
-                    reverse, training, nthreads, by_rows, fused)
+                    reverse, training, nthreads, by_rows, fused, peep)
 
 
 cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint reverse,
-              bint training, int nthreads, bint by_rows, bint fused):
+              bint training, int nthreads, bint by_rows, bint fused, peep):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t chunk = T if (training or fused) else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
@@ -309,6 +316,7 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
     cdef const floating* bias_p = <floating*>data_or_null(bias)
+    cdef const floating* peep_p = <floating*>data_or_null(peep)
     cdef const floating* h0_p = <floating*>data_or_null(h0)
     cdef const floating* c0_p = <floating*>data_or_null(c0)
     cdef const int64_t* len_p = <int64_t*>data_or_null(lengths)
@@ -320,7 +328,7 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
     cdef floating* hT_p = <floating*>data_or_null(hT)
     cdef floating* cT_p = <floating*>data_or_null(cT)
     with nogil:
-        lstm_forward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, bias_p, h0_p, c0_p, len_p,
+        lstm_forward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, bias_p, peep_p, h0_p, c0_p, len_p,
                             reverse, training, chunk, col0_p, width_p, nub, nthreads, by_rows,
                             panels_p, panels_x_p, gates_p, hs_p, cs_p, tc_p, y_p, hT_p, cT_p)
     ws_release((panels, panels_x), extra_refs=1)
@@ -331,18 +339,19 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, h0, c0, lengths, bint rev
 
 
 def backward(dy, dhT, dcT, x, w_ih, w_hh, lengths, bint reverse, saved, bint has_bias,
-             int nthreads=1, double clip=0, bint by_rows=False):
-    """dx, dh0, dc0, dw_ih, dw_hh, db (None without bias).  Overwrites saved gates."""
+             int nthreads=1, double clip=0, bint by_rows=False, peep=None):
+    """dx, dh0, dc0, dw_ih, dw_hh, db (None without bias).  Overwrites saved gates (with
+    the pre-activation gradients, from which the caller gets the peepholes' gradients)."""
     if x.dtype == np.float32:
         return _backward(<float*>cnp.PyArray_DATA(x), dy, dhT, dcT, x, w_ih, w_hh, lengths,
-                         reverse, saved, has_bias, nthreads, clip, by_rows)
+                         reverse, saved, has_bias, nthreads, clip, by_rows, peep)
     _check_double(x)
     return _backward(<double*>cnp.PyArray_DATA(x), dy, dhT, dcT, x, w_ih, w_hh, lengths,
-                     reverse, saved, has_bias, nthreads, clip, by_rows)
+                     reverse, saved, has_bias, nthreads, clip, by_rows, peep)
 
 
 cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint reverse,
-               saved, bint has_bias, int nthreads, double clip, bint by_rows):
+               saved, bint has_bias, int nthreads, double clip, bint by_rows, peep):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
     gates, hs, cs, tanh_c = saved
     dtype = x.dtype
@@ -362,6 +371,7 @@ cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint re
     nthreads = max(1, min(nthreads, B if by_rows else nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
+    cdef const floating* peep_p = <floating*>data_or_null(peep)
     cdef const int64_t* len_p = <int64_t*>data_or_null(lengths)
     cdef const floating* dy_p = <floating*>data_or_null(dy)
     cdef const floating* dhT_p = <floating*>data_or_null(dhT)
@@ -378,9 +388,10 @@ cdef _backward(const floating* xp, dy, dhT, dcT, x, w_ih, w_hh, lengths, bint re
     cdef floating* dw_hh_p = <floating*>data_or_null(dw_hh)
     cdef floating* db_p = <floating*>data_or_null(db)
     with nogil:
-        lstm_backward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, len_p, reverse, dy_p, dhT_p,
-                             dcT_p, gates_p, hs_p, cs_p, tc_p, col0_p, width_p, nub, nthreads,
-                             by_rows, clip, panels_p, dh0_p, work_p, dc0_p, dx_p, dw_ih_p, dw_hh_p, db_p)
+        lstm_backward_kernel(T, B, I, H, xp, w_ih_p, w_hh_p, peep_p, len_p, reverse, dy_p,
+                             dhT_p, dcT_p, gates_p, hs_p, cs_p, tc_p, col0_p, width_p, nub,
+                             nthreads, by_rows, clip, panels_p, dh0_p, work_p, dc0_p, dx_p,
+                             dw_ih_p, dw_hh_p, db_p)
     ws_release((panels,), extra_refs=1)
     return dx, dh0, dc0, dw_ih, dw_hh, db
 
@@ -394,15 +405,15 @@ def prepare(w_ih, w_hh):
     return pack_unit_blocks(w_ih, 4, H), pack_unit_blocks(w_hh, 4, H), col0, width, nub
 
 
-def step(x, h, c, prepared, bias, int nthreads=1):
-    """One LSTM step: x (B, I), h, c (B, H) -> h', c' (B, H)."""
+def step(x, h, c, prepared, bias, int nthreads=1, peep=None):
+    """One LSTM step: x (B, I), h, c (B, H) -> h', c' (B, H); peep: peephole weights or None."""
     if x.dtype == np.float32:
-        return _step(<float*>cnp.PyArray_DATA(x), x, h, c, prepared, bias, nthreads)
+        return _step(<float*>cnp.PyArray_DATA(x), x, h, c, prepared, bias, nthreads, peep)
     _check_double(x)
-    return _step(<double*>cnp.PyArray_DATA(x), x, h, c, prepared, bias, nthreads)
+    return _step(<double*>cnp.PyArray_DATA(x), x, h, c, prepared, bias, nthreads, peep)
 
 
-cdef _step(const floating* xp, x, h, c, prepared, bias, int nthreads):
+cdef _step(const floating* xp, x, h, c, prepared, bias, int nthreads, peep):
     wi, wh, col0, width, nub_obj = prepared
     cdef Py_ssize_t B = x.shape[0], I = x.shape[1], H = h.shape[1], GH = 4 * H
     cdef Py_ssize_t nub = nub_obj, ub, grp
@@ -415,6 +426,7 @@ cdef _step(const floating* xp, x, h, c, prepared, bias, int nthreads):
     cdef const floating* wh_p = <floating*>data_or_null(wh)
     cdef const Py_ssize_t* col0_p = <Py_ssize_t*>data_or_null(col0)
     cdef const int* width_p = <int*>data_or_null(width)
+    cdef const floating* peep_p = <floating*>data_or_null(peep)
     cdef const floating* bias_p = <floating*>data_or_null(bias)
     cdef const floating* h_p = <floating*>data_or_null(h)
     cdef const floating* c_p = <floating*>data_or_null(c)
@@ -426,5 +438,5 @@ cdef _step(const floating* xp, x, h, c, prepared, bias, int nthreads):
     with nogil, parallel(num_threads=nthreads):
         for ub in prange(nub, schedule="static"):
             lstm_forward_block(ub, ub + 1, 0, 0, B, H, wh_p, col0_p, width_p, NULL, g_p, h_p,
-                               hn_p, c_p, cn_p, tc_p, NULL, I, xp, wi_p, bias_p)
+                               hn_p, c_p, cn_p, tc_p, NULL, I, xp, wi_p, bias_p, peep_p)
     return h_new, c_new

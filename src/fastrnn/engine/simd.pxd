@@ -10,9 +10,9 @@ cdef void sigmoid_f64(const double* x, double* y, Py_ssize_t n) noexcept nogil
 cdef void tanh_f32(const float* x, float* y, Py_ssize_t n) noexcept nogil
 cdef void tanh_f64(const double* x, double* y, Py_ssize_t n) noexcept nogil
 cdef void lstm_fwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev, float* c_cur,
-                       float* h_cur, float* tc) noexcept nogil
+                       float* h_cur, float* tc, const float* p) noexcept nogil
 cdef void lstm_fwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
-                       double* c_cur, double* h_cur, double* tc) noexcept nogil
+                       double* c_cur, double* h_cur, double* tc, const double* p) noexcept nogil
 cdef void pack_panels_f32(const float* w, Py_ssize_t ldw, bint trans, Py_ssize_t K,
                           Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
                           float* panels) noexcept nogil
@@ -26,10 +26,11 @@ cdef void gemm_panels_f64(Py_ssize_t M, Py_ssize_t K, const double* A, Py_ssize_
                           const double* panels, Py_ssize_t npanels, const Py_ssize_t* col0,
                           const int* width, double* C, Py_ssize_t ldc, bint accumulate) noexcept nogil
 cdef void lstm_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
-                       const float* tc, const float* dh, const float* dy, float* dc) noexcept nogil
+                       const float* tc, const float* dh, const float* dy, float* dc,
+                       const float* p) noexcept nogil
 cdef void lstm_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
                        const double* tc, const double* dh, const double* dy,
-                       double* dc) noexcept nogil
+                       double* dc, const double* p) noexcept nogil
 cdef void gru_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* h_prev,
                       const float* dh, const float* dy, float* dh_next, float* aux,
                       float* w) noexcept nogil

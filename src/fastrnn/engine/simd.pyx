@@ -16,9 +16,9 @@ cdef extern from "fr_simd.h":
     void fr_tanh_f32(const float* x, float* y, Py_ssize_t n) nogil
     void fr_tanh_f64(const double* x, double* y, Py_ssize_t n) nogil
     void fr_lstm_fwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
-                         float* c_cur, float* h_cur, float* tc) nogil
+                         float* c_cur, float* h_cur, float* tc, const float* p) nogil
     void fr_lstm_fwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
-                         double* c_cur, double* h_cur, double* tc) nogil
+                         double* c_cur, double* h_cur, double* tc, const double* p) nogil
     void fr_pack_panels_f32(const float* w, Py_ssize_t ldw, int trans, Py_ssize_t K,
                             Py_ssize_t npanels, const Py_ssize_t* col0, const int* width,
                             float* panels) nogil
@@ -32,10 +32,11 @@ cdef extern from "fr_simd.h":
                             const double* panels, Py_ssize_t npanels, const Py_ssize_t* col0,
                             const int* width, double* C, Py_ssize_t ldc, int accumulate) nogil
     void fr_lstm_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
-                         const float* tc, const float* dh, const float* dy, float* dc) nogil
+                         const float* tc, const float* dh, const float* dy, float* dc,
+                       const float* p) nogil
     void fr_lstm_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
                          const double* tc, const double* dh, const double* dy,
-                         double* dc) nogil
+                         double* dc, const double* p) nogil
     void fr_gru_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* h_prev,
                         const float* dh, const float* dy, float* dh_next, float* aux,
                         float* w) nogil
@@ -103,24 +104,25 @@ cdef void tanh_f64(const double* x, double* y, Py_ssize_t n) noexcept nogil:
 
 
 cdef void lstm_fwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev, float* c_cur,
-                       float* h_cur, float* tc) noexcept nogil:
-    fr_lstm_fwd_f32(n, g, H, c_prev, c_cur, h_cur, tc)
+                       float* h_cur, float* tc, const float* p) noexcept nogil:
+    fr_lstm_fwd_f32(n, g, H, c_prev, c_cur, h_cur, tc, p)
 
 
 cdef void lstm_fwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
-                       double* c_cur, double* h_cur, double* tc) noexcept nogil:
-    fr_lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc)
+                       double* c_cur, double* h_cur, double* tc, const double* p) noexcept nogil:
+    fr_lstm_fwd_f64(n, g, H, c_prev, c_cur, h_cur, tc, p)
 
 
 cdef void lstm_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
-                       const float* tc, const float* dh, const float* dy, float* dc) noexcept nogil:
-    fr_lstm_bwd_f32(n, g, H, c_prev, tc, dh, dy, dc)
+                       const float* tc, const float* dh, const float* dy, float* dc,
+                       const float* p) noexcept nogil:
+    fr_lstm_bwd_f32(n, g, H, c_prev, tc, dh, dy, dc, p)
 
 
 cdef void lstm_bwd_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
                        const double* tc, const double* dh, const double* dy,
-                       double* dc) noexcept nogil:
-    fr_lstm_bwd_f64(n, g, H, c_prev, tc, dh, dy, dc)
+                       double* dc, const double* p) noexcept nogil:
+    fr_lstm_bwd_f64(n, g, H, c_prev, tc, dh, dy, dc, p)
 
 
 cdef void gru_bwd_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* h_prev,
