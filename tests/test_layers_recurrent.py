@@ -154,7 +154,7 @@ FD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru_before"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru_before", "lstm_peephole"])
 @pytest.mark.parametrize("case", range(len(FD_CASES)))
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_layer_gradients_finite_differences(cell, case, with_lengths):
@@ -163,6 +163,11 @@ def test_layer_gradients_finite_differences(cell, case, with_lengths):
     rng = np.random.default_rng(case * 7 + with_lengths)
     if cell == "gru_before":
         layer = L.GRU(I, H, reset_after=False, dtype=np.float64, seed=1, **kw)
+    elif cell == "lstm_peephole":
+        layer = L.LSTM(I, H, peephole=True, dtype=np.float64, seed=1, **kw)
+        for name, p in layer.parameters().items():        # they start at zero
+            if name.startswith("weight_peep"):
+                p[...] = rng.standard_normal(p.shape) * 0.7
     else:
         layer = make(cell, I, H, dtype=np.float64, seed=1, **kw)
     x = rng.standard_normal((B, T, I) if kw.get("batch_first") else (T, B, I))

@@ -156,3 +156,77 @@ def test_onnx_runtime_parity():
         np.testing.assert_allclose(Y[:, 0], y, rtol=1e-5, atol=2e-6)
         np.testing.assert_allclose(Y_h[0], hT, rtol=1e-5, atol=2e-6)
         np.testing.assert_allclose(Y_c[0], cT, rtol=1e-5, atol=2e-6)
+
+
+# ---- the layer option: layers.LSTM(peephole=True) ---------------------------------------
+
+def _peephole_layer(**kw):
+    from fastrnn import layers as L
+    layer = L.LSTM(3, 6, peephole=True, dtype=np.float64, seed=4, **kw)
+    rng = np.random.default_rng(9)
+    for name, p in layer.parameters().items():
+        if name.startswith("weight_peep"):
+            p[...] = rng.standard_normal(p.shape) * 0.5
+    return layer
+
+
+def test_layer_parameters_and_functional_equivalence():
+    from fastrnn import layers as L
+    layer = _peephole_layer(num_layers=2, bidirectional=True)
+    names = [n for n in layer.parameters() if n.startswith("weight_peep")]
+    assert names == ["weight_peep_l0", "weight_peep_l0_reverse", "weight_peep_l1",
+                     "weight_peep_l1_reverse"]
+    assert all(layer.parameters()[n].shape == (18,) for n in names)
+    assert np.all(L.LSTM(3, 6, peephole=True).parameters()["weight_peep_l0"] == 0)
+    one = _peephole_layer()
+    x = np.random.default_rng(1).standard_normal((5, 2, 3))
+    y, (h, c) = one.forward(x, lengths=[5, 3], training=False)
+    p = one.parameters()
+    ref = F.peephole_lstm_forward(x, None, None, p["weight_ih_l0"], p["weight_hh_l0"],
+                                  p["bias_ih_l0"], p["bias_hh_l0"], p["weight_peep_l0"],
+                                  lengths=[5, 3], training=False)
+    np.testing.assert_array_equal(y, ref[0])
+    np.testing.assert_array_equal(c[0], ref[2])
+
+
+def test_layer_step_matches_forward_and_stateful_runs():
+    layer = _peephole_layer(num_layers=2)
+    x = np.random.default_rng(2).standard_normal((6, 2, 3))
+    y, _ = layer.forward(x, training=False)
+    layer.eval()
+    state = None
+    for t in range(6):
+        y_t, state = layer.step(x[t], state)
+        np.testing.assert_allclose(y_t, y[t], rtol=1e-12, atol=1e-13)
+    s = _peephole_layer(num_layers=2, stateful=True)
+    a, _ = s.forward(x[:3], training=False)
+    b, _ = s.forward(x[3:], training=False)
+    np.testing.assert_allclose(np.concatenate([a, b]), y, rtol=1e-12, atol=1e-13)
+
+
+def test_layer_saves_loads_and_trains(tmp_path):
+    import fastrnn
+    from fastrnn import layers as L
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 12, 2)).astype(np.float32)
+    y = (x[:, :, 0].sum(axis=1) > 0).astype(np.int64)
+    model = fastrnn.Sequential([L.LSTM(2, 16, peephole=True, batch_first=True, seed=0),
+                                L.LastStep(), L.Dense(16, 2, seed=0)])
+    before = model.evaluate(x, y, loss="cross_entropy")["loss"]
+    hist = model.fit(x, y, loss="cross_entropy", optimizer="adam", epochs=8, batch_size=16,
+                     seed=0, verbose=0)
+    assert hist.history["loss"][-1] < before
+    assert np.any(model.layers[0].parameters()["weight_peep_l0"] != 0)    # it learned them
+    path = tmp_path / "peep.npz"
+    fastrnn.save(model, path)
+    again = fastrnn.load(path)
+    assert again.layers[0].peephole is True
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+
+
+def test_layer_refuses_keras_layouts_and_bad_options():
+    from fastrnn import layers as L
+    with pytest.raises(ValueError, match="Keras's LSTM has no weight_peep"):
+        _peephole_layer().to_keras_weights()
+    with pytest.raises(TypeError, match="peephole must be True or False"):
+        L.LSTM(3, 4, peephole="yes")

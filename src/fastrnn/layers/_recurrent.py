@@ -123,6 +123,8 @@ class _Recurrent(Layer):
                 if self.bias:
                     self.add_parameter("bias_ih" + sfx, (G * H,), self.dtype)
                     self.add_parameter("bias_hh" + sfx, (G * H,), self.dtype)
+                for name, shape in self._cell_parameters():
+                    self.add_parameter(name + sfx, shape, self.dtype)
         self.reset_parameters(rng)
 
     # -- structure -------------------------------------------------------------------------
@@ -146,13 +148,27 @@ class _Recurrent(Layer):
         return (p["weight_ih" + sfx], p["weight_hh" + sfx], p.get("bias_ih" + sfx),
                 p.get("bias_hh" + sfx))
 
+    def _cell_parameters(self):
+        """(name, shape) of the cell's parameters beyond the weights and biases, per layer
+        and direction (the suffix is added)."""
+        return ()
+
+    def _cell_weights(self, layer, direction):
+        """What _cell_forward and _prepare_step take: the weights and biases, then the
+        cell's own parameters."""
+        sfx = self._suffix(layer, direction)
+        return self._weights(layer, direction) + tuple(
+            self._params[name + sfx] for name, _ in self._cell_parameters())
+
     def reset_parameters(self, seed=None):
         """Draw new weights with the layer's initializers (``seed``: int or Generator)."""
         rng = _init.as_generator(seed)
         H = self.hidden_size
         inits = {k: _init.get(v, k) for k, v in self._initializers.items()}
         for name, arr in self._params.items():
-            if name.startswith("weight_ih"):
+            if name.startswith("weight_peep"):
+                arr[...] = 0          # a peephole LSTM starts as the plain LSTM (ONNX's default P)
+            elif name.startswith("weight_ih"):
                 arr[...] = inits["kernel_initializer"](arr.shape, rng, self.dtype, fan=H,
                                                        blocks=self._G)
             elif name.startswith("weight_hh"):
@@ -325,7 +341,8 @@ class _Recurrent(Layer):
                 states = ([s[k] for s in init_states] if init_states is not None
                           else [None] * len(self._state_names))
                 reverse = bool(direction) != self.go_backwards
-                y, fin, cache = self._cell_forward(inp, states, self._weights(layer, direction),
+                y, fin, cache = self._cell_forward(inp, states,
+                                                   self._cell_weights(layer, direction),
                                                    lengths, reverse, training)
                 outs.append(y)
                 layer_caches.append(cache)
@@ -427,9 +444,11 @@ class _Recurrent(Layer):
             d_inp = None
             for direction in range(D):
                 k = layer * D + direction
-                dx, d0, dw_ih, dw_hh, db_ih, db_hh = self._cell_backward(
+                dx, d0, dw_ih, dw_hh, db_ih, db_hh, *extra = self._cell_backward(
                     d_seq[direction], [f[k] for f in d_finals], c["caches"][layer][direction])
                 sfx = self._suffix(layer, direction)
+                for (name, _), g in zip(self._cell_parameters(), extra):
+                    grads[name + sfx] += g
                 grads["weight_ih" + sfx] += dw_ih
                 grads["weight_hh" + sfx] += dw_hh
                 if self.bias:
@@ -498,7 +517,7 @@ class _Recurrent(Layer):
             parts = self._check_state(state, B, allow_none=True)
         sws = self._step_weights
         if sws is None:
-            sws = [self._prepare_step(*self._weights(layer, 0))
+            sws = [self._prepare_step(*self._cell_weights(layer, 0))
                    for layer in range(self.num_layers)]
             if not self.training:
                 self._step_weights = sws
@@ -514,9 +533,16 @@ class _Recurrent(Layer):
         return inp, self._public_state(new)
 
     # -- Keras weights ---------------------------------------------------------------------
+    def _refuse_keras(self):
+        extra = [name for name, _ in self._cell_parameters()]
+        if extra:
+            raise ValueError(f"Keras's {type(self).__name__} has no {', '.join(extra)}: this "
+                             f"layer's weights have no Keras layout")
+
     def to_keras_weights(self):
         """The layer's weights as Keras 3 ``get_weights()`` lists, concatenated over layers
         (and, per layer, forward then backward as in ``keras.layers.Bidirectional``)."""
+        self._refuse_keras()
         out = []
         for layer in range(self.num_layers):
             for direction in range(self.num_directions):
@@ -527,6 +553,7 @@ class _Recurrent(Layer):
         """Load weights in Keras 3 ``get_weights()`` layout (the inverse of
         ``to_keras_weights``).  Keras keeps one bias where PyTorch keeps two; the Keras bias
         goes to ``bias_ih`` and ``bias_hh`` is set to zero (same outputs)."""
+        self._refuse_keras()
         if not isinstance(weights, (list, tuple)):
             raise TypeError(f"weights must be a list of arrays (Keras get_weights()), got "
                             f"{type(weights).__name__}")
@@ -628,25 +655,47 @@ class RNN(_Recurrent):
 class LSTM(_Recurrent):
     """LSTM layer(s), gates i|f|g|o as in ``torch.nn.LSTM``; state is ``(h, c)``.
 
-    Arguments as ``torch.nn.LSTM`` plus dtype, Keras-style options (see ``RNN``) and
-    ``unit_forget_bias`` (forget-gate bias starts at 1).
+    Arguments as ``torch.nn.LSTM`` plus dtype, Keras-style options (see ``RNN``),
+    ``unit_forget_bias`` (forget-gate bias starts at 1) and ``peephole=True`` for diagonal
+    peephole connections (Gers & Schmidhuber 2000; see
+    ``fastrnn.functional.peephole_lstm_forward``): one more parameter per layer and direction,
+    ``weight_peep_l{k}[_reverse]`` of shape (3*hidden_size,) = p_i|p_f|p_o, starting at zero.
     """
     _G = 4
     _kind = "lstm"
     _state_names = ("h", "c")
 
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, *, peephole=False,
+                 **kwargs):
+        self.peephole = check_bool("peephole", peephole)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, **kwargs)
+
+    def _cell_parameters(self):
+        return (("weight_peep", (3 * self.hidden_size,)),) if self.peephole else ()
+
+    def _cell_config(self):
+        return {"peephole": True} if self.peephole else {}
+
     def _cell_forward(self, x, states, w, lengths, reverse, training):
-        y, hT, cT, cache = F.lstm_forward(x, states[0], states[1], *w, lengths=lengths,
-                                          reverse=reverse, training=training)
+        if self.peephole:
+            y, hT, cT, cache = F.peephole_lstm_forward(x, states[0], states[1], *w,
+                                                       lengths=lengths, reverse=reverse,
+                                                       training=training)
+        else:
+            y, hT, cT, cache = F.lstm_forward(x, states[0], states[1], *w, lengths=lengths,
+                                              reverse=reverse, training=training)
         return y, [hT, cT], cache
 
     def _cell_backward(self, dy, d_finals, cache):
-        g = F.lstm_backward(dy, d_finals[0], d_finals[1], cache,
-                            clip_hidden_grad=self.clip_hidden_grad)
-        return g.dx, [g.dh0, g.dc0], g.dw_ih, g.dw_hh, g.db_ih, g.db_hh
+        back = F.peephole_lstm_backward if self.peephole else F.lstm_backward
+        g = back(dy, d_finals[0], d_finals[1], cache, clip_hidden_grad=self.clip_hidden_grad)
+        out = (g.dx, [g.dh0, g.dc0], g.dw_ih, g.dw_hh, g.db_ih, g.db_hh)
+        return out + (g.dw_peep,) if self.peephole else out
 
-    def _prepare_step(self, *w):
-        return F.prepare_lstm(*w, dtype=self.dtype)
+    def _prepare_step(self, w_ih, w_hh, b_ih, b_hh, w_peep=None):
+        return F.prepare_lstm(w_ih, w_hh, b_ih, b_hh, w_peep=w_peep, dtype=self.dtype)
 
     def _cell_step(self, x, states, sw):
         return list(F.lstm_step(x, tuple(states), sw))
