@@ -230,3 +230,24 @@ def test_layer_refuses_keras_layouts_and_bad_options():
         _peephole_layer().to_keras_weights()
     with pytest.raises(TypeError, match="peephole must be True or False"):
         L.LSTM(3, 4, peephole="yes")
+
+
+def test_bench_times_the_variant_against_the_plain_cell():
+    import io
+    from fastrnn import bench
+    out = io.StringIO()
+    table = bench.run_table(["peephole_lstm"], [(2, 3, 4, 5)], ["infer", "train"],
+                            use_torch=False, use_onnx=False, budget=0.01, min_rounds=1,
+                            out=out)
+    assert [r["mode"] for r in table["rows"]] == ["infer", "train"]
+    for row in table["rows"]:
+        assert row["plain_ms"] > 0 and row["numpy_ms"] > 0 and "torch_ms" not in row
+    text = out.getvalue()
+    assert "Cell variants against fastrnn's plain cell" in text
+    assert "| peephole_lstm | (2, 3, 4, 5) | train |" in text
+
+
+def test_bench_cli_keeps_variants_to_the_table(capsys):
+    from fastrnn.__main__ import main
+    with pytest.raises(SystemExit, match="is for the table only"):
+        main(["bench", "--cells", "peephole_lstm", "--stream"])

@@ -133,6 +133,10 @@ def cmd_bench(args):
     quiet = args.json
     out = None if quiet else sys.stdout
     result = {}
+    variants = [c for c in args.cells if c in bench.VARIANTS]
+    if variants and (args.stream or args.word_lm or args.concurrency or args.memory):
+        raise SystemExit(f"fastrnn bench: error: --cells {','.join(variants)} is for the "
+                         f"table only (not --stream, --word-lm, --concurrency, --memory)")
     if args.stream:
         if not quiet:
             threads = fastrnn.get_num_threads() if args.threads is None else args.threads
@@ -312,8 +316,10 @@ def build_parser():
                        description="fastrnn vs the NumPy reference vs torch on the same data "
                                    "in one process: medians, GFLOP/s, share of the GEMM rate "
                                    "measured in the same run, speed-ups.")
-    b.add_argument("--cells", type=_names(["lstm", "gru", "rnn"]), default="lstm,gru,rnn",
-                   help="comma-separated cells")
+    b.add_argument("--cells", type=_names(["lstm", "gru", "rnn", "peephole_lstm"]),
+                   default="lstm,gru,rnn",
+                   help="comma-separated cells (peephole_lstm: the table only, timed against "
+                        "fastrnn's plain LSTM and ONNX Runtime's LSTM with peepholes)")
     b.add_argument("--shape", type=_shape, action="append", metavar="B,T,I,H",
                    help="a shape to run (repeatable; default: "
                         + " ".join(",".join(map(str, sh)) for sh in bench.DEFAULT_SHAPES) + ")")

@@ -20,7 +20,9 @@ from fastrnn import functional as F
 from fastrnn import reference as R
 from fastrnn.init import as_generator
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3, "peephole_lstm": 4}
+# cell variants: torch has none of them, so the table also times fastrnn's plain cell
+VARIANTS = {"peephole_lstm": "lstm"}
 DEFAULT_SHAPES = [(8, 50, 32, 64), (64, 100, 128, 256), (128, 100, 512, 512), (1, 100, 64, 256)]
 # beyond the table (--shapes all): time must grow linearly in T (100 vs 1000 steps), a wide
 # layer (H = 1024), a large batch (B = 256) and a univariate time series (I = 1)
@@ -52,7 +54,10 @@ def onnx_runner(cell, p, threads):
     from fastrnn import _onnx
     B, H = p["h0"].shape
     I = p["x"].shape[2]
-    model = _onnx.single_layer_model(cell, I, H, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    peep = p["w_peep"] if cell == "peephole_lstm" else None
+    cell = VARIANTS.get(cell, cell)
+    model = _onnx.single_layer_model(cell, I, H, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                                     w_peep=peep)
     sess = _onnx.session(model, threads)
     feeds = {"X": p["x"], "sequence_lens": np.full(B, p["x"].shape[0], np.int32),
              "initial_h": p["h0"][None]}
@@ -80,11 +85,12 @@ def make_problem(cell, B, T, I, H, dtype=np.float32, seed=0):
         "b_ih": rng.uniform(-k, k, G * H).astype(dtype),
         "b_hh": rng.uniform(-k, k, G * H).astype(dtype),
         "dy": rng.standard_normal((T, B, H)).astype(dtype),
+        "w_peep": rng.uniform(-k, k, 3 * H).astype(dtype),
     }
 
 
 def _states(cell, p):
-    return (p["h0"], p["c0"]) if cell == "lstm" else (p["h0"],)
+    return (p["h0"], p["c0"]) if cell in ("lstm", "peephole_lstm") else (p["h0"],)
 
 
 def numpy_like_runner(module, cell, p, mode):
@@ -92,10 +98,12 @@ def numpy_like_runner(module, cell, p, mode):
     fwd = getattr(module, f"{cell}_forward")
     bwd = getattr(module, f"{cell}_backward")
     args = (p["x"], *_states(cell, p), p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    if cell == "peephole_lstm":
+        args += (p["w_peep"],)
     if mode == "infer":
         kw = {"training": False} if module is F else {}
         return lambda: fwd(*args, **kw)
-    extra = (None,) if cell == "lstm" else ()
+    extra = (None,) if cell in ("lstm", "peephole_lstm") else ()
     return lambda: bwd(p["dy"], None, *extra, fwd(*args)[-1])
 
 
@@ -196,8 +204,10 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
                 runners = {"fastrnn": numpy_like_runner(F, cell, p, mode)}
                 if use_numpy:
                     runners["numpy"] = numpy_like_runner(R, cell, p, mode)
-                if torch is not None:
+                if torch is not None and cell not in VARIANTS:
                     runners["torch"] = torch_runner(torch, cell, p, mode)
+                if cell in VARIANTS:
+                    runners["plain"] = numpy_like_runner(F, VARIANTS[cell], p, mode)
                 if ort is not None and mode == "infer":
                     runners["onnxruntime"] = onnx_runner(cell, p, nthreads)
                 med, rounds = interleaved(runners, min_rounds=min_rounds, budget=budget)
@@ -207,7 +217,7 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
                 row = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "mode": mode,
                        "rounds": rounds, "fastrnn_ms": med["fastrnn"] * 1e3,
                        "fastrnn_gflops": gf, "fastrnn_threads": used}
-                for other in ("numpy", "torch", "onnxruntime"):
+                for other in ("numpy", "torch", "onnxruntime", "plain"):
                     if other in med:
                         row[f"{other}_ms"] = med[other] * 1e3
                         row[f"{other}_over_fastrnn"] = med[other] / med["fastrnn"]
@@ -227,6 +237,15 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
         print(HEADER, file=out)
         for row in rows:
             print(_format_row(row), file=out, flush=True)
+        variant_rows = [row for row in rows if "plain_ms" in row]
+        if variant_rows:
+            print("\nCell variants against fastrnn's plain cell on the same data:\n", file=out)
+            print(VARIANT_HEADER, file=out)
+            for row in variant_rows:
+                print(f"| {row['cell']} | ({row['B']}, {row['T']}, {row['I']}, {row['H']}) | "
+                      f"{row['mode']} | {row['fastrnn_ms']:.2f} | "
+                      f"{VARIANTS[row['cell']]} | {row['plain_ms']:.2f} | "
+                      f"{1 / row['plain_over_fastrnn']:.2f}x |", file=out)
     return {"gemm_peak_gflops": peak,
             "gemm_peaks": {k: max(peaks[k], peaks2[k]) for k in peaks},
             "threads": nthreads, "fastrnn_threads_seen": sorted(threads_seen),
@@ -234,6 +253,9 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
             "onnxruntime": None if ort is None else ort.__version__,
             "config": fastrnn.config(), "rows": rows}
 
+
+VARIANT_HEADER = ("| cell | (B, T, I, H) | mode | fastrnn ms | plain cell | plain cell ms | "
+                  "variant / plain time |\n|---|---|---|---:|---|---:|---:|")
 
 HEADER = ("| cell | (B, T, I, H) | mode | fastrnn ms | GFLOP/s | % GEMM peak | NumPy ms | "
           "torch ms | ONNX Runtime ms | NumPy/fastrnn | torch/fastrnn | ONNX Runtime/fastrnn | "
