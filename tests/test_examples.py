@@ -15,6 +15,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
     ("forecast.py", "forecast:"),
     ("char_lm.py", "perplexity"),
     ("numpy_dropin.py", "final loss"),
+    ("attention_classifier.py", "most attention at step"),
 ])
 def test_example_runs(script, expect):
     path = os.path.join(EXAMPLES, script)

@@ -390,6 +390,7 @@ SHORT = [
     ("copy", dict(seq_len=5, copy_len=4, hidden=64, steps=4000)),
     ("sum-classify", dict(seq_len=20, steps=2000)),
     ("sine", dict(seq_len=20, steps=2000)),
+    ("attention", dict(seq_len=60, hidden=16, steps=1500)),
 ]
 
 
@@ -399,6 +400,26 @@ def test_task_short_version_reaches_its_target(name, opts):
     result, model, history = tasks.run(task, verbose=0, seed=0)
     assert result["solved"], result
     assert history.stop_reason.startswith("target reached")
+
+
+def test_attention_task_reports_where_the_model_looks():
+    task = tasks.get_task("attention", seq_len=60, hidden=16, steps=1500)
+    result, model, history = tasks.run(task, verbose=0, seed=0)
+    assert result["solved"], result
+    assert result["attention_on_marker"] > 0.5            # uniform would be 1/60
+    lines = result["attention_map"].split("\n")
+    assert len(lines) == 2 * task.heat_rows
+    for row, mark in zip(lines[::2], lines[1::2]):
+        assert row.startswith("|") and row.endswith("|") and len(row) == 52
+        # the darkest column is where the caret points
+        assert row.index("@") == mark.index("^"), (row, mark)
+
+
+def test_heat_map_layout():
+    w = np.zeros((2, 10))
+    w[0, 3], w[1, 9] = 1.0, 1.0
+    text = tasks.heat_map(w, np.array([3, 9]), width=5)
+    assert text.split("\n") == ["| @   |", "  ^ step 3", "|    @|", "     ^ step 9"]
 
 
 def test_charlm_short_version(tmp_path):

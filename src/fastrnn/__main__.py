@@ -199,6 +199,11 @@ def _print_result(r):
           f"{cmp} {r['target']:.4g}: {verdict})")
     if "recall_accuracy" in r:
         print(f"  recall accuracy on the copied symbols {r['recall_accuracy']:.3f}")
+    if "attention_on_marker" in r:
+        print(f"  attention on the marked step: {r['attention_on_marker']:.3f} of the weight "
+              f"(uniform would be {1 / r['seq_len']:.3f}); validation sequences:")
+        for line in r["attention_map"].split("\n"):
+            print("    " + line)
     if r.get("stop_reason"):
         print(f"  stopped: {r['stop_reason']}")
     if "sample" in r:

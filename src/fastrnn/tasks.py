@@ -17,6 +17,10 @@ and reports the final metrics:
   value from a window (many-to-one regression).  Baseline: repeat the last observed value.
 - charlm: a character-level language model on a text file, stateful truncated BPTT;
   perplexity against the unigram (character frequency) model; prints a sample.
+- attention: (value, marker) pairs as in adding, one marker anywhere in 200 steps; the label
+  is the sign of the marked value.  LSTM + attention pooling; chance is 50%, solved means
+  accuracy >= 0.95.  Reports the share of attention on the marked step and prints the
+  attention weights of a few validation sequences as a text heat map.
 """
 import math
 
@@ -309,7 +313,84 @@ class CharLM(Task):
         return prime, "".join(out)
 
 
-TASKS = {t.name: t for t in (Adding, Copy, SumClassify, Sine, CharLM)}
+class AttentionTask(Task):
+    """Where does the model look?  The label (is the marked value positive?) depends on one
+    step anywhere in a long sequence; attention pooling over the LSTM's outputs can put its
+    weight there (Raffel & Ellis 2015)."""
+
+    name = "attention"
+    summary = "sign of the one marked value among 200 steps, LSTM + attention (accuracy >= 0.95)"
+    loss = "cross_entropy"
+    metrics = ("accuracy",)
+    metric_name = "val_accuracy"
+    target_metric = "val_accuracy"
+    defaults = dict(Task.defaults, seq_len=200, hidden=32, steps=1500)
+    heat_rows = 4
+
+    def generate(self, n, rng, dtype=np.float32):
+        T = self.seq_len
+        if T < 1:
+            raise ValueError(f"the attention task needs seq_len >= 1, got {T}")
+        x = np.zeros((n, T, 2), dtype)
+        x[:, :, 0] = rng.uniform(-1, 1, (n, T))
+        marked = rng.integers(0, T, n)
+        x[np.arange(n), marked, 1] = 1
+        y = (x[np.arange(n), marked, 0] > 0).astype(np.int64)
+        return x, y
+
+    def build(self, dtype, seed):
+        H = self.hidden
+        return Sequential([_recurrent(self.cell, 2, H, self.layers, dtype, seed),
+                           L.Attention(H, score="general", dtype=dtype, seed=seed),
+                           L.Dense(H, 2, dtype=dtype, seed=seed)])
+
+    def baseline(self, data):
+        return 0.5
+
+    def target(self, data):
+        return 0.95
+
+    def solved(self, value, data):
+        return value >= self.target(data)
+
+    def attention_weights(self, model, x):
+        """The attention layer's weights (n, T) for inputs x (n, T, 2), eval mode."""
+        h = model.layers[0].forward(x, training=False)
+        h = h[0] if isinstance(h, tuple) else h
+        return model.layers[1].forward(h, training=False)[1]
+
+    def report(self, model, history, data):
+        out = super().report(model, history, data)
+        xv, _ = data["val"]
+        w = self.attention_weights(model, xv)
+        marked = xv[:, :, 1].argmax(axis=1)
+        out["attention_on_marker"] = float(w[np.arange(len(xv)), marked].mean())
+        out["attention_map"] = heat_map(w[:self.heat_rows], marked[:self.heat_rows])
+        return out
+
+
+_SHADES = " .:-=+*#%@"
+
+
+def heat_map(weights, marked, width=50):
+    """Text heat map of attention weights (rows, T): each row squeezed to `width` columns
+    (the weight summed over each column's steps), shaded by its share of the row's largest
+    column; a ``^`` line below marks the true position."""
+    rows = []
+    T = weights.shape[1]
+    width = min(width, T)
+    edges = np.linspace(0, T, width + 1).astype(int)
+    for w, m in zip(weights, marked):
+        cols = np.add.reduceat(w, edges[:-1])
+        level = np.minimum((cols / max(cols.max(), 1e-30) * (len(_SHADES) - 1)).round(),
+                           len(_SHADES) - 1).astype(int)
+        col = int(np.searchsorted(edges, m, side="right") - 1)
+        rows.append("|" + "".join(_SHADES[k] for k in level) + "|")
+        rows.append(" " + " " * col + "^" + f" step {int(m)}")
+    return "\n".join(rows)
+
+
+TASKS = {t.name: t for t in (Adding, Copy, SumClassify, Sine, CharLM, AttentionTask)}
 
 
 def get_task(name, **options):
