@@ -15,3 +15,7 @@ LSTMGrads.__doc__ = """Gradients of an LSTM layer; as RNNGrads plus dc0 (B, H), 
 PeepholeLSTMGrads = namedtuple("PeepholeLSTMGrads", LSTMGrads._fields + ("dw_peep",))
 PeepholeLSTMGrads.__doc__ = """Gradients of a peephole LSTM layer: LSTMGrads' fields plus dw_peep
 (3*H,), the gradient of the peephole weights p_i|p_f|p_o."""
+
+ProjectionLSTMGrads = namedtuple("ProjectionLSTMGrads", LSTMGrads._fields + ("dw_hr",))
+ProjectionLSTMGrads.__doc__ = """Gradients of a projection LSTM layer: LSTMGrads' fields (dh0 is
+(B, P), dw_hh (4*H, P)) plus dw_hr (P, H), the gradient of the projection."""

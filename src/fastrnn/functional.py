@@ -29,14 +29,16 @@ import numbers
 
 import numpy as np
 
-from fastrnn.engine import cpu as _cpu, gru as _gru, lstm as _lstm, rnn as _rnn
+from fastrnn.engine import cpu as _cpu, gru as _gru, lstm as _lstm, lstmp as _lstmp, rnn as _rnn
 from fastrnn.engine.threads import engine_threads
 from fastrnn.engine.workspace import release
-from fastrnn._results import GRUGrads, LSTMGrads, PeepholeLSTMGrads, RNNGrads
+from fastrnn._results import (GRUGrads, LSTMGrads, PeepholeLSTMGrads, ProjectionLSTMGrads,
+                              RNNGrads)
 
 __all__ = [
     "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
-    "peephole_lstm_forward", "peephole_lstm_backward",
+    "peephole_lstm_forward", "peephole_lstm_backward", "projection_lstm_forward",
+    "projection_lstm_backward", "ProjectionLSTMGrads",
     "gru_forward", "gru_backward", "RNNGrads", "LSTMGrads", "PeepholeLSTMGrads", "GRUGrads",
     "prepare_rnn", "prepare_lstm", "prepare_gru", "rnn_step", "lstm_step", "gru_step",
     "StepWeights",
@@ -470,6 +472,87 @@ def _peephole_grads(cache):
     return np.concatenate([np.einsum("tbh,tbh->h", gates[..., :H], c_prev),
                            np.einsum("tbh,tbh->h", gates[..., H:2 * H], c_prev),
                            np.einsum("tbh,tbh->h", gates[..., 3 * H:], c_new)])
+
+
+def projection_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *, lengths=None,
+                            reverse=False, training=True):
+    """Projection LSTM (LSTMP, Sak et al. 2014; ``torch.nn.LSTM(proj_size=P)``): the LSTM's
+    gates from x and the P-wide h, ``c' = f*c + i*g``, ``h' = W_hr (o*tanh(c'))``.
+
+    x (T, B, I); h0 (B, P) and c0 (B, H) or None; w_ih (4H, I); w_hh (4H, P); w_hr (P, H);
+    b_ih, b_hh (4H,) or None.  Returns ``y (T, B, P), hT (B, P), cT (B, H), cache``.  The
+    projection is one more packed product inside each step; the threads split the batch
+    (the projection needs a whole row's units), so a batch of one runs on one thread."""
+    x, dtype, out_dtype = _prepare_x(x)
+    T, B, I = x.shape
+    if T * B > _BLAS_INT_MAX:
+        raise ValueError(f"x is too large: T*B = {T * B} rows exceeds the 32-bit BLAS limit "
+                         f"{_BLAS_INT_MAX}")
+    w_hr = _float_array("w_hr", w_hr)
+    if w_hr.ndim != 2 or min(w_hr.shape) < 1:
+        raise ValueError(f"w_hr must have shape (P, H) with P, H >= 1, got {w_hr.shape}")
+    P, H = w_hr.shape
+    if P >= H:
+        raise ValueError(f"w_hr must project to fewer units than it reads (P < H, as "
+                         f"torch's proj_size < hidden_size), got shape {w_hr.shape}")
+    w_ih = _ready("w_ih", w_ih, (4 * H, I), "(4*H, I)", dtype, optional=False)
+    w_hh = _ready("w_hh", w_hh, (4 * H, P), "(4*H, P)", dtype, optional=False)
+    w_hr = _c_array(w_hr, dtype=dtype)
+    b_ih = _ready("b_ih", b_ih, (4 * H,), "(4*H,)", dtype)
+    b_hh = _ready("b_hh", b_hh, (4 * H,), "(4*H,)", dtype)
+    h0 = _ready("h0", h0, (B, P), "(B, P)", dtype)
+    c0 = _ready("c0", c0, (B, H), "(B, H)", dtype)
+    lengths = _prepare_lengths(lengths, T, B)
+    reverse = _check_flag("reverse", reverse)
+    training = _check_flag("training", training)
+    x = _c_array(x, dtype=dtype)
+    if lengths is not None and training:
+        x = _clean_padding(x, lengths)
+    if _is_empty(x):
+        y = np.zeros((T, B, P), out_dtype)
+        hT = np.zeros((B, P), out_dtype) if h0 is None else h0.astype(out_dtype)
+        cT = np.zeros((B, H), out_dtype) if c0 is None else c0.astype(out_dtype)
+        saved = None
+    else:
+        with engine_threads() as nthreads:
+            y, hT, cT, saved = _lstmp.forward(x, w_ih, w_hh, w_hr, _sum_bias(b_ih, b_hh), h0,
+                                              c0, lengths, reverse, training, nthreads)
+        y, hT, cT = _cast(out_dtype, y, hT, cT)
+    cache = Cache("projection_lstm", w_hr, x, w_ih, w_hh, lengths, reverse, saved,
+                  b_ih is not None, b_hh is not None, out_dtype) if training else None
+    return y, hT, cT, cache
+
+
+def projection_lstm_backward(dy, dhT, dcT, cache, *, clip_hidden_grad=None):
+    """Gradients of a projection_lstm_forward call: dy (T, B, P), dhT (B, P), dcT (B, H),
+    each may be None; ``clip_hidden_grad`` as in lstm_backward.
+
+    Returns ``ProjectionLSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr)``."""
+    clip = _clip_arg(clip_hidden_grad)
+    _check_cache(cache, "projection_lstm")
+    w_hr = cache.variant
+    T, B, _ = cache.x.shape
+    P, H = w_hr.shape
+    dy = _ready("dy", dy, (T, B, P), "(T, B, P)", cache.x.dtype)
+    dhT = _ready("dhT", dhT, (B, P), "(B, P)", cache.x.dtype)
+    dcT = _ready("dcT", dcT, (B, H), "(B, H)", cache.x.dtype)
+    cache.consumed = True
+    if _is_empty(cache.x):
+        dtype = cache.x.dtype
+        dx = np.zeros(cache.x.shape, dtype)
+        dh0 = np.zeros((B, P), dtype) if dhT is None else dhT.copy()
+        dc0 = np.zeros((B, H), dtype) if dcT is None else dcT.copy()
+        dw_ih, dw_hh, dw_hr = (np.zeros_like(a) for a in (cache.w_ih, cache.w_hh, w_hr))
+        db = np.zeros(4 * H, dtype)
+    else:
+        with engine_threads() as nthreads:
+            dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db = _lstmp.backward(
+                dy, dhT, dcT, cache.x, cache.w_ih, cache.w_hh, w_hr, cache.lengths,
+                cache.reverse, cache.saved, True, nthreads, clip)
+    _recycle(cache)
+    db_ih, db_hh = _bias_grads(cache, db, None if db is None else db.copy())
+    return ProjectionLSTMGrads(*_cast(cache.out_dtype, dx, dh0, dc0, dw_ih, dw_hh, db_ih,
+                                      db_hh, dw_hr))
 
 
 # ----------------------------------------------------------------------------------------

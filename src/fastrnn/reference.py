@@ -70,7 +70,8 @@ when the forward's ``h0`` (``c0``) was ``None``.
 """
 import numpy as np
 
-from fastrnn._results import GRUGrads, LSTMGrads, PeepholeLSTMGrads, RNNGrads
+from fastrnn._results import (GRUGrads, LSTMGrads, PeepholeLSTMGrads, ProjectionLSTMGrads,
+                              RNNGrads)
 
 __all__ = [
     "rnn_forward",
@@ -79,6 +80,8 @@ __all__ = [
     "lstm_backward",
     "peephole_lstm_forward",
     "peephole_lstm_backward",
+    "projection_lstm_forward",
+    "projection_lstm_backward",
     "gru_forward",
     "gru_backward",
 ]
@@ -398,6 +401,85 @@ def _lstm_backward(dy, dhT, dcT, cache, clip_hidden_grad):
                                   (d_a[..., H:2 * H] * c_in).sum(axis=(0, 1)),
                                   (d_a[..., 3 * H:] * c_out).sum(axis=(0, 1))])
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dw_peep
+
+
+def projection_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths=None,
+                            reverse=False):
+    """Projection LSTM (PyTorch's proj_size): w_hh (4H, P), w_hr (P, H); the cell as the
+    LSTM with m = o*tanh(c') (H wide) and h' = W_hr m (P wide).  h0 (B, P), c0 (B, H).
+
+    Returns ``(y (T, B, P), hT (B, P), cT (B, H), cache)``."""
+    x = np.asarray(x)
+    dtype = np.result_type(x.dtype, np.float32)
+    x = x.astype(dtype)
+    w_ih, w_hh, w_hr = (np.asarray(a, dtype) for a in (w_ih, w_hh, w_hr))
+    b = _add_biases(None if b_ih is None else np.asarray(b_ih, dtype),
+                    None if b_hh is None else np.asarray(b_hh, dtype))
+    T, B, _ = x.shape
+    P, H = w_hr.shape
+    h = np.zeros((B, P), dtype) if h0 is None else np.asarray(h0, dtype)
+    c = np.zeros((B, H), dtype) if c0 is None else np.asarray(c0, dtype)
+    active = _active_mask(lengths, T, B)
+    xp = _input_projection(x, w_ih, b)
+    y = np.zeros((T, B, P), dtype)
+    keep = dict(h_in=np.empty((T, B, P), dtype), c_in=np.empty((T, B, H), dtype),
+                gates=np.empty((T, B, 4 * H), dtype), tanh_c=np.empty((T, B, H), dtype),
+                m=np.empty((T, B, H), dtype))
+    for t in _steps(T, reverse):
+        act_t = None if active is None else active[t]
+        keep["h_in"][t], keep["c_in"][t] = h, c
+        a = xp[t] + h @ w_hh.T
+        i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H])
+        g, o = np.tanh(a[:, 2 * H:3 * H]), _sigmoid(a[:, 3 * H:])
+        c_new = f * c + i * g
+        tc = np.tanh(c_new)
+        m = o * tc
+        h_new = m @ w_hr.T
+        keep["gates"][t] = np.concatenate([i, f, g, o], axis=1)
+        keep["tanh_c"][t], keep["m"][t] = tc, m
+        y[t] = _zero_inactive(act_t, h_new)
+        h = _keep_inactive(act_t, h_new, h)
+        c = _keep_inactive(act_t, c_new, c)
+    cache = dict(keep, x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, active=active, reverse=reverse,
+                 has_b_ih=b_ih is not None, has_b_hh=b_hh is not None)
+    return y, h, c, cache
+
+
+def projection_lstm_backward(dy, dhT, dcT, cache, clip_hidden_grad=None):
+    """Gradients of a projection LSTM layer; returns :class:`ProjectionLSTMGrads`."""
+    x, w_ih, w_hh, w_hr, active = (cache[k] for k in ("x", "w_ih", "w_hh", "w_hr", "active"))
+    gates, c_in, tanh_c, m_all = cache["gates"], cache["c_in"], cache["tanh_c"], cache["m"]
+    T, B, H = c_in.shape
+    P = w_hr.shape[0]
+    dy = _upstream(dy, (T, B, P), x.dtype)
+    dh = np.zeros((B, P), x.dtype) if dhT is None else np.array(dhT, x.dtype)
+    dc = np.zeros((B, H), x.dtype) if dcT is None else np.array(dcT, x.dtype)
+    d_a = np.zeros((T, B, 4 * H), x.dtype)
+    dw_hr = np.zeros_like(w_hr)
+    for t in reversed(_steps(T, cache["reverse"])):
+        if clip_hidden_grad is not None:
+            dh = np.clip(dh, -clip_hidden_grad, clip_hidden_grad)
+        act_t = None if active is None else active[t]
+        d_h = dh if dy is None else dh + dy[t]
+        d_h = _zero_inactive(act_t, d_h)
+        dw_hr += d_h.T @ m_all[t]
+        dm = d_h @ w_hr
+        i, f, g, o = (gates[t, :, k * H:(k + 1) * H] for k in range(4))
+        tc = tanh_c[t]
+        d_c = dc + dm * o * (1 - tc * tc)
+        da = np.empty((B, 4 * H), x.dtype)
+        da[:, :H] = d_c * g * i * (1 - i)
+        da[:, H:2 * H] = d_c * c_in[t] * f * (1 - f)
+        da[:, 2 * H:3 * H] = d_c * i * (1 - g * g)
+        da[:, 3 * H:] = dm * tc * o * (1 - o)
+        da = _zero_inactive(act_t, da)
+        d_a[t] = da
+        dh = _keep_inactive(act_t, da @ w_hh, dh)
+        dc = _keep_inactive(act_t, d_c * f, dc)
+    dx, dw_ih, db_ih = _input_grads(d_a, x, w_ih, cache["has_b_ih"])
+    dw_hh = _outer_sum(d_a, cache["h_in"])
+    db_hh = d_a.sum(axis=(0, 1)) if cache["has_b_hh"] else None
+    return ProjectionLSTMGrads(dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dw_hr)
 
 
 # ---------------------------------------------------------------------------------------
