@@ -236,10 +236,12 @@ def test_bench_times_the_variant_against_the_plain_cell():
     import io
     from fastrnn import bench
     out = io.StringIO()
-    table = bench.run_table(["peephole_lstm"], [(2, 3, 4, 5)], ["infer", "train"],
-                            use_torch=False, use_onnx=False, budget=0.01, min_rounds=1,
-                            out=out)
-    assert [r["mode"] for r in table["rows"]] == ["infer", "train"]
+    table = bench.run_table(["peephole_lstm", "projection_lstm"], [(2, 3, 4, 5)],
+                            ["infer", "train"], use_torch=False, use_onnx=False, budget=0.01,
+                            min_rounds=1, out=out)
+    assert [(r["cell"], r["mode"]) for r in table["rows"]] == [
+        ("peephole_lstm", "infer"), ("peephole_lstm", "train"), ("projection_lstm", "infer"),
+        ("projection_lstm", "train")]
     for row in table["rows"]:
         assert row["plain_ms"] > 0 and row["numpy_ms"] > 0 and "torch_ms" not in row
     text = out.getvalue()

@@ -152,3 +152,107 @@ def test_bad_input():
     cache = F.projection_lstm_forward(*args)[3]
     with pytest.raises(TypeError, match="cache comes from projection_lstm_forward"):
         F.lstm_backward(None, None, None, cache)
+
+
+# ---- layers.LSTM(proj_size=P): PyTorch's names, state dicts and numbers --------------------
+
+@pytest.mark.parametrize("num_layers,bidir,with_lengths,batch_first,dtype", [
+    (1, False, True, False, np.float64), (2, True, True, False, np.float64),
+    (3, True, False, True, np.float64), (2, False, True, True, np.float32)])
+def test_layer_torch_parity(num_layers, bidir, with_lengths, batch_first, dtype):
+    torch = pytest.importorskip("torch")
+    from fastrnn import layers as L
+    T, B, I, H, P = 6, 5, 4, 5, 3
+    rng = np.random.default_rng(num_layers * 10 + bidir)
+    torch.manual_seed(num_layers)
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    tl = torch.nn.LSTM(I, H, num_layers=num_layers, bidirectional=bidir,
+                       batch_first=batch_first, proj_size=P).to(tdt)
+    layer = L.LSTM(I, H, num_layers=num_layers, bidirectional=bidir, batch_first=batch_first,
+                   proj_size=P, dtype=dtype)
+    assert list(layer.parameters()) == [k for k, _ in tl.named_parameters()]
+    layer.load_state_dict(tl.state_dict())
+    for k, v in tl.state_dict().items():                  # bit for bit, both ways
+        assert np.array_equal(layer.parameters()[k], v.numpy())
+    D = 2 if bidir else 1
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(dtype)
+    lengths = rng.integers(1, T + 1, B) if with_lengths else None
+    if with_lengths:
+        lengths[0] = T
+    h0 = rng.standard_normal((num_layers * D, B, P)).astype(dtype)
+    c0 = rng.standard_normal((num_layers * D, B, H)).astype(dtype)
+    y, (hT, cT) = layer.forward(x, state=(h0, c0), lengths=lengths)
+    assert y.shape[-1] == D * P and hT.shape == h0.shape and cT.shape == c0.shape
+    xt = torch.tensor(x, requires_grad=True)
+    st = [torch.tensor(a, requires_grad=True) for a in (h0, c0)]
+    inp = xt if not with_lengths else torch.nn.utils.rnn.pack_padded_sequence(
+        xt, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False)
+    yt, (ht, ct) = tl(inp, tuple(st))
+    if with_lengths:
+        yt, _ = torch.nn.utils.rnn.pad_packed_sequence(yt, batch_first=batch_first,
+                                                       total_length=T)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(hT, ht.detach().numpy(), **tol)
+    np.testing.assert_allclose(cT, ct.detach().numpy(), **tol)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dh = rng.standard_normal(hT.shape).astype(dtype)
+    dc = rng.standard_normal(cT.shape).astype(dtype)
+    layer.zero_grad()
+    dx = layer.backward(dy, dstate=(dh, dc))
+    ((yt * torch.tensor(dy)).sum() + (ht * torch.tensor(dh)).sum()
+     + (ct * torch.tensor(dc)).sum()).backward()
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)
+    for ours, theirs in zip(layer.state_grad, st):
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), **tol)
+    for name, p in tl.named_parameters():
+        np.testing.assert_allclose(layer.grads[name], p.grad.numpy(), err_msg=name, **tol)
+    tl2 = torch.nn.LSTM(I, H, num_layers=num_layers, bidirectional=bidir,
+                        batch_first=batch_first, proj_size=P).to(tdt)
+    tl2.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+
+
+def test_layer_step_stateful_save_load_and_errors(tmp_path):
+    import fastrnn
+    from fastrnn import layers as L
+    layer = L.LSTM(3, 8, num_layers=2, proj_size=4, dtype=np.float64, seed=0)
+    x = np.random.default_rng(1).standard_normal((6, 2, 3))
+    y, _ = layer.forward(x, training=False)
+    layer.eval()
+    state = None
+    for t in range(6):
+        y_t, state = layer.step(x[t], state)
+        np.testing.assert_allclose(y_t, y[t], rtol=1e-12, atol=1e-13)
+    y_1, _ = layer.step(x[0, 0])                             # a single sample
+    np.testing.assert_allclose(y_1, y[0, 0], rtol=1e-12, atol=1e-13)
+    s = L.LSTM(3, 8, num_layers=2, proj_size=4, dtype=np.float64, seed=0, stateful=True)
+    a, _ = s.forward(x[:2], training=False)
+    b, _ = s.forward(x[2:], training=False)
+    np.testing.assert_allclose(np.concatenate([a, b]), y, rtol=1e-12, atol=1e-13)
+    model = fastrnn.Sequential([L.LSTM(3, 8, proj_size=4, seed=0), L.LastStep(),
+                                L.Dense(4, 2, seed=0)])
+    fastrnn.save(model, tmp_path / "p.npz")
+    again = fastrnn.load(tmp_path / "p.npz")
+    assert again.layers[0].proj_size == 4
+    xs = np.random.default_rng(2).standard_normal((5, 7, 3)).astype(np.float32)
+    np.testing.assert_array_equal(again.predict(xs), model.predict(xs))
+    with pytest.raises(ValueError, match=r"proj_size must be smaller than hidden_size \(8\)"):
+        L.LSTM(3, 8, proj_size=8)
+    with pytest.raises(ValueError, match="proj_size must be an integer >= 0"):
+        L.LSTM(3, 8, proj_size=-1)
+    with pytest.raises(ValueError, match="Keras's LSTM has no weight_hr"):
+        L.LSTM(3, 8, proj_size=4).to_keras_weights()
+
+
+def test_layer_finite_differences():
+    from fastrnn import layers as L
+    from gradcheck import check_layer
+    rng = np.random.default_rng(0)
+    layer = L.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, dtype=np.float64,
+                   seed=1)
+    x = rng.standard_normal((4, 3, 3))
+
+    def run(layer, x):
+        return layer.forward(x, lengths=[4, 2, 3])[0]
+
+    check_layer(layer, x, run, rng)

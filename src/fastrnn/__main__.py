@@ -321,10 +321,12 @@ def build_parser():
                        description="fastrnn vs the NumPy reference vs torch on the same data "
                                    "in one process: medians, GFLOP/s, share of the GEMM rate "
                                    "measured in the same run, speed-ups.")
-    b.add_argument("--cells", type=_names(["lstm", "gru", "rnn", "peephole_lstm"]),
+    b.add_argument("--cells", type=_names(["lstm", "gru", "rnn", "peephole_lstm",
+                                           "projection_lstm"]),
                    default="lstm,gru,rnn",
-                   help="comma-separated cells (peephole_lstm: the table only, timed against "
-                        "fastrnn's plain LSTM and ONNX Runtime's LSTM with peepholes)")
+                   help="comma-separated cells (peephole_lstm, projection_lstm: the table "
+                        "only, timed against fastrnn's plain LSTM too; ONNX Runtime's LSTM "
+                        "with peepholes, torch's with proj_size = H/2)")
     b.add_argument("--shape", type=_shape, action="append", metavar="B,T,I,H",
                    help="a shape to run (repeatable; default: "
                         + " ".join(",".join(map(str, sh)) for sh in bench.DEFAULT_SHAPES) + ")")

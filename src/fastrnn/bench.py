@@ -20,9 +20,14 @@ from fastrnn import functional as F
 from fastrnn import reference as R
 from fastrnn.init import as_generator
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3, "peephole_lstm": 4}
-# cell variants: torch has none of them, so the table also times fastrnn's plain cell
-VARIANTS = {"peephole_lstm": "lstm"}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3, "peephole_lstm": 4, "projection_lstm": 4}
+# cell variants: the table also times fastrnn's plain cell on the same data (torch has the
+# projection LSTM, proj_size = H/2 here; ONNX Runtime has the peephole LSTM)
+VARIANTS = {"peephole_lstm": "lstm", "projection_lstm": "lstm"}
+
+
+def proj_size(H):
+    return max(1, H // 2)
 DEFAULT_SHAPES = [(8, 50, 32, 64), (64, 100, 128, 256), (128, 100, 512, 512), (1, 100, 64, 256)]
 # beyond the table (--shapes all): time must grow linearly in T (100 vs 1000 steps), a wide
 # layer (H = 1024), a large batch (B = 256) and a univariate time series (I = 1)
@@ -67,6 +72,10 @@ def onnx_runner(cell, p, threads):
 
 
 def flops(cell, B, T, I, H, mode):
+    if cell == "projection_lstm":
+        P = proj_size(H)
+        fwd = 2.0 * T * B * (4 * H * (I + P) + P * H)
+        return fwd if mode == "infer" else 3 * fwd
     fwd = 2.0 * T * B * GATES[cell] * H * (I + H)
     return fwd if mode == "infer" else 3 * fwd
 
@@ -86,6 +95,11 @@ def make_problem(cell, B, T, I, H, dtype=np.float32, seed=0):
         "b_hh": rng.uniform(-k, k, G * H).astype(dtype),
         "dy": rng.standard_normal((T, B, H)).astype(dtype),
         "w_peep": rng.uniform(-k, k, 3 * H).astype(dtype),
+        # the projection LSTM's own: P-wide h, recurrent weight and output gradient
+        "hp0": (0.1 * rng.standard_normal((B, proj_size(H)))).astype(dtype),
+        "w_hhp": rng.uniform(-k, k, (G * H, proj_size(H))).astype(dtype),
+        "w_hr": rng.uniform(-k, k, (proj_size(H), H)).astype(dtype),
+        "dyp": rng.standard_normal((T, B, proj_size(H))).astype(dtype),
     }
 
 
@@ -98,25 +112,35 @@ def numpy_like_runner(module, cell, p, mode):
     fwd = getattr(module, f"{cell}_forward")
     bwd = getattr(module, f"{cell}_backward")
     args = (p["x"], *_states(cell, p), p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    dy = p["dy"]
     if cell == "peephole_lstm":
         args += (p["w_peep"],)
+    if cell == "projection_lstm":
+        args = (p["x"], p["hp0"], p["c0"], p["w_ih"], p["w_hhp"], p["b_ih"], p["b_hh"],
+                p["w_hr"])
+        dy = p["dyp"]
     if mode == "infer":
         kw = {"training": False} if module is F else {}
         return lambda: fwd(*args, **kw)
-    extra = (None,) if cell in ("lstm", "peephole_lstm") else ()
-    return lambda: bwd(p["dy"], None, *extra, fwd(*args)[-1])
+    extra = (None,) if cell in ("lstm", "peephole_lstm", "projection_lstm") else ()
+    return lambda: bwd(dy, None, *extra, fwd(*args)[-1])
 
 
 def torch_runner(torch, cell, p, mode):
     B, H = p["h0"].shape
     I = p["x"].shape[2]
-    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H)
+    names = {"w_ih": "w_ih", "w_hh": "w_hh", "b_ih": "b_ih", "b_hh": "b_hh"}
+    if cell == "projection_lstm":
+        module = torch.nn.LSTM(I, H, proj_size=proj_size(H))
+        names.update(w_hh="w_hhp", w_hr="w_hr")
+    else:
+        module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H)
     with torch.no_grad():
-        for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
+        for name, key in names.items():
             full = ("weight" if name[0] == "w" else "bias") + name[1:] + "_l0"
-            getattr(module, full).copy_(torch.from_numpy(p[name]))
-    h0 = torch.from_numpy(p["h0"])[None]
-    state = (h0, torch.from_numpy(p["c0"])[None]) if cell == "lstm" else h0
+            getattr(module, full).copy_(torch.from_numpy(p[key]))
+    h0 = torch.from_numpy(p["hp0" if cell == "projection_lstm" else "h0"])[None]
+    state = (h0, torch.from_numpy(p["c0"])[None]) if "lstm" in cell else h0
     if mode == "infer":
         x = torch.from_numpy(p["x"])
 
@@ -125,7 +149,7 @@ def torch_runner(torch, cell, p, mode):
                 return module(x, state)
         return infer
     x = torch.from_numpy(p["x"]).clone().requires_grad_(True)
-    dy = torch.from_numpy(p["dy"])
+    dy = torch.from_numpy(p["dyp" if cell == "projection_lstm" else "dy"])
     params = list(module.parameters())
 
     def train():
@@ -204,11 +228,11 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
                 runners = {"fastrnn": numpy_like_runner(F, cell, p, mode)}
                 if use_numpy:
                     runners["numpy"] = numpy_like_runner(R, cell, p, mode)
-                if torch is not None and cell not in VARIANTS:
+                if torch is not None and cell not in ("peephole_lstm",):
                     runners["torch"] = torch_runner(torch, cell, p, mode)
                 if cell in VARIANTS:
                     runners["plain"] = numpy_like_runner(F, VARIANTS[cell], p, mode)
-                if ort is not None and mode == "infer":
+                if ort is not None and mode == "infer" and cell != "projection_lstm":
                     runners["onnxruntime"] = onnx_runner(cell, p, nthreads)
                 med, rounds = interleaved(runners, min_rounds=min_rounds, budget=budget)
                 used = threads_now()

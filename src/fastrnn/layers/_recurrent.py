@@ -113,13 +113,13 @@ class _Recurrent(Layer):
         self._cache = None
         self._step_weights = None
         self.state_grad = None
-        H, G = self.hidden_size, self._G
+        H, G, O = self.hidden_size, self._G, self._out_width
         for layer in range(self.num_layers):
-            in_size = self.input_size if layer == 0 else H * self.num_directions
+            in_size = self.input_size if layer == 0 else O * self.num_directions
             for direction in range(self.num_directions):
                 sfx = self._suffix(layer, direction)
                 self.add_parameter("weight_ih" + sfx, (G * H, in_size), self.dtype)
-                self.add_parameter("weight_hh" + sfx, (G * H, H), self.dtype)
+                self.add_parameter("weight_hh" + sfx, (G * H, O), self.dtype)
                 if self.bias:
                     self.add_parameter("bias_ih" + sfx, (G * H,), self.dtype)
                     self.add_parameter("bias_hh" + sfx, (G * H,), self.dtype)
@@ -133,10 +133,20 @@ class _Recurrent(Layer):
         return 2 if self.bidirectional else 1
 
     @property
+    def _out_width(self):
+        """Width of h and of each direction's output: hidden_size (proj_size for a projection
+        LSTM)."""
+        return self.hidden_size
+
+    def _state_widths(self):
+        return (self._out_width,) if len(self._state_names) == 1 else (self._out_width,
+                                                                       self.hidden_size)
+
+    @property
     def output_size(self):
         if self.bidirectional and self.merge_mode == "concat":
-            return 2 * self.hidden_size
-        return self.hidden_size
+            return 2 * self._out_width
+        return self._out_width
 
     @staticmethod
     def _suffix(layer, direction):
@@ -166,7 +176,10 @@ class _Recurrent(Layer):
         H = self.hidden_size
         inits = {k: _init.get(v, k) for k, v in self._initializers.items()}
         for name, arr in self._params.items():
-            if name.startswith("weight_peep"):
+            if name.startswith("weight_hr"):
+                arr[...] = inits["recurrent_initializer"](arr.shape, rng, self.dtype, fan=H,
+                                                          blocks=1)
+            elif name.startswith("weight_peep"):
                 arr[...] = 0          # a peephole LSTM starts as the plain LSTM (ONNX's default P)
             elif name.startswith("weight_ih"):
                 arr[...] = inits["kernel_initializer"](arr.shape, rng, self.dtype, fan=H,
@@ -246,9 +259,9 @@ class _Recurrent(Layer):
         return arr.shape[1] if arr.ndim == 3 else None
 
     def _check_state(self, state, B, allow_none=False, argname="state"):
-        """List of (L*D, B, H) arrays (h, and c for LSTM) from the public form; with
+        """List of (L*D, B, width) arrays (h, and c for LSTM) from the public form; with
         `allow_none`, a None part means zeros."""
-        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        LD = self.num_layers * self.num_directions
         names = self._state_names
         if len(names) == 2:
             if not isinstance(state, (tuple, list)) or len(state) != 2:
@@ -258,7 +271,7 @@ class _Recurrent(Layer):
         else:
             parts = [state]
         out = []
-        for name, s in zip(names, parts):
+        for name, s, H in zip(names, parts, self._state_widths()):
             label = argname if len(names) == 1 else f"{argname}[{names.index(name)}] ({name})"
             if s is None and allow_none:
                 out.append(np.zeros((LD, B, H), self.dtype))
@@ -350,8 +363,8 @@ class _Recurrent(Layer):
                     finals[i][k] = f
             caches.append(layer_caches)
             inp = outs[0] if D == 1 else np.concatenate(outs, axis=2)
-        final_states = [np.stack(f) if B else np.zeros((L * D, 0, self.hidden_size),
-                                                        self.dtype) for f in finals]
+        final_states = [np.stack(f) if B else np.zeros((L * D, 0, w), self.dtype)
+                        for f, w in zip(finals, self._state_widths())]
         if self.stateful:
             self._states = [f.copy() for f in final_states]
 
@@ -389,7 +402,7 @@ class _Recurrent(Layer):
     def _unmerge(self, dy, tops):
         if len(tops) == 1:
             return [dy]
-        mode, H = self.merge_mode, self.hidden_size
+        mode, H = self.merge_mode, self._out_width
         if mode == "concat":
             return [dy[..., :H], dy[..., H:]]
         if mode == "sum":
@@ -411,7 +424,7 @@ class _Recurrent(Layer):
         if c is None:
             raise no_cache_error(self)
         self._cache = None
-        L, D, H = c["n_layers"], self.num_directions, self.hidden_size
+        L, D, H = c["n_layers"], self.num_directions, self._out_width
         T, B, lengths = c["T"], c["B"], c["lengths"]
         out_shape = ((T, B) if c["return_sequences"] else (B,)) + (self.output_size,)
         if c["return_sequences"] and c["batch_first"]:
@@ -422,7 +435,7 @@ class _Recurrent(Layer):
             dy = float_input("dy", dy, self.dtype)
             if dy.shape != out_shape:
                 raise ValueError(f"dy must have the shape of y, {out_shape}, got {dy.shape}")
-        d_finals = [np.zeros((L * D, B, H), self.dtype) for _ in self._state_names]
+        d_finals = [np.zeros((L * D, B, w), self.dtype) for w in self._state_widths()]
         if dstate is not None:
             d_finals = [a.copy() for a in self._check_state(dstate, B, allow_none=True,
                                                             argname="dstate")]
@@ -438,7 +451,7 @@ class _Recurrent(Layer):
             for d in range(D):
                 d_finals[0][(L - 1) * D + d] += d_tops[d]
             d_seq = [None] * D
-        d_init = [np.zeros((L * D, B, H), self.dtype) for _ in self._state_names]
+        d_init = [np.zeros((L * D, B, w), self.dtype) for w in self._state_widths()]
         grads = self._grads
         for layer in reversed(range(L)):
             d_inp = None
@@ -493,12 +506,12 @@ class _Recurrent(Layer):
                              f"shape {x.shape}")
         xb = x[None] if single else x
         B = xb.shape[0]
-        L, H = self.num_layers, self.hidden_size
+        L = self.num_layers
         if state is None:
-            parts = [np.zeros((L, B, H), self.dtype) for _ in self._state_names]
+            parts = [np.zeros((L, B, w), self.dtype) for w in self._state_widths()]
         else:
             if single:                       # (num_layers, H) parts -> (num_layers, 1, H)
-                def one(name, s):
+                def one(name, s, H):
                     if s is None:
                         return None
                     arr = float_input(name, s, self.dtype)
@@ -510,10 +523,11 @@ class _Recurrent(Layer):
                     if not isinstance(state, (tuple, list)) or len(state) != 2:
                         raise TypeError(f"state must be a tuple (h, c) for "
                                         f"{type(self).__name__}, got {type(state).__name__}")
-                    state = tuple(one(f"state[{i}] ({n})", s)
-                                  for i, (n, s) in enumerate(zip(self._state_names, state)))
+                    state = tuple(one(f"state[{i}] ({n})", s, w)
+                                  for i, (n, s, w) in enumerate(zip(self._state_names, state,
+                                                                    self._state_widths())))
                 else:
-                    state = one("state", state)
+                    state = one("state", state, self._out_width)
             parts = self._check_state(state, B, allow_none=True)
         sws = self._step_weights
         if sws is None:
@@ -666,20 +680,48 @@ class LSTM(_Recurrent):
     _state_names = ("h", "c")
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, *, peephole=False,
-                 **kwargs):
+                 dropout=0.0, bidirectional=False, dtype=np.float32, proj_size=0, *,
+                 peephole=False, **kwargs):
         self.peephole = check_bool("peephole", peephole)
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) \
+                or proj_size < 0:
+            raise ValueError(f"proj_size must be an integer >= 0, got {proj_size!r}")
+        self.proj_size = int(proj_size)
+        if self.proj_size and self.proj_size >= check_int("hidden_size", hidden_size):
+            raise ValueError(f"proj_size must be smaller than hidden_size ({hidden_size}), got "
+                             f"{self.proj_size}")
+        if self.proj_size and self.peephole:
+            raise ValueError("peephole=True with proj_size is not supported")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, **kwargs)
 
+    @property
+    def _out_width(self):
+        return self.proj_size or self.hidden_size
+
+    def _shape_hint(self, name, expected, got):
+        if self.proj_size and name.startswith(("weight_hh", "weight_hr")):
+            return (f"proj_size {self.proj_size}, hidden_size {self.hidden_size}: expected "
+                    f"{tuple(expected)}")
+        return super()._shape_hint(name, expected, got)
+
     def _cell_parameters(self):
+        if self.proj_size:
+            return (("weight_hr", (self.proj_size, self.hidden_size)),)
         return (("weight_peep", (3 * self.hidden_size,)),) if self.peephole else ()
 
     def _cell_config(self):
-        return {"peephole": True} if self.peephole else {}
+        cfg = {"peephole": True} if self.peephole else {}
+        if self.proj_size:
+            cfg["proj_size"] = self.proj_size
+        return cfg
 
     def _cell_forward(self, x, states, w, lengths, reverse, training):
-        if self.peephole:
+        if self.proj_size:
+            y, hT, cT, cache = F.projection_lstm_forward(x, states[0], states[1], *w,
+                                                         lengths=lengths, reverse=reverse,
+                                                         training=training)
+        elif self.peephole:
             y, hT, cT, cache = F.peephole_lstm_forward(x, states[0], states[1], *w,
                                                        lengths=lengths, reverse=reverse,
                                                        training=training)
@@ -689,15 +731,26 @@ class LSTM(_Recurrent):
         return y, [hT, cT], cache
 
     def _cell_backward(self, dy, d_finals, cache):
-        back = F.peephole_lstm_backward if self.peephole else F.lstm_backward
+        back = (F.projection_lstm_backward if self.proj_size else
+                F.peephole_lstm_backward if self.peephole else F.lstm_backward)
         g = back(dy, d_finals[0], d_finals[1], cache, clip_hidden_grad=self.clip_hidden_grad)
         out = (g.dx, [g.dh0, g.dc0], g.dw_ih, g.dw_hh, g.db_ih, g.db_hh)
+        if self.proj_size:
+            return out + (g.dw_hr,)
         return out + (g.dw_peep,) if self.peephole else out
 
-    def _prepare_step(self, w_ih, w_hh, b_ih, b_hh, w_peep=None):
-        return F.prepare_lstm(w_ih, w_hh, b_ih, b_hh, w_peep=w_peep, dtype=self.dtype)
+    def _prepare_step(self, w_ih, w_hh, b_ih, b_hh, extra=None):
+        if self.proj_size:       # one-step sequence calls (no streaming kernel of its own)
+            return (w_ih, w_hh, b_ih, b_hh, extra)
+        return F.prepare_lstm(w_ih, w_hh, b_ih, b_hh, w_peep=extra, dtype=self.dtype)
 
     def _cell_step(self, x, states, sw):
+        if self.proj_size:
+            single = x.ndim == 1
+            xs = (x[None] if single else x)[None]
+            h, c = (s[None] if single else s for s in states)
+            _, hT, cT, _ = F.projection_lstm_forward(xs, h, c, *sw, training=False)
+            return [hT[0], cT[0]] if single else [hT, cT]
         return list(F.lstm_step(x, tuple(states), sw))
 
 
