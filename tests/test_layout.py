@@ -77,3 +77,18 @@ def test_engine_holds_the_kernels():
                  "loss.pyx", "optim.pyx", "cpu.py", "threads.py", "workspace.py"):
         assert (engine / name).exists(), name
     assert not list(SRC.glob("*.pyx")) and not list(SRC.glob("*.pxd"))
+
+
+def test_import_needs_no_optional_extra():
+    """`import fastrnn` (and its submodules that users import) loads none of the optional
+    extras: torch, onnx, onnxruntime, matplotlib, mpi4py."""
+    import subprocess
+    import sys
+    code = ("import sys, fastrnn, fastrnn.functional, fastrnn.layers, fastrnn.plot, "
+            "fastrnn.bench, fastrnn.tasks\n"
+            "bad = [m for m in ('torch', 'onnx', 'onnxruntime', 'matplotlib', 'mpi4py') "
+            "if m in sys.modules]\n"
+            "assert not bad, bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr

@@ -210,6 +210,8 @@ def _print_result(r):
         print(f"  sample: {r['sample_prime']!r} -> {r['sample']!r}")
     if "saved" in r:
         print(f"  model saved to {r['saved']}")
+    if "plot" in r:
+        print(f"  attention plot saved to {r['plot']}")
 
 
 def cmd_train(args):
@@ -222,6 +224,16 @@ def cmd_train(args):
     if args.task != "charlm" and args.text is not None:
         print("fastrnn train: --text is for the charlm task", file=sys.stderr)
         return 2
+    if args.plot is not None and args.task != "attention":
+        print("fastrnn train: --plot is for the attention task", file=sys.stderr)
+        return 2
+    if args.plot is not None:
+        try:
+            from fastrnn import plot
+            plot._pyplot()                   # fail before training, not after
+        except ImportError as exc:
+            print(f"fastrnn train: {exc}", file=sys.stderr)
+            return 2
     if args.threads is not None:
         fastrnn.set_num_threads(args.threads)
     try:
@@ -233,6 +245,12 @@ def cmd_train(args):
     except (ValueError, OSError) as exc:
         print(f"fastrnn train: {exc}", file=sys.stderr)
         return 2
+    attention = result.pop("_attention", None)
+    if args.plot is not None and attention is not None:
+        plot.attention_map(*attention, path=args.plot,
+                           title=f"attention of {task.cell.upper()} + attention pooling on "
+                                 f"validation sequences (circles: the marked step)")
+        result["plot"] = args.plot
     if args.json:
         print(json.dumps(result, default=str))
     else:
@@ -295,6 +313,9 @@ def build_parser():
     t.add_argument("--keep-going", action="store_true",
                    help="train for all --steps (default: stop once the target is reached)")
     t.add_argument("--save", default=None, metavar="PATH", help="save the trained model")
+    t.add_argument("--plot", default=None, metavar="PATH",
+                   help="attention task: save the attention weights of a few validation "
+                        "sequences as a PNG (needs matplotlib: pip install fastrnn[plot])")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     t.add_argument("--json", action="store_true",
                    help="print the final metrics as one JSON object on the last line")

@@ -366,6 +366,8 @@ class AttentionTask(Task):
         marked = xv[:, :, 1].argmax(axis=1)
         out["attention_on_marker"] = float(w[np.arange(len(xv)), marked].mean())
         out["attention_map"] = heat_map(w[:self.heat_rows], marked[:self.heat_rows])
+        # for --plot (not part of the printed or JSON result)
+        out["_attention"] = (w[:self.heat_rows], marked[:self.heat_rows])
         return out
 
 
