@@ -153,3 +153,60 @@ def test_bad_input():
     pooled.forward(K)
     with pytest.raises(ValueError, match=r"d_context must have shape \(2, 4\)"):
         pooled.backward(np.zeros((3, 2, 4)))
+
+
+class AttnSeq2Seq(fastrnn.Model):
+    """Encoder LSTM, decoder LSTM started from the encoder's state, Luong attention of the
+    decoder states over the encoder outputs, Dense over [decoder state, context]."""
+
+    def __init__(self, vocab, hidden, score="general"):
+        super().__init__()
+        d = np.float64
+        self.vocab, self.hidden, self.score = vocab, hidden, score
+        self.src_embed = L.Embedding(vocab, hidden, dtype=d, seed=0)
+        self.tgt_embed = L.Embedding(vocab, hidden, dtype=d, seed=1)
+        self.encoder = L.LSTM(hidden, hidden, dtype=d, seed=2)
+        self.decoder = L.LSTM(hidden, hidden, dtype=d, seed=3)
+        self.attention = L.Attention(hidden, score=score, learned_query=False, dtype=d,
+                                     seed=4)
+        self.out = L.Dense(2 * hidden, vocab, dtype=d, seed=5)
+
+    def forward(self, src, tgt_in, src_lengths=None):
+        keys, state = self.encoder.forward(self.src_embed.forward(src), lengths=src_lengths)
+        dec, _ = self.decoder.forward(self.tgt_embed.forward(tgt_in), state=state)
+        ctx, self.weights = self.attention.forward(keys, dec, lengths=src_lengths)
+        return self.out.forward(np.concatenate([dec, ctx], axis=-1))
+
+    def backward(self, dlogits):
+        H = self.hidden
+        d = self.out.backward(dlogits)
+        d_keys, d_dec = self.attention.backward(d[..., H:])
+        self.tgt_embed.backward(self.decoder.backward(d[..., :H] + d_dec))
+        self.src_embed.backward(self.encoder.backward(d_keys,
+                                                      dstate=self.decoder.state_grad))
+
+    def get_config(self):
+        return {"vocab": self.vocab, "hidden": self.hidden, "score": self.score}
+
+
+@pytest.mark.parametrize("score", ["dot", "general", "additive"])
+def test_encoder_decoder_model_gradients(score):
+    from fastrnn import losses
+    rng = np.random.default_rng(3)
+    model = AttnSeq2Seq(7, 4, score)
+    src, tgt_in, tgt_out = (rng.integers(0, 7, (5, 3)), rng.integers(0, 7, (4, 3)),
+                            rng.integers(0, 7, (4, 3)))
+    src_lengths = np.array([5, 2, 4])
+    ce = losses.CrossEntropy()
+
+    def loss():
+        return ce.forward(model.forward(src, tgt_in, src_lengths), tgt_out)
+
+    model.zero_grad()
+    loss()
+    assert model.weights.shape == (4, 3, 5) and np.all(model.weights[:, 1, 2:] == 0)
+    model.backward(ce.backward())
+    grads = {k: v.copy() for k, v in model.grads.items()}
+    assert any(k.startswith("attention.") for k in grads) == (score != "dot")
+    for k, p in model.parameters().items():
+        assert_close_fd(grads[k], p, loss, rng, k, rtol=1e-6, atol=1e-8, n_entries=5)
