@@ -25,6 +25,7 @@ def config():
         "cpu": _cpu.cpu_model(),
         "cpu_features": [f for f in interesting if f in flags],
         "logical_cpus": os.cpu_count(),
+        "l2_cache_per_core": f"{_cpu.l2_cache_bytes() >> 10} KiB (the parallel scheme's cost model)",
         "kernel_level": _simd.current(),
         "kernel_level_best": _simd.supported(),
         "openmp": _simd.openmp_threads_available(),
