@@ -253,3 +253,13 @@ def test_bench_cli_keeps_variants_to_the_table(capsys):
     from fastrnn.__main__ import main
     with pytest.raises(SystemExit, match="is for the table only"):
         main(["bench", "--cells", "peephole_lstm", "--stream"])
+
+
+def test_onnx_peephole_conversion_round_trips():
+    from fastrnn import _onnx
+    w = np.arange(12, dtype=np.float32)             # p_i 0-3, p_f 4-7, p_o 8-11
+    P = _onnx.onnx_peepholes(w)
+    assert P.shape == (1, 12)
+    np.testing.assert_array_equal(P[0], np.r_[0:4, 8:12, 4:8])        # ONNX order i|o|f
+    np.testing.assert_array_equal(_onnx.from_onnx_peepholes(P), w)
+    np.testing.assert_array_equal(_onnx.from_onnx_peepholes(P[0]), w)

@@ -474,10 +474,8 @@ def test_plan_follows_shape_and_cache(monkeypatch):
     assert plan(8, 4, 128) == (2, False)
 
 
-def test_engine_threads_gives_one_thread_to_a_serial_call():
+def test_engine_threads_gives_the_set_count_to_a_lone_call():
     from fastrnn.engine import threads as _threads
     with _threads.using(2):
-        with _threads.engine_threads(serial=True) as n:
-            assert n == 1
         with _threads.engine_threads() as n:
             assert n == 2

@@ -85,7 +85,7 @@ def make_problem(cell, B, T, I, H, dtype=np.float32, seed=0):
     Generator)."""
     rng = as_generator(seed)
     G, k = GATES[cell], 1 / np.sqrt(H)
-    return {
+    p = {
         "x": rng.standard_normal((T, B, I)).astype(dtype),
         "h0": (0.1 * rng.standard_normal((B, H))).astype(dtype),
         "c0": (0.1 * rng.standard_normal((B, H))).astype(dtype),
@@ -94,13 +94,18 @@ def make_problem(cell, B, T, I, H, dtype=np.float32, seed=0):
         "b_ih": rng.uniform(-k, k, G * H).astype(dtype),
         "b_hh": rng.uniform(-k, k, G * H).astype(dtype),
         "dy": rng.standard_normal((T, B, H)).astype(dtype),
-        "w_peep": rng.uniform(-k, k, 3 * H).astype(dtype),
-        # the projection LSTM's own: P-wide h, recurrent weight and output gradient
-        "hp0": (0.1 * rng.standard_normal((B, proj_size(H)))).astype(dtype),
-        "w_hhp": rng.uniform(-k, k, (G * H, proj_size(H))).astype(dtype),
-        "w_hr": rng.uniform(-k, k, (proj_size(H), H)).astype(dtype),
-        "dyp": rng.standard_normal((T, B, proj_size(H))).astype(dtype),
     }
+    if cell == "peephole_lstm":
+        p["w_peep"] = rng.uniform(-k, k, 3 * H).astype(dtype)
+    if cell == "projection_lstm":
+        # its own P-wide h, recurrent weight and output gradient (the plain LSTM it is
+        # compared with uses the others)
+        P = proj_size(H)
+        p.update(hp0=(0.1 * rng.standard_normal((B, P))).astype(dtype),
+                 w_hhp=rng.uniform(-k, k, (G * H, P)).astype(dtype),
+                 w_hr=rng.uniform(-k, k, (P, H)).astype(dtype),
+                 dyp=rng.standard_normal((T, B, P)).astype(dtype))
+    return p
 
 
 def _states(cell, p):

@@ -143,6 +143,10 @@ def _prepare_x(x):
     x = _float_array("x", x)
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D (T, B, I), time-major, got shape {x.shape}")
+    T, B, _ = x.shape
+    if T * B > _BLAS_INT_MAX:
+        raise ValueError(f"x is too large: T*B = {T * B} rows exceeds the 32-bit BLAS limit "
+                         f"{_BLAS_INT_MAX}")
     return x, _compute_dtype(x), x.dtype.newbyteorder("=")
 
 
@@ -194,18 +198,23 @@ def _prepare_lengths(lengths, T, B):
 def _prepare_forward(G, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
     x, dtype, out_dtype = _prepare_x(x)
     T, B, I = x.shape
-    if T * B > _BLAS_INT_MAX:
-        raise ValueError(f"x is too large: T*B = {T * B} rows exceeds the 32-bit BLAS limit "
-                         f"{_BLAS_INT_MAX}")
     w_ih, w_hh, b_ih, b_hh, H = _prepare_weights(G, w_ih, w_hh, b_ih, b_hh, I, dtype)
     states = [_ready(name, s, (B, H), "(B, H)", dtype) for name, s in states]
+    x, lengths, reverse, training = _prepare_run(x, dtype, lengths, reverse, training)
+    return x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype
+
+
+def _prepare_run(x, dtype, lengths, reverse, training):
+    """What every sequence call checks besides its weights: lengths, the flags, and x as a
+    C-contiguous array of the compute dtype (padding cleaned for training)."""
+    T, B, _ = x.shape
     lengths = _prepare_lengths(lengths, T, B)
     reverse = _check_flag("reverse", reverse)
     training = _check_flag("training", training)
     x = _c_array(x, dtype=dtype)
     if lengths is not None and training:         # inference never reads padded steps
         x = _clean_padding(x, lengths)
-    return x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype
+    return x, lengths, reverse, training
 
 
 def _clean_padding(x, lengths):
@@ -485,9 +494,6 @@ def projection_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *, lengths=
     (the projection needs a whole row's units), so a batch of one runs on one thread."""
     x, dtype, out_dtype = _prepare_x(x)
     T, B, I = x.shape
-    if T * B > _BLAS_INT_MAX:
-        raise ValueError(f"x is too large: T*B = {T * B} rows exceeds the 32-bit BLAS limit "
-                         f"{_BLAS_INT_MAX}")
     w_hr = _float_array("w_hr", w_hr)
     if w_hr.ndim != 2 or min(w_hr.shape) < 1:
         raise ValueError(f"w_hr must have shape (P, H) with P, H >= 1, got {w_hr.shape}")
@@ -502,12 +508,7 @@ def projection_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *, lengths=
     b_hh = _ready("b_hh", b_hh, (4 * H,), "(4*H,)", dtype)
     h0 = _ready("h0", h0, (B, P), "(B, P)", dtype)
     c0 = _ready("c0", c0, (B, H), "(B, H)", dtype)
-    lengths = _prepare_lengths(lengths, T, B)
-    reverse = _check_flag("reverse", reverse)
-    training = _check_flag("training", training)
-    x = _c_array(x, dtype=dtype)
-    if lengths is not None and training:
-        x = _clean_padding(x, lengths)
+    x, lengths, reverse, training = _prepare_run(x, dtype, lengths, reverse, training)
     if _is_empty(x):
         y = np.zeros((T, B, P), out_dtype)
         hT = np.zeros((B, P), out_dtype) if h0 is None else h0.astype(out_dtype)

@@ -148,20 +148,19 @@ def threads_now():
 
 class engine_threads:
     """Context manager giving the threads for one engine call: all that threads_now()
-    allows if no other call is running, else one; one as well for a `serial` call (too
-    little work per step to split).  blas=False for calls that make no BLAS call (streaming
-    steps): they leave the BLAS thread count alone."""
+    allows if no other call is running, else one (how a call uses them is
+    fastrnn.functional._plan's choice).  blas=False for calls that make no BLAS call
+    (streaming steps): they leave the BLAS thread count alone."""
 
-    __slots__ = ("blas", "n", "serial")
+    __slots__ = ("blas", "n")
 
-    def __init__(self, blas=True, serial=False):
+    def __init__(self, blas=True):
         self.blas = blas
-        self.serial = serial
 
     def __enter__(self):
         global _active, _saved_blas_threads, _blas_users
         with _lock:
-            self.n = threads_now() if _active == 0 and not self.serial else 1
+            self.n = threads_now() if _active == 0 else 1
             _active += 1
             if self.blas:
                 if _blas_users == 0:

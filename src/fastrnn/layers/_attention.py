@@ -97,8 +97,7 @@ class Attention(Layer):
         if arr.shape[2] != size:
             raise ValueError(f"{name} must have {size} features in its last axis, got shape "
                              f"{arr.shape}")
-        arr = arr.transpose(1, 0, 2) if bf else arr
-        return np.ascontiguousarray(arr.transpose(1, 0, 2))        # (B, T, H) internally
+        return np.ascontiguousarray(arr if bf else arr.transpose(1, 0, 2))   # (B, T, H)
 
     def forward(self, keys, query=None, lengths=None, *, training=None):
         """Context and attention weights of `query` (or the learned query) over `keys`.
