@@ -70,7 +70,7 @@ directives = {
 }
 
 # the compiled engine: src/fastrnn/engine/<name>.pyx -> fastrnn.engine.<name>
-MODULES = ["blas", "simd", "rnn", "lstm", "lstmp", "gru", "optim", "loss"]
+MODULES = ["blas", "simd", "rnn", "lstm", "lstmp", "gru", "variants", "optim", "loss"]
 C_SOURCES = {"simd": ["csrc/fr_simd.c", "csrc/fr_gemm.c"]}
 
 extensions = [

@@ -19,3 +19,14 @@ PeepholeLSTMGrads.__doc__ = """Gradients of a peephole LSTM layer: LSTMGrads' fi
 ProjectionLSTMGrads = namedtuple("ProjectionLSTMGrads", LSTMGrads._fields + ("dw_hr",))
 ProjectionLSTMGrads.__doc__ = """Gradients of a projection LSTM layer: LSTMGrads' fields (dh0 is
 (B, P), dw_hh (4*H, P)) plus dw_hr (P, H), the gradient of the projection."""
+
+LayerNormLSTMGrads = namedtuple("LayerNormLSTMGrads", LSTMGrads._fields + (
+    "dln_ih_weight", "dln_ih_bias", "dln_hh_weight", "dln_hh_bias", "dln_c_weight",
+    "dln_c_bias"))
+LayerNormLSTMGrads.__doc__ = """Gradients of a LayerNorm LSTM layer: LSTMGrads' fields plus those of
+the LayerNorm gains and biases: input side (4*H,), recurrent side (4*H,), cell (H,)."""
+
+LayerNormGRUGrads = namedtuple("LayerNormGRUGrads", GRUGrads._fields + (
+    "dln_ih_weight", "dln_ih_bias", "dln_hh_weight", "dln_hh_bias"))
+LayerNormGRUGrads.__doc__ = """Gradients of a LayerNorm GRU layer: GRUGrads' fields plus those of
+the LayerNorm gains and biases of the input and recurrent sides (3*H,) each."""

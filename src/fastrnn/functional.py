@@ -26,20 +26,24 @@ forward and backward.  With ``training=False`` nothing is kept (cache is None) a
 workspace is O(B*G*H) beyond the outputs.
 """
 import numbers
+from collections import namedtuple
 
 import numpy as np
 
-from fastrnn.engine import cpu as _cpu, gru as _gru, lstm as _lstm, lstmp as _lstmp, rnn as _rnn
+from fastrnn.engine import (cpu as _cpu, gru as _gru, lstm as _lstm, lstmp as _lstmp, rnn as _rnn,
+                            variants as _variants)
 from fastrnn.engine.threads import engine_threads
 from fastrnn.engine.workspace import release
-from fastrnn._results import (GRUGrads, LSTMGrads, PeepholeLSTMGrads, ProjectionLSTMGrads,
-                              RNNGrads)
+from fastrnn._results import (GRUGrads, LayerNormGRUGrads, LayerNormLSTMGrads, LSTMGrads,
+                              PeepholeLSTMGrads, ProjectionLSTMGrads, RNNGrads)
 
 __all__ = [
     "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
     "peephole_lstm_forward", "peephole_lstm_backward", "projection_lstm_forward",
     "projection_lstm_backward", "ProjectionLSTMGrads",
     "gru_forward", "gru_backward", "RNNGrads", "LSTMGrads", "PeepholeLSTMGrads", "GRUGrads",
+    "layernorm_lstm_forward", "layernorm_lstm_backward", "layernorm_gru_forward",
+    "layernorm_gru_backward", "LayerNormLSTMGrads", "LayerNormGRUGrads",
     "prepare_rnn", "prepare_lstm", "prepare_gru", "rnn_step", "lstm_step", "gru_step",
     "StepWeights",
 ]
@@ -320,14 +324,24 @@ def _is_empty(x):
 # Elman RNN
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", lengths=None,
-                reverse=False, training=True):
+                reverse=False, training=True, recurrent_mask=None, zoneout_h=None):
     """Elman RNN over a sequence: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``.
 
     x (T, B, I); h0 (B, H) or None; w_ih (H, I); w_hh (H, H); b_ih, b_hh (H,) or None;
     nonlinearity "tanh" or "relu".  Returns ``y (T, B, H), hT (B, H), cache``.
+
+    Regularizers (see ``lstm_forward``): ``recurrent_mask`` (B, H) multiplies h where it
+    enters the recurrent product (variational recurrent dropout); ``zoneout_h`` is a
+    (T, B, H) 0/1 array (1: the unit keeps its previous value at that step) or a
+    probability in [0, 1) (evaluation: h' = z*h + (1-z)*h~).
     """
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    if recurrent_mask is not None or zoneout_h is not None:
+        y, (hT,), cache = _variant_forward(
+            "rnn", "rnn_" + nonlinearity, x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, None,
+            1e-5, recurrent_mask, zoneout_h, None, lengths, reverse, training)
+        return y, hT, cache
     x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype = \
         _prepare_forward(1, x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, reverse,
                          training)
@@ -355,6 +369,9 @@ def rnn_backward(dy, dhT, cache, *, clip_hidden_grad=None):
     later steps, dhT included, before dy_t is added): the results are then not the exact
     gradient, by design.
     """
+    if isinstance(cache, Cache) and isinstance(cache.variant, _Variant):
+        return RNNGrads(*_variant_backward("rnn", cache, [("dy", dy), ("dhT", dhT)],
+                                           clip_hidden_grad))
     clip = _clip_arg(clip_hidden_grad)
     dy, dhT = _prepare_backward(cache, "rnn", [("dy", dy), ("dhT", dhT)])
     cache.consumed = True
@@ -376,13 +393,31 @@ def rnn_backward(dy, dhT, cache, *, clip_hidden_grad=None):
 # LSTM
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse=False,
-                 training=True):
+                 training=True, recurrent_mask=None, zoneout_h=None, zoneout_c=None):
     """LSTM over a sequence (gate blocks i|f|g|o):
     ``c' = f*c + i*g,  h' = o*tanh(c')``.
 
     x (T, B, I); h0, c0 (B, H) or None; w_ih (4H, I); w_hh (4H, H); b_ih, b_hh (4H,) or None.
     Returns ``y (T, B, H), hT (B, H), cT (B, H), cache``.
+
+    Regularizers, fused into the recurrence (the masks are the caller's: fastrnn.layers
+    draws them from a seeded counter-based generator):
+
+    - ``recurrent_mask`` (B, H): h enters the recurrent product as ``h * recurrent_mask``
+      at every step (variational recurrent dropout, Gal & Ghahramani 2016: one mask per
+      sequence, e.g. 0 or 1/(1-p)); the state itself is not masked.
+    - ``zoneout_h``, ``zoneout_c`` (Krueger et al. 2016): a (T, B, H) array of 0/1 (1: at
+      that step the unit keeps its previous value, ``h' = h``), or a probability z in
+      [0, 1) for evaluation, ``h' = z*h + (1-z)*h~``.  The new h~ is computed from the
+      candidate cell f*c + i*g before the cell's own zoneout.
+
+    The gradients (``lstm_backward``) are exact for the masks given.
     """
+    if recurrent_mask is not None or zoneout_h is not None or zoneout_c is not None:
+        y, (hT, cT), cache = _variant_forward(
+            "lstm", "lstm", x, [("h0", h0), ("c0", c0)], w_ih, w_hh, b_ih, b_hh, None, 1e-5,
+            recurrent_mask, zoneout_h, zoneout_c, lengths, reverse, training)
+        return y, hT, cT, cache
     return _lstm_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse,
                          training)
 
@@ -434,6 +469,9 @@ def lstm_backward(dy, dhT, dcT, cache, *, clip_hidden_grad=None):
     later steps, dhT included, before dy_t is added): the results are then not the exact
     gradient, by design.
     """
+    if isinstance(cache, Cache) and isinstance(cache.variant, _Variant):
+        return LSTMGrads(*_variant_backward("lstm", cache, [("dy", dy), ("dhT", dhT),
+                                                            ("dcT", dcT)], clip_hidden_grad))
     return LSTMGrads(*_lstm_backward("lstm", dy, dhT, dcT, cache, clip_hidden_grad)[:7])
 
 
@@ -560,15 +598,24 @@ def projection_lstm_backward(dy, dhT, dcT, cache, *, clip_hidden_grad=None):
 # GRU
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True, lengths=None,
-                reverse=False, training=True):
+                reverse=False, training=True, recurrent_mask=None, zoneout_h=None):
     """GRU over a sequence (gate blocks r|z|n), ``h' = (1-z)*n + z*h`` with
     ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))`` when reset_after (PyTorch, Keras default)
     or ``n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)`` otherwise (Cho et al. 2014).
 
     x (T, B, I); h0 (B, H) or None; w_ih (3H, I); w_hh (3H, H); b_ih, b_hh (3H,) or None.
     Returns ``y (T, B, H), hT (B, H), cache``.
+
+    ``recurrent_mask`` and ``zoneout_h`` as in ``lstm_forward`` (reset_after=True only; the
+    mask multiplies h in every recurrent product, the blend h' = n + z*(h - n) uses h).
     """
     reset_after = _check_flag("reset_after", reset_after)
+    if recurrent_mask is not None or zoneout_h is not None:
+        _variant_gru_check(reset_after, "recurrent_mask and zoneout_h")
+        y, (hT,), cache = _variant_forward(
+            "gru", "gru", x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, None, 1e-5,
+            recurrent_mask, zoneout_h, None, lengths, reverse, training)
+        return y, hT, cache
     x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype = \
         _prepare_forward(3, x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, reverse,
                          training)
@@ -602,6 +649,9 @@ def gru_backward(dy, dhT, cache, *, clip_hidden_grad=None):
     later steps, dhT included, before dy_t is added): the results are then not the exact
     gradient, by design.
     """
+    if isinstance(cache, Cache) and isinstance(cache.variant, _Variant):
+        return GRUGrads(*_variant_backward("gru", cache, [("dy", dy), ("dhT", dhT)],
+                                           clip_hidden_grad))
     clip = _clip_arg(clip_hidden_grad)
     dy, dhT = _prepare_backward(cache, "gru", [("dy", dy), ("dhT", dhT)])
     cache.consumed = True
@@ -618,6 +668,176 @@ def gru_backward(dy, dhT, cache, *, clip_hidden_grad=None):
     _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db_ih, db_hh)
     return GRUGrads(*_cast(cache.out_dtype, dx, dh0, dw_ih, dw_hh, db_ih, db_hh))
+
+
+# ----------------------------------------------------------------------------------------
+# LayerNorm cells, and the regularizers inside the recurrence (engine/variants.pyx)
+
+_Variant = namedtuple("_Variant", "cell ln eps rmask zh zc zh_c zc_c")
+_LN_LSTM = ("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_c_weight",
+            "ln_c_bias")
+_LN_GRU = _LN_LSTM[:4]
+
+
+def layernorm_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln_ih_weight, ln_ih_bias,
+                           ln_hh_weight, ln_hh_bias, ln_c_weight, ln_c_bias, *, eps=1e-5,
+                           lengths=None, reverse=False, training=True, recurrent_mask=None,
+                           zoneout_h=None, zoneout_c=None):
+    """LayerNorm LSTM (Ba et al. 2016, as haste's LayerNormLSTM): the input and the
+    recurrent projections are normalized separately over each row's 4H gates, and the new
+    cell state before the output tanh:
+
+        a = LN(W_ih x; ln_ih) + LN(W_hh h; ln_hh) + b_ih + b_hh
+        c' = f*c + i*g,   h' = o * tanh(LN(c'; ln_c))
+
+    with ``LN(v; g, b) = (v - mean(v)) / sqrt(var(v) + eps) * g + b``.  ln_ih_*, ln_hh_*
+    are (4H,), ln_c_* (H,).  Other arguments, the regularizers and the results as
+    ``lstm_forward``.
+    """
+    ln = list(zip(_LN_LSTM, (ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias,
+                             ln_c_weight, ln_c_bias)))
+    y, (hT, cT), cache = _variant_forward(
+        "layernorm_lstm", "lstm", x, [("h0", h0), ("c0", c0)], w_ih, w_hh, b_ih, b_hh, ln,
+        eps, recurrent_mask, zoneout_h, zoneout_c, lengths, reverse, training)
+    return y, hT, cT, cache
+
+
+def layernorm_lstm_backward(dy, dhT, dcT, cache, *, clip_hidden_grad=None):
+    """Gradients of a layernorm_lstm_forward call (arguments as lstm_backward).
+
+    Returns ``LayerNormLSTMGrads``: LSTMGrads' fields plus the six LayerNorm parameters'."""
+    return LayerNormLSTMGrads(*_variant_backward(
+        "layernorm_lstm", cache, [("dy", dy), ("dhT", dhT), ("dcT", dcT)], clip_hidden_grad))
+
+
+def layernorm_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ln_ih_weight, ln_ih_bias,
+                          ln_hh_weight, ln_hh_bias, *, eps=1e-5, lengths=None, reverse=False,
+                          training=True, recurrent_mask=None, zoneout_h=None):
+    """LayerNorm GRU (reset_after form): the input and the recurrent projections normalized
+    separately over each row's 3H gates,
+
+        x~ = LN(W_ih x; ln_ih) + b_ih,   h~ = LN(W_hh h; ln_hh) + b_hh
+        r = sigmoid(x~_r + h~_r),  z = sigmoid(x~_z + h~_z),  n = tanh(x~_n + r * h~_n)
+        h' = (1-z)*n + z*h
+
+    ln_* are (3H,).  Other arguments and results as ``gru_forward``."""
+    ln = list(zip(_LN_GRU, (ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias)))
+    y, (hT,), cache = _variant_forward(
+        "layernorm_gru", "gru", x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, ln, eps,
+        recurrent_mask, zoneout_h, None, lengths, reverse, training)
+    return y, hT, cache
+
+
+def layernorm_gru_backward(dy, dhT, cache, *, clip_hidden_grad=None):
+    """Gradients of a layernorm_gru_forward call (arguments as gru_backward).
+
+    Returns ``LayerNormGRUGrads``: GRUGrads' fields plus the four LayerNorm parameters'."""
+    return LayerNormGRUGrads(*_variant_backward(
+        "layernorm_gru", cache, [("dy", dy), ("dhT", dhT)], clip_hidden_grad))
+
+
+def _variant_gru_check(reset_after, what):
+    if not reset_after:
+        raise ValueError(f"{what} need the GRU with reset_after=True (the reset gate applied "
+                         f"after the recurrent product); reset_after=False has no such "
+                         f"variant here")
+
+
+def _check_eps(eps):
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real) \
+            or not np.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    return float(eps)
+
+
+def _zoneout_arg(name, value, shape, dtype):
+    """(mask or None, evaluation probability) from a zoneout argument."""
+    if value is None:
+        return None, 0.0
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be a probability in [0, 1) or a (T, B, H) 0/1 "
+                             f"array, got {value!r}")
+        return None, float(value)
+    arr = _as_array(name, value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a probability or a 0/1 array, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape (T, B, H) = {shape}, got {arr.shape}")
+    if arr.dtype.kind != "b" and not np.all((arr == 0) | (arr == 1)):
+        raise ValueError(f"{name} must hold only 0/1 values (1: the unit keeps its previous "
+                         f"value)")
+    return _c_array(arr, dtype=dtype), 0.0
+
+
+def _variant_forward(kind, cell, x, states, w_ih, w_hh, b_ih, b_hh, ln, eps,
+                     recurrent_mask, zoneout_h, zoneout_c, lengths, reverse, training):
+    G = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}[cell]
+    x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training, out_dtype = \
+        _prepare_forward(G, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    eps = _check_eps(eps)
+    packed = None
+    if ln is not None:
+        sizes = {"ln_c_weight": H, "ln_c_bias": H}
+        parts = [_ready(name, value, (sizes.get(name, G * H),),
+                        "(H,)" if name in sizes else f"({G}*H,)", x.dtype, optional=False)
+                 for name, value in ln]
+        packed = np.concatenate(parts)
+    rmask = _ready("recurrent_mask", recurrent_mask, (B, H), "(B, H)", x.dtype)
+    zh, zh_c = _zoneout_arg("zoneout_h", zoneout_h, (T, B, H), x.dtype)
+    zc, zc_c = _zoneout_arg("zoneout_c", zoneout_c, (T, B, H), x.dtype)
+    variant = _Variant(_variants.CELLS[cell], packed, eps, rmask, zh, zc, zh_c, zc_c)
+    if _is_empty(x):
+        y, finals = _empty_forward(x, states, H, out_dtype)
+        saved = None
+    else:
+        bias, b_hn = _sum_bias(b_ih, b_hh), None
+        if cell == "gru" and b_hh is not None:
+            # b_hn stays inside r * (W_hn h + b_hn); b_hr, b_hz join the input side
+            b_hn = _c_array(b_hh[2 * H:])
+            bias = _sum_bias(b_ih, np.concatenate([b_hh[:2 * H], np.zeros(H, b_hh.dtype)]))
+        with engine_threads() as nthreads:
+            y, hT, cT, saved = _variants.forward(
+                variant.cell, x, w_ih, w_hh, bias, b_hn, packed, eps, rmask, zh, zc, zh_c,
+                zc_c, *(s for s in states), *([None] if len(states) == 1 else []), lengths,
+                reverse, training, nthreads)
+        finals = _cast(out_dtype, hT, cT)[:len(states)]
+        y, = _cast(out_dtype, y)
+    cache = Cache(kind, variant, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,
+                  b_hh is not None, out_dtype) if training else None
+    return y, finals, cache
+
+
+def _variant_backward(kind, cache, grads, clip_hidden_grad):
+    """The gradient fields of the kind's Grads type, in order."""
+    clip = _clip_arg(clip_hidden_grad)
+    grads = _prepare_backward(cache, kind, grads)
+    cache.consumed = True
+    v = cache.variant
+    lstm = len(grads) == 3
+    if _is_empty(cache.x):
+        dx, d0, dw_ih, dw_hh = _empty_backward(cache, grads[1:])
+        db_ih = np.zeros(cache.w_hh.shape[0], cache.x.dtype)
+        db_hh = db_ih.copy()
+        dln = None if v.ln is None else np.zeros_like(v.ln)
+    else:
+        dy, dhT, dcT = grads + [None] * (3 - len(grads))
+        with engine_threads() as nthreads:
+            dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dln = _variants.backward(
+                v.cell, dy, dhT, dcT, cache.x, cache.w_ih, cache.w_hh, v.ln, v.rmask, v.zh,
+                v.zc, v.zh_c, v.zc_c, cache.lengths, cache.reverse, cache.saved, nthreads,
+                clip)
+        d0 = [dh0, dc0] if lstm else [dh0]
+    _recycle(cache)
+    db_ih, db_hh = _bias_grads(cache, db_ih, db_hh)
+    out = [dx, *d0, dw_ih, dw_hh, db_ih, db_hh]
+    if dln is not None:
+        G, H = cache.w_hh.shape[0] // cache.w_hh.shape[1], cache.w_hh.shape[1]
+        sizes = [G * H] * 4 + ([H, H] if lstm else [])
+        out += np.split(dln, np.cumsum(sizes)[:-1])
+    return _cast(cache.out_dtype, *out)
 
 
 # ----------------------------------------------------------------------------------------

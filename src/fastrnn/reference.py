@@ -84,6 +84,7 @@ __all__ = [
     "projection_lstm_backward",
     "gru_forward",
     "gru_backward",
+    "variant_forward",
 ]
 
 
@@ -591,3 +592,81 @@ def gru_backward(dy, dhT, cache, clip_hidden_grad=None):
                                 _outer_sum(d_x[:, :, 2 * H:], aux)], axis=0)
     db_hh = d_h.sum(axis=(0, 1)) if cache["has_b_hh"] else None
     return GRUGrads(dx, dh, dw_ih, dw_hh, db_ih, db_hh)
+
+
+# ---------------------------------------------------------------------------------------
+# LayerNorm cells, recurrent dropout and zoneout (forward only: the kernels' gradients are
+# checked against finite differences of this and of the kernels' own forward)
+# ---------------------------------------------------------------------------------------
+
+def _layer_norm(v, gain, bias, eps):
+    mean = v.mean(axis=-1, keepdims=True)
+    var = ((v - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (v - mean) / np.sqrt(var + eps) * gain + bias
+
+
+def _zoned(keep, t, new, old):
+    """Zoneout at step t: keep is None, a probability (evaluation) or a (T, B, H) 0/1 array."""
+    if keep is None:
+        return new
+    if np.ndim(keep) == 0:
+        return keep * old + (1 - keep) * new
+    return np.where(keep[t] != 0, old, new)
+
+
+def variant_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln=None, eps=1e-5,
+                    recurrent_mask=None, zoneout_h=None, zoneout_c=None, lengths=None,
+                    reverse=False):
+    """The RNN ("rnn_tanh", "rnn_relu"), LSTM ("lstm") or GRU ("gru", reset_after) with
+    LayerNorm and the regularizers of fastrnn.functional's lstm_forward / gru_forward /
+    layernorm_lstm_forward / layernorm_gru_forward.
+
+    ln: None or the LayerNorm parameters (ln_ih_weight, ln_ih_bias, ln_hh_weight,
+    ln_hh_bias[, ln_c_weight, ln_c_bias]); recurrent_mask (B, H) or None; zoneout_h,
+    zoneout_c: None, a probability, or a (T, B, H) 0/1 array (1 = keep the old value).
+    c0 is ignored except for the LSTM.  Returns ``(y, hT, cT)`` (cT None unless LSTM).
+    """
+    G = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}[cell]
+    x, w_ih, w_hh, b_ih, b_hh, (T, B, I, H) = _prepare(x, w_ih, w_hh, b_ih, b_hh, G)
+    dt = x.dtype
+    ln = None if ln is None else [np.asarray(a, dtype=dt) for a in ln]
+    b_ih = np.zeros(G * H, dt) if b_ih is None else b_ih
+    b_hh = np.zeros(G * H, dt) if b_hh is None else b_hh
+    h = _initial_state(h0, B, H, dt, "h0")
+    c = _initial_state(c0, B, H, dt, "c0") if cell == "lstm" else None
+    active = _active_mask(lengths, T, B)
+    xp = x @ w_ih.T
+    if ln is not None:
+        xp = _layer_norm(xp, ln[0], ln[1], eps)
+    xp = xp + b_ih
+    y = np.zeros((T, B, H), dt)
+    for t in _steps(T, reverse):
+        act_t = None if active is None else active[t]
+        hin = h if recurrent_mask is None else h * recurrent_mask
+        hp = hin @ w_hh.T
+        if ln is not None:
+            hp = _layer_norm(hp, ln[2], ln[3], eps)
+        hp = hp + b_hh
+        c_new = None
+        if cell == "lstm":
+            a = xp[t] + hp
+            i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H])
+            g, o = np.tanh(a[:, 2 * H:3 * H]), _sigmoid(a[:, 3 * H:])
+            c_new = f * c + i * g
+            cc = c_new if ln is None else _layer_norm(c_new, ln[4], ln[5], eps)
+            h_new = o * np.tanh(cc)
+            c_new = _zoned(zoneout_c, t, c_new, c)
+        elif cell == "gru":
+            r = _sigmoid(xp[t, :, :H] + hp[:, :H])
+            z = _sigmoid(xp[t, :, H:2 * H] + hp[:, H:2 * H])
+            n = np.tanh(xp[t, :, 2 * H:] + r * hp[:, 2 * H:])
+            h_new = (1 - z) * n + z * h
+        else:
+            a = xp[t] + hp
+            h_new = np.tanh(a) if cell == "rnn_tanh" else np.maximum(a, 0)
+        h_new = _zoned(zoneout_h, t, h_new, h)
+        y[t] = _zero_inactive(act_t, h_new)
+        h = _keep_inactive(act_t, h_new, h)
+        if c is not None:
+            c = _keep_inactive(act_t, c_new, c)
+    return y, h, c

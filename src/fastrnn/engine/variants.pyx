@@ -1,0 +1,726 @@
+"""LayerNorm, variational recurrent dropout and zoneout, fused into one recurrence for the
+RNN, LSTM and GRU (forward and backward through time).
+
+    LayerNorm (Ba et al. 2016, in haste's formulation; LSTM and GRU with reset_after):
+        a = LN(W_ih x; g_x, b_x) + LN(W_hh h; g_h, b_h) + bias   (each LN over a row's G*H gates)
+        LSTM: c' = f*c + i*g,  h' = o * tanh(LN(c'; g_c, b_c))
+        GRU:  n = tanh(a_x,n + r * (LN(W_hh h)_n + b_hn)),  h' = (1-z)*n + z*h
+    Recurrent dropout (Gal & Ghahramani 2016): h enters the recurrent product as h * m, with
+        one mask m (B, H) for the whole sequence (the state itself is not masked).
+    Zoneout (Krueger et al. 2016): h' = k*h + (1-k)*h~ (and c' likewise for the LSTM) with
+        k a 0/1 keep mask per step and unit in training, or the constant probability z at
+        evaluation; the LSTM's h~ uses the candidate cell c~ (before its zoneout).
+
+The threads split the batch: each runs its own rows through every step with no barrier,
+so a row's LayerNorm statistics are computed by one thread, in one order, and the results
+do not depend on the thread count.  Sums over rows (the gains' gradients) are kept per row
+and added up in row order at the end.
+
+Python entry points `forward` and `backward` take arrays validated by fastrnn.functional;
+see common.pxd for the slot and length conventions.
+"""
+import numpy as np
+cimport numpy as cnp
+from cython cimport floating
+from libc.math cimport sqrt
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
+
+from cython.parallel cimport parallel, prange
+from fastrnn.engine.activations cimport relu, sigmoid_v, tanh_v
+from fastrnn.engine.blas cimport gemm_split
+from fastrnn.engine.common cimport (INFER_ROWS, _check_double, chunk_projection, clamp_units,
+                                    column_sums, copy_or_zero, cur_slot, data_or_null,
+                                    gemm_panels, input_side_grads, is_active, pack_panels,
+                                    panel_cols, prev_slot, step_time)
+from fastrnn.engine.simd cimport (gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64,
+                                  lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32, lstm_fwd_f64)
+from fastrnn.engine.simd import unit_block_layout
+from fastrnn.engine.workspace import empty as ws_empty, release as ws_release
+
+cnp.import_array()
+
+cdef enum:
+    RNN_TANH = 0
+    RNN_RELU = 1
+    LSTM = 2
+    GRU = 3
+
+CELLS = {"rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU, "lstm": LSTM, "gru": GRU}
+_GATES = {RNN_TANH: 1, RNN_RELU: 1, LSTM: 4, GRU: 3}
+
+
+cdef struct Opts:
+    int cell
+    Py_ssize_t T, B, n_in, H, G, nub, chunk
+    int nthreads
+    bint ln, reverse, keep
+    double eps, zh_c, zc_c, clip
+
+
+cdef struct Ptrs:
+    # inputs (typed by the kernels: float or double)
+    const void* w_ih
+    const void* w_hh
+    const void* bias        # (GH,) input-side bias, or NULL
+    const void* b_hn        # GRU: (H,) kept inside r * (.), or NULL
+    const void* ln          # g_x|b_x|g_h|b_h (GH each) [|g_c|b_c (H each)], or NULL
+    const void* rmask       # (B, H) recurrent dropout mask, or NULL
+    const void* zh          # (T, B, H) 0/1 keep masks for h, or NULL
+    const void* zc          # (T, B, H) for the LSTM's c, or NULL
+    const void* h0
+    const void* c0
+    const int64_t* lengths
+    const Py_ssize_t* col0
+    const int* width
+    void* panels
+    # saved by forward for backward (see forward())
+    void* xg
+    void* gates
+    void* hhat
+    void* rstd_x
+    void* rstd_h
+    void* rstd_c
+    void* hs
+    void* cs
+    void* aux
+    void* cn
+    # scratch and outputs
+    void* hm                # (B, H) h * mask
+    void* scr               # forward (B, GH): GRU LN recurrent term; backward (B, H): product
+    void* y
+    void* hT
+    void* cT
+    # backward
+    const void* dy
+    const void* dhT
+    const void* dcT
+    const void* hprev       # (T, B, H) the states that entered the recurrent product
+    void* dh0
+    void* work
+    void* dc
+    void* dt
+    void* dd
+    void* dcd
+    void* wscr              # GRU LN: (B, GH) recurrent-side gate gradients
+    void* acc_gh
+    void* acc_bh
+    void* acc_gc
+    void* acc_bc
+    void* dx
+    void* dw_ih
+    void* dw_hh
+    void* db
+
+
+# ---- row helpers --------------------------------------------------------------------------
+
+cdef inline floating ln_normalize(floating* v, Py_ssize_t n, double eps) noexcept nogil:
+    """v <- (v - mean) / sqrt(var + eps) in place (two passes, double accumulators); returns
+    1 / sqrt(var + eps)."""
+    cdef double mean = 0, var = 0, d
+    cdef Py_ssize_t j
+    for j in range(n):
+        mean += v[j]
+    mean /= n
+    for j in range(n):
+        d = v[j] - mean
+        var += d * d
+    cdef double r = 1.0 / sqrt(var / n + eps)
+    for j in range(n):
+        v[j] = <floating>((v[j] - mean) * r)
+    return <floating>r
+
+
+cdef inline void ln_back(const floating* d, const floating* gain, floating* xhat, floating r,
+                         Py_ssize_t n, floating* acc_g, floating* acc_b) noexcept nogil:
+    """d: gradient w.r.t. LN's output xhat*gain + bias; xhat (in) becomes the gradient
+    w.r.t. LN's input.  acc_g += d*xhat and acc_b += d when not NULL."""
+    cdef double m1 = 0, m2 = 0, e
+    cdef Py_ssize_t j
+    for j in range(n):
+        e = d[j] * gain[j]
+        m1 += e
+        m2 += e * xhat[j]
+    if acc_g != NULL:
+        for j in range(n):
+            acc_g[j] += d[j] * xhat[j]
+    if acc_b != NULL:
+        for j in range(n):
+            acc_b[j] += d[j]
+    m1 /= n
+    m2 /= n
+    for j in range(n):
+        xhat[j] = <floating>(r * (d[j] * gain[j] - m1 - xhat[j] * m2))
+
+
+cdef inline void zone(floating* cur, const floating* prev, const floating* keep, double k,
+                      Py_ssize_t n) noexcept nogil:
+    """Zoneout: cur <- prev where keep != 0 (training), or k*prev + (1-k)*cur (evaluation)."""
+    cdef Py_ssize_t j
+    if keep != NULL:
+        for j in range(n):
+            if keep[j] != 0:
+                cur[j] = prev[j]
+    elif k > 0:
+        for j in range(n):
+            cur[j] = <floating>(k * prev[j] + (1 - k) * cur[j])
+
+
+cdef inline void zone_back(floating* dt, floating* dd, const floating* keep, double k,
+                           Py_ssize_t n) noexcept nogil:
+    """Split dt (gradient w.r.t. the zoned-out state) into dd (to the previous state) and dt
+    (to the candidate)."""
+    cdef Py_ssize_t j
+    if keep != NULL:
+        for j in range(n):
+            if keep[j] != 0:
+                dd[j] = dt[j]
+                dt[j] = 0
+            else:
+                dd[j] = 0
+    elif k > 0:
+        for j in range(n):
+            dd[j] = <floating>(k * dt[j])
+            dt[j] = <floating>((1 - k) * dt[j])
+    else:
+        memset(dd, 0, n * sizeof(floating))
+
+
+cdef void lstm_ln_row(Py_ssize_t H, floating* g, const floating* c_prev, floating* c_cur,
+                      floating* h_cur, floating* tc, floating* cn, floating* rc,
+                      const floating* gc, const floating* bc, double eps) noexcept nogil:
+    """LayerNorm LSTM cell update of one row: g (4H) pre-activations in, i|f|g|o out;
+    c_cur = f*c + i*g (the candidate), cn its normalization, tc = tanh(cn*gc + bc)."""
+    cdef Py_ssize_t j
+    sigmoid_v(g, g, 2 * H)                  # i, f
+    tanh_v(g + 2 * H, g + 2 * H, H)
+    sigmoid_v(g + 3 * H, g + 3 * H, H)
+    for j in range(H):
+        c_cur[j] = g[H + j] * c_prev[j] + g[j] * g[2 * H + j]
+        cn[j] = c_cur[j]
+    rc[0] = ln_normalize(cn, H, eps)
+    for j in range(H):
+        tc[j] = cn[j] * gc[j] + bc[j]
+    tanh_v(tc, tc, H)
+    for j in range(H):
+        h_cur[j] = g[3 * H + j] * tc[j]
+
+
+cdef void lstm_ln_row_back(Py_ssize_t H, floating* g, const floating* c_prev, floating* tc,
+                           floating* cn, floating r, const floating* dt, floating* dc,
+                           const floating* gc, floating* acc_gc, floating* acc_bc) noexcept nogil:
+    """Backward of lstm_ln_row: dt gradient w.r.t. h~, dc w.r.t. c~ in (becomes the
+    gradient reaching c_prev through f); g becomes the pre-activation gradients."""
+    cdef Py_ssize_t j
+    cdef floating o, t, d, dct, i, f, u
+    for j in range(H):
+        o = g[3 * H + j]
+        t = tc[j]
+        d = dt[j]
+        g[3 * H + j] = d * t * o * (1 - o)
+        tc[j] = d * o * (1 - t * t)         # d(cn*gc + bc)
+    ln_back(tc, gc, cn, r, H, acc_gc, acc_bc)
+    for j in range(H):
+        dct = dc[j] + cn[j]
+        i = g[j]
+        f = g[H + j]
+        u = g[2 * H + j]
+        g[j] = dct * u * i * (1 - i)
+        g[H + j] = dct * c_prev[j] * f * (1 - f)
+        g[2 * H + j] = dct * i * (1 - u * u)
+        dc[j] = dct * f
+
+
+cdef void column_dots(Py_ssize_t rows, Py_ssize_t cols, const floating* a, const floating* b,
+                      floating* out, int nthreads) noexcept nogil:
+    """out (cols,) = (a * b).sum(axis=0) for a, b (rows, cols); each column summed in row
+    order by one thread."""
+    cdef Py_ssize_t part, r, j, j0, j1
+    if nthreads > cols:
+        nthreads = <int>cols
+    with parallel(num_threads=nthreads):
+        for part in prange(nthreads, schedule="static"):
+            j0 = cols * part // nthreads
+            j1 = cols * (part + 1) // nthreads
+            memset(out + j0, 0, (j1 - j0) * sizeof(floating))
+            for r in range(rows):
+                for j in range(j0, j1):
+                    out[j] += a[r * cols + j] * b[r * cols + j]
+
+
+# ---- forward ------------------------------------------------------------------------------
+
+cdef void forward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssize_t s,
+                       Py_ssize_t t, Py_ssize_t t_lo, Py_ssize_t b0,
+                       Py_ssize_t b1) noexcept nogil:
+    """Step s (time t) for rows b0 .. b1-1."""
+    cdef Py_ssize_t B = o.B, H = o.H, G = o.G, GH = o.G * o.H, BH = o.B * o.H
+    cdef Py_ssize_t ts = t if o.keep else 0
+    cdef Py_ssize_t b, j, k
+    cdef const floating* ln = <const floating*>p.ln
+    cdef const floating* bias = <const floating*>p.bias
+    cdef const floating* rmask = <const floating*>p.rmask
+    cdef const floating* zh = <const floating*>p.zh
+    cdef const floating* zc = <const floating*>p.zc
+    cdef floating* xg_t = <floating*>p.xg + (t - t_lo) * B * GH
+    cdef floating* g_t = (<floating*>p.gates + ts * B * GH) if o.ln else xg_t
+    cdef floating* hh_t = (<floating*>p.hhat + ts * B * GH) if (o.ln or o.cell == GRU) else NULL
+    cdef floating* hs = <floating*>p.hs
+    cdef floating* cs = <floating*>p.cs
+    cdef floating* h_prev = hs + prev_slot(s, t, o.reverse, o.keep) * BH
+    cdef floating* h_cur = hs + cur_slot(s, t, o.reverse, o.keep) * BH
+    cdef floating* c_prev = NULL
+    cdef floating* c_cur = NULL
+    cdef floating* aux_t = (<floating*>p.aux + ts * BH) if p.aux != NULL else NULL
+    cdef floating* cn_t = (<floating*>p.cn + ts * BH) if p.cn != NULL else NULL
+    cdef floating* rh = (<floating*>p.rstd_h + ts * B) if o.ln else NULL
+    cdef floating* rc = (<floating*>p.rstd_c + ts * B) if p.rstd_c != NULL else NULL
+    cdef floating* hm = <floating*>p.hm
+    cdef floating* scr = <floating*>p.scr
+    cdef floating* y_t = <floating*>p.y + t * BH
+    cdef const floating* src = h_prev
+    cdef floating* grow
+    cdef floating* hrow
+    cdef const floating* xrow
+    cdef const floating* hhrow
+    if o.cell == LSTM:
+        c_prev = cs + prev_slot(s, t, o.reverse, o.keep) * BH
+        c_cur = cs + cur_slot(s, t, o.reverse, o.keep) * BH
+    if rmask != NULL:
+        for j in range(b0 * H, b1 * H):
+            hm[j] = h_prev[j] * rmask[j]
+        src = hm
+    if hh_t != NULL:
+        gemm_panels(b1 - b0, H, src + b0 * H, H, <floating*>p.panels, G * o.nub, p.col0,
+                    p.width, hh_t + b0 * GH, GH, False)
+    else:
+        gemm_panels(b1 - b0, H, src + b0 * H, H, <floating*>p.panels, G * o.nub, p.col0,
+                    p.width, g_t + b0 * GH, GH, True)
+    for b in range(b0, b1):
+        k = b * H
+        if not is_active(p.lengths, b, t):
+            memcpy(h_cur + k, h_prev + k, H * sizeof(floating))
+            if o.cell == LSTM:
+                memcpy(c_cur + k, c_prev + k, H * sizeof(floating))
+            memset(y_t + k, 0, H * sizeof(floating))
+            continue
+        grow = g_t + b * GH
+        hhrow = hh_t + b * GH if hh_t != NULL else NULL
+        if o.ln:
+            hrow = hh_t + b * GH
+            xrow = xg_t + b * GH
+            rh[b] = ln_normalize(hrow, GH, o.eps)
+            if o.cell == GRU:
+                for j in range(GH):
+                    grow[j] = xrow[j] * ln[j] + ln[GH + j] + (bias[j] if bias != NULL else 0)
+                    scr[b * GH + j] = hrow[j] * ln[2 * GH + j] + ln[3 * GH + j]
+                hhrow = scr + b * GH
+            else:
+                for j in range(GH):
+                    grow[j] = (xrow[j] * ln[j] + ln[GH + j] + hrow[j] * ln[2 * GH + j]
+                               + ln[3 * GH + j] + (bias[j] if bias != NULL else 0))
+        if o.cell == LSTM:
+            if o.ln:
+                lstm_ln_row(H, grow, c_prev + k, c_cur + k, h_cur + k, aux_t + k, cn_t + k,
+                            rc + b, ln + 4 * GH, ln + 4 * GH + H, o.eps)
+            elif floating is float:
+                lstm_fwd_f32(H, grow, H, c_prev + k, c_cur + k, h_cur + k, aux_t + k, NULL)
+            else:
+                lstm_fwd_f64(H, grow, H, c_prev + k, c_cur + k, h_cur + k, aux_t + k, NULL)
+            zone(c_cur + k, c_prev + k, zc + t * BH + k if zc != NULL else NULL, o.zc_c, H)
+        elif o.cell == GRU:
+            if floating is float:
+                gru_fwd_f32(H, grow, hhrow, H, <const float*>p.b_hn, h_prev + k, aux_t + k,
+                            h_cur + k)
+            else:
+                gru_fwd_f64(H, grow, hhrow, H, <const double*>p.b_hn, h_prev + k, aux_t + k,
+                            h_cur + k)
+        else:
+            if o.cell == RNN_RELU:
+                for j in range(H):
+                    grow[j] = relu(grow[j])
+            else:
+                tanh_v(grow, grow, H)
+            memcpy(h_cur + k, grow, H * sizeof(floating))
+        zone(h_cur + k, h_prev + k, zh + t * BH + k if zh != NULL else NULL, o.zh_c, H)
+        memcpy(y_t + k, h_cur + k, H * sizeof(floating))
+
+
+cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexcept nogil:
+    cdef Py_ssize_t T = o.T, B = o.B, I = o.n_in, H = o.H, GH = o.G * o.H, BH = o.B * o.H
+    cdef Py_ssize_t s0, n, s, t, t_lo, part, b0, b1, r, first
+    cdef int nthreads = o.nthreads
+    cdef floating* xg = <floating*>p.xg
+    cdef floating* rstd_x = <floating*>p.rstd_x
+    cdef floating* hs = <floating*>p.hs
+    cdef floating* cs = <floating*>p.cs
+    s = t = r = 0
+    pack_panels(<const floating*>p.w_hh, H, True, H, o.G * o.nub, p.col0, p.width,
+                <floating*>p.panels)
+    first = T if (o.reverse and o.keep) else 0
+    copy_or_zero(hs + first * BH, <const floating*>p.h0, BH)
+    if o.cell == LSTM:
+        copy_or_zero(cs + first * BH, <const floating*>p.c0, BH)
+    s0 = 0
+    while s0 < T:
+        n = min(o.chunk, T - s0)
+        t_lo = chunk_projection(s0, n, T, o.reverse, B, I, GH, x, <const floating*>p.w_ih,
+                                NULL if o.ln else <const floating*>p.bias, xg, nthreads)
+        if o.ln:
+            with parallel(num_threads=nthreads):
+                for r in prange(n * B, schedule="static"):
+                    rstd_x[r] = ln_normalize(xg + r * GH, GH, o.eps)
+        with parallel(num_threads=nthreads):
+            for part in prange(nthreads, schedule="static"):
+                b0 = B * part // nthreads
+                b1 = B * (part + 1) // nthreads
+                for s in range(s0, s0 + n):
+                    forward_step(x, o, p, s, step_time(s, T, o.reverse), t_lo, b0, b1)
+        s0 += n
+    t = cur_slot(T - 1, step_time(T - 1, T, o.reverse), o.reverse, o.keep)
+    memcpy(p.hT, hs + t * BH, BH * sizeof(floating))
+    if o.cell == LSTM:
+        memcpy(p.cT, cs + t * BH, BH * sizeof(floating))
+
+
+# ---- backward -----------------------------------------------------------------------------
+
+cdef void backward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssize_t t,
+                        Py_ssize_t b0, Py_ssize_t b1, floating* dh,
+                        floating* dh_next) noexcept nogil:
+    """Time t for rows b0 .. b1-1: dh (the gradient reaching h_t from later steps, its
+    recurrent product included) in; the step's gate gradients out, and dh_next's direct
+    part (the recurrent product is added at the next iteration)."""
+    cdef Py_ssize_t B = o.B, H = o.H, GH = o.G * o.H, BH = o.B * o.H
+    cdef Py_ssize_t b, j, k
+    cdef const floating* ln = <const floating*>p.ln
+    cdef const floating* dy = <const floating*>p.dy
+    cdef const floating* zh = <const floating*>p.zh
+    cdef const floating* zc = <const floating*>p.zc
+    cdef floating* g_t = ((<floating*>p.gates) if o.ln else (<floating*>p.xg)) + t * B * GH
+    cdef floating* hh_t = (<floating*>p.hhat + t * B * GH) if (o.ln or o.cell == GRU) else NULL
+    cdef floating* hs = <floating*>p.hs
+    cdef floating* h_prev = hs + prev_slot(0, t, o.reverse, True) * BH
+    cdef floating* c_prev = NULL
+    cdef floating* aux_t = (<floating*>p.aux + t * BH) if p.aux != NULL else NULL
+    cdef floating* cn_t = (<floating*>p.cn + t * BH) if p.cn != NULL else NULL
+    cdef floating* dt = <floating*>p.dt
+    cdef floating* dd = <floating*>p.dd
+    cdef floating* dcd = <floating*>p.dcd
+    cdef floating* dc = <floating*>p.dc
+    cdef floating* grow
+    cdef floating* wrow
+    cdef floating v
+    if o.cell == LSTM:
+        c_prev = <floating*>p.cs + prev_slot(0, t, o.reverse, True) * BH
+    for b in range(b0, b1):
+        k = b * H
+        grow = g_t + b * GH
+        if o.clip > 0:
+            clamp_units(dh + k, 1, H, 0, H, o.clip)
+        if not is_active(p.lengths, b, t):
+            # the state passed through unchanged: so does its gradient
+            memset(grow, 0, GH * sizeof(floating))
+            if hh_t != NULL:
+                memset(hh_t + b * GH, 0, GH * sizeof(floating))
+            memcpy(dh_next + k, dh + k, H * sizeof(floating))
+            continue
+        for j in range(H):
+            dt[k + j] = dh[k + j] + (dy[t * BH + k + j] if dy != NULL else 0)
+        zone_back(dt + k, dd + k, zh + t * BH + k if zh != NULL else NULL, o.zh_c, H)
+        if o.cell == LSTM:
+            zone_back(dc + k, dcd + k, zc + t * BH + k if zc != NULL else NULL, o.zc_c, H)
+            if o.ln:
+                lstm_ln_row_back(H, grow, c_prev + k, aux_t + k, cn_t + k,
+                                 (<floating*>p.rstd_c)[t * B + b], dt + k, dc + k,
+                                 ln + 4 * GH, <floating*>p.acc_gc + k, <floating*>p.acc_bc + k)
+            elif floating is float:
+                lstm_bwd_f32(H, grow, H, c_prev + k, aux_t + k, dt + k, NULL, dc + k, NULL)
+            else:
+                lstm_bwd_f64(H, grow, H, c_prev + k, aux_t + k, dt + k, NULL, dc + k, NULL)
+            for j in range(H):
+                dc[k + j] += dcd[k + j]
+            memcpy(dh_next + k, dd + k, H * sizeof(floating))
+            wrow = grow
+        elif o.cell == GRU:
+            wrow = (<floating*>p.wscr + b * GH) if o.ln else (hh_t + b * GH)
+            if floating is float:
+                gru_bwd_f32(H, grow, H, h_prev + k, dt + k, NULL, dh_next + k, aux_t + k, wrow)
+            else:
+                gru_bwd_f64(H, grow, H, h_prev + k, dt + k, NULL, dh_next + k, aux_t + k, wrow)
+            for j in range(H):
+                dh_next[k + j] += dd[k + j]
+        else:
+            for j in range(H):
+                v = grow[j]
+                if o.cell == RNN_RELU:
+                    grow[j] = dt[k + j] if v > 0 else 0
+                else:
+                    grow[j] = dt[k + j] * (1 - v * v)
+            memcpy(dh_next + k, dd + k, H * sizeof(floating))
+            wrow = grow
+        if o.ln:
+            # the recurrent side's LayerNorm: hh_t holds its normalized input, which
+            # becomes the gradient w.r.t. W_hh h
+            ln_back(wrow, ln + 2 * GH, hh_t + b * GH, (<floating*>p.rstd_h)[t * B + b], GH,
+                    <floating*>p.acc_gh + b * GH,
+                    (<floating*>p.acc_bh + b * GH) if o.cell == GRU else NULL)
+
+
+cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexcept nogil:
+    cdef Py_ssize_t T = o.T, B = o.B, H = o.H, GH = o.G * o.H, BH = o.B * o.H
+    cdef Py_ssize_t s, t, tn, part, b0, b1, j, r
+    cdef int nthreads = o.nthreads
+    cdef floating* bufs[2]
+    cdef floating* dR
+    cdef floating* scr = <floating*>p.scr
+    cdef const floating* rmask = <const floating*>p.rmask
+    cdef floating* xg = <floating*>p.xg
+    cdef floating* gates = (<floating*>p.gates) if o.ln else xg
+    cdef floating* cur
+    s = t = r = 0
+    dR = (<floating*>p.hhat) if (o.ln or o.cell == GRU) else gates
+    bufs[0] = <floating*>p.dh0
+    bufs[1] = <floating*>p.work
+    pack_panels(<const floating*>p.w_hh, H, False, GH, o.nub, p.col0, p.width,
+                <floating*>p.panels)
+    copy_or_zero(bufs[0], <const floating*>p.dhT, BH)
+    if o.cell == LSTM:
+        copy_or_zero(<floating*>p.dc, <const floating*>p.dcT, BH)
+    with parallel(num_threads=nthreads):
+        for part in prange(nthreads, schedule="static"):
+            b0 = B * part // nthreads
+            b1 = B * (part + 1) // nthreads
+            for s in range(T + 1):
+                if s > 0:
+                    # dh(s) += mask * (dR[t(s-1)] @ W_hh) for these rows
+                    tn = step_time(T - s, T, o.reverse)
+                    gemm_panels(b1 - b0, GH, dR + (tn * B + b0) * GH, GH,
+                                <floating*>p.panels, o.nub, p.col0, p.width, scr + b0 * H, H,
+                                False)
+                    cur = bufs[s & 1]
+                    if rmask != NULL:
+                        for j in range(b0 * H, b1 * H):
+                            cur[j] += rmask[j] * scr[j]
+                    else:
+                        for j in range(b0 * H, b1 * H):
+                            cur[j] += scr[j]
+                if s < T:
+                    backward_step(x, o, p, step_time(T - 1 - s, T, o.reverse), b0, b1,
+                                  bufs[s & 1], bufs[(s + 1) & 1])
+    if T % 2 == 1:
+        memcpy(p.dh0, p.work, BH * sizeof(floating))
+    # dW_hh = dR.T @ H_prev (the masked states that entered the product)
+    gemm_split(True, False, <int>GH, <int>H, <int>(T * B), dR, <int>GH,
+               <const floating*>p.hprev, <int>H, False, <floating*>p.dw_hh, <int>H, nthreads,
+               False)
+    # the input side: db = sum of the gate gradients; with LayerNorm, its gain's gradient,
+    # then the gradient through the normalization (in place of the normalized input)
+    column_sums(T * B, GH, GH, gates, <floating*>p.db, nthreads)
+    if o.ln:
+        column_dots(T * B, GH, gates, xg, <floating*>p.acc_gh + B * GH, nthreads)
+        with parallel(num_threads=nthreads):
+            for r in prange(T * B, schedule="static"):
+                ln_back(gates + r * GH, <const floating*>p.ln, xg + r * GH,
+                        (<floating*>p.rstd_x)[r], GH, NULL, NULL)
+        input_side_grads(T * B, o.n_in, GH, x, <const floating*>p.w_ih, xg, <floating*>p.dx,
+                         <floating*>p.dw_ih, NULL, nthreads)
+    else:
+        input_side_grads(T * B, o.n_in, GH, x, <const floating*>p.w_ih, gates, <floating*>p.dx,
+                         <floating*>p.dw_ih, NULL, nthreads)
+
+
+# ---- Python entry points ------------------------------------------------------------------
+
+cdef Opts make_opts(int cell, x, Py_ssize_t H, bint ln, double eps, double zh_c, double zc_c,
+                    bint reverse, bint keep, int nthreads, double clip):
+    cdef Opts o
+    o.cell = cell
+    o.T, o.B, o.n_in = x.shape[0], x.shape[1], x.shape[2]
+    o.H = H
+    o.G = _GATES[cell]
+    o.ln = ln
+    o.eps = eps
+    o.zh_c = zh_c
+    o.zc_c = zc_c
+    o.reverse = reverse
+    o.keep = keep
+    o.clip = clip
+    o.nthreads = max(1, min(nthreads, o.B))
+    o.chunk = o.T if keep else max(1, min(o.T, INFER_ROWS // o.B))
+    return o
+
+
+def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
+            double zh_c, double zc_c, h0, c0, lengths, bint reverse, bint training,
+            int nthreads=1):
+    """y (T,B,H), hT, cT (None unless LSTM), saved (None unless training).
+
+    cell: CELLS[name]; bias: input-side bias (GH,) (for the GRU b_hr, b_hz joined in) or
+    None; b_hn: GRU's (H,) or None; ln: packed LayerNorm parameters or None; rmask (B, H)
+    or None; zh, zc: (T, B, H) keep masks or None, zh_c, zc_c: evaluation-mode zoneout
+    probabilities (used when the masks are None)."""
+    cdef Opts o = make_opts(cell, x, w_hh.shape[1], ln is not None, eps, zh_c, zc_c, reverse,
+                            training, nthreads, 0)
+    cdef Ptrs p
+    cdef Py_ssize_t T = o.T, B = o.B, H = o.H, GH = o.G * o.H
+    cdef Py_ssize_t nkeep = T if training else 1
+    dtype = x.dtype
+    NR = 16 if dtype == np.float32 else 8
+    col0, width, nub = unit_block_layout(o.G, H, dtype)
+    o.nub = nub
+    panels = ws_empty((o.G * nub, H, NR), dtype)
+    xg = ws_empty((o.chunk, B, GH), dtype)
+    gates = ws_empty((nkeep, B, GH), dtype) if o.ln else None
+    hhat = ws_empty((nkeep, B, GH), dtype) if (o.ln or cell == GRU) else None
+    rstd_x = np.empty(o.chunk * B, dtype) if o.ln else None
+    rstd_h = np.empty((nkeep, B), dtype) if o.ln else None
+    rstd_c = np.empty((nkeep, B), dtype) if (o.ln and cell == LSTM) else None
+    hs = ws_empty((T + 1 if training else 2, B, H), dtype)
+    cs = ws_empty((T + 1 if training else 2, B, H), dtype) if cell == LSTM else None
+    aux = ws_empty((nkeep, B, H), dtype) if cell in (LSTM, GRU) else None
+    cn = ws_empty((nkeep, B, H), dtype) if (o.ln and cell == LSTM) else None
+    hm = np.empty((B, H), dtype) if rmask is not None else None
+    scr = np.empty((B, GH), dtype) if (o.ln and cell == GRU) else None
+    y = np.empty((T, B, H), dtype)
+    hT = np.empty((B, H), dtype)
+    cT = np.empty((B, H), dtype) if cell == LSTM else None
+    p.w_ih = data_or_null(w_ih)
+    p.w_hh = data_or_null(w_hh)
+    p.bias = data_or_null(bias)
+    p.b_hn = data_or_null(b_hn)
+    p.ln = data_or_null(ln)
+    p.rmask = data_or_null(rmask)
+    p.zh = data_or_null(zh)
+    p.zc = data_or_null(zc)
+    p.h0 = data_or_null(h0)
+    p.c0 = data_or_null(c0)
+    p.lengths = <int64_t*>data_or_null(lengths)
+    p.col0 = <Py_ssize_t*>data_or_null(col0)
+    p.width = <int*>data_or_null(width)
+    p.panels = data_or_null(panels)
+    p.xg = data_or_null(xg)
+    p.gates = data_or_null(gates)
+    p.hhat = data_or_null(hhat)
+    p.rstd_x = data_or_null(rstd_x)
+    p.rstd_h = data_or_null(rstd_h)
+    p.rstd_c = data_or_null(rstd_c)
+    p.hs = data_or_null(hs)
+    p.cs = data_or_null(cs)
+    p.aux = data_or_null(aux)
+    p.cn = data_or_null(cn)
+    p.hm = data_or_null(hm)
+    p.scr = data_or_null(scr)
+    p.y = data_or_null(y)
+    p.hT = data_or_null(hT)
+    p.cT = data_or_null(cT)
+    cdef void* xp = data_or_null(x)
+    if dtype == np.float32:
+        with nogil:
+            forward_kernel(<const float*>xp, &o, &p)
+    else:
+        _check_double(x)
+        with nogil:
+            forward_kernel(<const double*>xp, &o, &p)
+    ws_release((panels,), extra_refs=1)
+    if training:
+        return y, hT, cT, (xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn)
+    ws_release((xg, gates, hhat, hs, cs, aux, cn), extra_refs=1)
+    return y, hT, cT, None
+
+
+def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh_c,
+             double zc_c, lengths, bint reverse, saved, int nthreads=1, double clip=0):
+    """dx, dh0, dc0 (None unless LSTM), dw_ih, dw_hh, db_ih, db_hh, dln (None without
+    LayerNorm; packed as ln).  Overwrites the saved buffers."""
+    cdef Opts o = make_opts(cell, x, w_hh.shape[1], ln is not None, 0, zh_c, zc_c, reverse,
+                            True, nthreads, clip)
+    cdef Ptrs p
+    cdef Py_ssize_t T = o.T, B = o.B, H = o.H, GH = o.G * o.H
+    xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn = saved
+    dtype = x.dtype
+    NR = 16 if dtype == np.float32 else 8
+    col0, width, nub = unit_block_layout(1, H, dtype)
+    o.nub = nub
+    panels = ws_empty((nub, GH, NR), dtype)
+    hprev = hs[1:] if reverse else hs[:T]
+    if rmask is not None:
+        hprev = hprev * rmask
+    dh0 = np.empty((B, H), dtype)
+    work = np.empty((B, H), dtype)
+    dc = np.empty((B, H), dtype) if cell == LSTM else None
+    scr = np.empty((B, H), dtype)
+    dt = np.empty((B, H), dtype)
+    dd = np.empty((B, H), dtype)
+    dcd = np.empty((B, H), dtype) if cell == LSTM else None
+    wscr = np.empty((B, GH), dtype) if (o.ln and cell == GRU) else None
+    # per-row sums of the gains' gradients; acc_gh has one more row for the input side's
+    acc_gh = np.zeros((B + 1, GH), dtype) if o.ln else None
+    acc_bh = np.zeros((B, GH), dtype) if (o.ln and cell == GRU) else None
+    acc_gc = np.zeros((B, H), dtype) if (o.ln and cell == LSTM) else None
+    acc_bc = np.zeros((B, H), dtype) if (o.ln and cell == LSTM) else None
+    dx = np.empty_like(x)
+    dw_ih = np.empty_like(w_ih)
+    dw_hh = np.empty_like(w_hh)
+    db = np.empty(GH, dtype)
+    p.w_ih = data_or_null(w_ih)
+    p.w_hh = data_or_null(w_hh)
+    p.ln = data_or_null(ln)
+    p.rmask = data_or_null(rmask)
+    p.zh = data_or_null(zh)
+    p.zc = data_or_null(zc)
+    p.lengths = <int64_t*>data_or_null(lengths)
+    p.col0 = <Py_ssize_t*>data_or_null(col0)
+    p.width = <int*>data_or_null(width)
+    p.panels = data_or_null(panels)
+    p.xg = data_or_null(xg)
+    p.gates = data_or_null(gates)
+    p.hhat = data_or_null(hhat)
+    p.rstd_x = data_or_null(rstd_x)
+    p.rstd_h = data_or_null(rstd_h)
+    p.rstd_c = data_or_null(rstd_c)
+    p.hs = data_or_null(hs)
+    p.cs = data_or_null(cs)
+    p.aux = data_or_null(aux)
+    p.cn = data_or_null(cn)
+    p.scr = data_or_null(scr)
+    p.dy = data_or_null(dy)
+    p.dhT = data_or_null(dhT)
+    p.dcT = data_or_null(dcT)
+    p.hprev = data_or_null(hprev)
+    p.dh0 = data_or_null(dh0)
+    p.work = data_or_null(work)
+    p.dc = data_or_null(dc)
+    p.dt = data_or_null(dt)
+    p.dd = data_or_null(dd)
+    p.dcd = data_or_null(dcd)
+    p.wscr = data_or_null(wscr)
+    p.acc_gh = data_or_null(acc_gh)
+    p.acc_bh = data_or_null(acc_bh)
+    p.acc_gc = data_or_null(acc_gc)
+    p.acc_bc = data_or_null(acc_bc)
+    p.dx = data_or_null(dx)
+    p.dw_ih = data_or_null(dw_ih)
+    p.dw_hh = data_or_null(dw_hh)
+    p.db = data_or_null(db)
+    cdef void* xp = data_or_null(x)
+    if dtype == np.float32:
+        with nogil:
+            backward_kernel(<const float*>xp, &o, &p)
+    else:
+        _check_double(x)
+        with nogil:
+            backward_kernel(<const double*>xp, &o, &p)
+    ws_release((panels,), extra_refs=1)
+    if cell == GRU:
+        db_hh = acc_bh.sum(axis=0) if o.ln else hhat.reshape(T * B, GH).sum(axis=0)
+    else:
+        db_hh = db.copy()
+    dln = None
+    if o.ln:
+        parts = [acc_gh[B], db, acc_gh[:B].sum(axis=0), db_hh]
+        if cell == LSTM:
+            parts += [acc_gc.sum(axis=0), acc_bc.sum(axis=0)]
+        dln = np.concatenate(parts)
+    return dx, dh0, dc, dw_ih, dw_hh, db, db_hh, dln
