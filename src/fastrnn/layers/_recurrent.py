@@ -76,7 +76,8 @@ class _Recurrent(Layer):
                  return_sequences=True, return_state=True, go_backwards=False, stateful=False,
                  kernel_initializer="pytorch", recurrent_initializer="pytorch",
                  bias_initializer="pytorch", unit_forget_bias=False, clip_hidden_grad=None,
-                 seed=None):
+                 seed=None, layer_norm=False, layer_norm_eps=1e-5, input_dropout=0.0,
+                 recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0):
         super().__init__()
         self.input_size = check_int("input_size", input_size)
         self.hidden_size = check_int("hidden_size", hidden_size)
@@ -101,6 +102,8 @@ class _Recurrent(Layer):
         self.clip_hidden_grad = None if clip_hidden_grad is None else float(clip_hidden_grad)
         if self.unit_forget_bias and self._kind != "lstm":
             raise ValueError("unit_forget_bias is for LSTM layers only")
+        self._init_regularizers(layer_norm, layer_norm_eps, input_dropout, recurrent_dropout,
+                                weight_drop, zoneout)
         self._initializers = {
             "kernel_initializer": kernel_initializer,
             "recurrent_initializer": recurrent_initializer,
@@ -126,6 +129,90 @@ class _Recurrent(Layer):
                 for name, shape in self._cell_parameters():
                     self.add_parameter(name + sfx, shape, self.dtype)
         self.reset_parameters(rng)
+        # the regularizers' masks: a counter-based generator keyed once per layer, one
+        # counter value per training call (reproducible, independent of the threads)
+        self._mask_key = int(rng.integers(2**63)) if self._draws_masks else 0
+        self._mask_calls = 0
+
+    def _init_regularizers(self, layer_norm, eps, input_dropout, recurrent_dropout,
+                           weight_drop, zoneout):
+        cls = type(self).__name__
+        self.layer_norm = check_bool("layer_norm", layer_norm)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) \
+                or not np.isfinite(eps) or eps <= 0:
+            raise ValueError(f"layer_norm_eps must be a positive finite number, got {eps!r}")
+        self.layer_norm_eps = float(eps)
+        self.input_dropout = check_prob("input_dropout", input_dropout)
+        self.recurrent_dropout = check_prob("recurrent_dropout", recurrent_dropout)
+        self.weight_drop = check_prob("weight_drop", weight_drop)
+        if isinstance(zoneout, (tuple, list)):
+            if self._kind != "lstm":
+                raise ValueError(f"zoneout=(z_h, z_c) is for the LSTM's two states; {cls} "
+                                 f"takes one probability, got {zoneout!r}")
+            if len(zoneout) != 2:
+                raise ValueError(f"zoneout must be a probability or a pair (z_h, z_c), got "
+                                 f"{zoneout!r}")
+            self.zoneout_h = check_prob("zoneout[0] (z_h)", zoneout[0])
+            self.zoneout_c = check_prob("zoneout[1] (z_c)", zoneout[1])
+        else:
+            self.zoneout_h = check_prob("zoneout", zoneout)
+            self.zoneout_c = self.zoneout_h if self._kind == "lstm" else 0.0
+        fused = {"layer_norm": self.layer_norm, "recurrent_dropout": self.recurrent_dropout,
+                 "zoneout": self.zoneout_h or self.zoneout_c}
+        asked = [name for name, on in fused.items() if on]
+        if self.layer_norm and self._kind == "rnn":
+            raise ValueError("layer_norm=True is for LSTM and GRU layers (the LayerNorm "
+                             "variants fastrnn has); RNN has none")
+        refuse = None
+        if getattr(self, "peephole", False):
+            refuse = "peephole=True"
+        elif getattr(self, "proj_size", 0):
+            refuse = "proj_size"
+        elif not getattr(self, "reset_after", True):
+            refuse = "reset_after=False"
+        if asked and refuse:
+            raise ValueError(f"{', '.join(asked)} cannot be combined with {refuse}: the fused "
+                             f"kernels have these options for the plain cells (and the GRU "
+                             f"with reset_after=True) only")
+
+    @property
+    def _draws_masks(self):
+        return bool(self.input_dropout or self.recurrent_dropout or self.weight_drop
+                    or self.zoneout_h or self.zoneout_c)
+
+    def _regularizers(self, gen, T, B, in_size):
+        """Masks for one layer and direction: dict(in_mask (B, in_size), w_mask (G*H, O),
+        recurrent_mask (B, O), zoneout_h (T, B, O) and zoneout_c (T, B, H) 0/1), each None
+        when off; with gen None (evaluation), only the zoneout probabilities."""
+        O, H, dt = self._out_width, self.hidden_size, self.dtype
+        zc = self.zoneout_c if self._kind == "lstm" else 0.0
+        if gen is None:
+            return dict(in_mask=None, w_mask=None, recurrent_mask=None,
+                        zoneout_h=self.zoneout_h or None, zoneout_c=zc or None)
+
+        def drop(p, shape):
+            if not p:
+                return None
+            m = (gen.random(shape, dtype=dt) >= p).astype(dt)
+            m *= dt.type(1.0 / (1.0 - p))
+            return m
+
+        def zone(z, shape):
+            return (gen.random(shape, dtype=dt) < z).astype(dt) if z else None
+        return dict(in_mask=drop(self.input_dropout, (B, in_size)),
+                    w_mask=drop(self.weight_drop, (self._G * H, O)),
+                    recurrent_mask=drop(self.recurrent_dropout, (B, O)),
+                    zoneout_h=zone(self.zoneout_h, (T, B, O)), zoneout_c=zone(zc, (T, B, H)))
+
+    def _mask_generator(self):
+        """A Philox generator at this layer's key and the next call's counter."""
+        self._mask_calls += 1
+        return np.random.Generator(np.random.Philox(key=self._mask_key,
+                                                    counter=self._mask_calls << 64))
+
+    def _steps_as_sequence(self):
+        """Streaming steps run as one-step sequence calls (cells with no step kernel)."""
+        return bool(self.layer_norm or self.zoneout_h or self.zoneout_c)
 
     # -- structure -------------------------------------------------------------------------
     @property
@@ -161,7 +248,13 @@ class _Recurrent(Layer):
     def _cell_parameters(self):
         """(name, shape) of the cell's parameters beyond the weights and biases, per layer
         and direction (the suffix is added)."""
-        return ()
+        if not self.layer_norm:
+            return ()
+        GH, H = self._G * self.hidden_size, self.hidden_size
+        out = (("ln_ih_weight", (GH,)), ("ln_ih_bias", (GH,)), ("ln_hh_weight", (GH,)),
+               ("ln_hh_bias", (GH,)))
+        return out + ((("ln_c_weight", (H,)), ("ln_c_bias", (H,))) if self._kind == "lstm"
+                      else ())
 
     def _cell_weights(self, layer, direction):
         """What _cell_forward and _prepare_step take: the weights and biases, then the
@@ -176,7 +269,9 @@ class _Recurrent(Layer):
         H = self.hidden_size
         inits = {k: _init.get(v, k) for k, v in self._initializers.items()}
         for name, arr in self._params.items():
-            if name.startswith("weight_hr"):
+            if name.startswith("ln_"):        # LayerNorm starts as the identity
+                arr[...] = 1 if "_weight" in name else 0
+            elif name.startswith("weight_hr"):
                 arr[...] = inits["recurrent_initializer"](arr.shape, rng, self.dtype, fan=H,
                                                           blocks=1)
             elif name.startswith("weight_peep"):
@@ -215,6 +310,14 @@ class _Recurrent(Layer):
             cfg["unit_forget_bias"] = True
         if self.clip_hidden_grad is not None:
             cfg["clip_hidden_grad"] = self.clip_hidden_grad
+        if self.layer_norm:
+            cfg.update(layer_norm=True, layer_norm_eps=self.layer_norm_eps)
+        for name in ("input_dropout", "recurrent_dropout", "weight_drop"):
+            if getattr(self, name):
+                cfg[name] = getattr(self, name)
+        if self.zoneout_h or self.zoneout_c:
+            cfg["zoneout"] = ((self.zoneout_h, self.zoneout_c) if self._kind == "lstm"
+                              else self.zoneout_h)
         cfg.update(self._cell_config())
         return cfg
 
@@ -223,7 +326,7 @@ class _Recurrent(Layer):
 
     def _shape_hint(self, name, expected, got):
         G, H, cls = self._G, self.hidden_size, type(self).__name__
-        if len(got) != len(expected) or not got or not got[0]:
+        if name.startswith("ln_") or len(got) != len(expected) or not got or not got[0]:
             return None
         if name.startswith("weight_hh") and len(got) == 2 and got[0] % got[1] == 0 \
                 and got[0] // got[1] != G:
@@ -287,8 +390,9 @@ class _Recurrent(Layer):
         return tuple(parts) if len(parts) == 2 else parts[0]
 
     # -- kernels ---------------------------------------------------------------------------
-    def _cell_forward(self, x, states, weights, lengths, reverse, training):
-        """y, [final states], cache for one layer and direction."""
+    def _cell_forward(self, x, states, weights, lengths, reverse, training, reg):
+        """y, [final states], cache for one layer and direction; reg: the kernel's
+        regularizer arguments (recurrent_mask, zoneout_h[, zoneout_c])."""
         raise NotImplementedError
 
     def _cell_backward(self, dy, d_finals, cache):
@@ -339,8 +443,9 @@ class _Recurrent(Layer):
 
         L, D = self.num_layers, self.num_directions
         inp = x
-        caches, masks = [], []
+        caches, masks, regs = [], [], []
         finals = [[None] * (L * D) for _ in self._state_names]
+        gen = self._mask_generator() if training and self._draws_masks else None
         for layer in range(L):
             drop = None
             if layer and training and self.dropout:
@@ -348,20 +453,27 @@ class _Recurrent(Layer):
                 drop *= 1.0 / (1.0 - self.dropout)
                 inp = inp * drop
             masks.append(drop)
-            outs, layer_caches = [], []
+            outs, layer_caches, layer_regs = [], [], []
             for direction in range(D):
                 k = layer * D + direction
                 states = ([s[k] for s in init_states] if init_states is not None
                           else [None] * len(self._state_names))
                 reverse = bool(direction) != self.go_backwards
-                y, fin, cache = self._cell_forward(inp, states,
-                                                   self._cell_weights(layer, direction),
-                                                   lengths, reverse, training)
+                reg = self._regularizers(gen, T, B, inp.shape[2])
+                x_in = inp if reg["in_mask"] is None else inp * reg["in_mask"]
+                weights = self._cell_weights(layer, direction)
+                if reg["w_mask"] is not None:       # DropConnect on W_hh, this call
+                    weights = (weights[0], weights[1] * reg["w_mask"]) + weights[2:]
+                kernel_reg = {k: reg[k] for k in ("recurrent_mask", "zoneout_h", "zoneout_c")}
+                y, fin, cache = self._cell_forward(x_in, states, weights, lengths, reverse,
+                                                   training, kernel_reg)
                 outs.append(y)
                 layer_caches.append(cache)
+                layer_regs.append(reg)
                 for i, f in enumerate(fin):
                     finals[i][k] = f
             caches.append(layer_caches)
+            regs.append(layer_regs)
             inp = outs[0] if D == 1 else np.concatenate(outs, axis=2)
         final_states = [np.stack(f) if B else np.zeros((L * D, 0, w), self.dtype)
                         for f, w in zip(finals, self._state_widths())]
@@ -380,7 +492,8 @@ class _Recurrent(Layer):
                 y = y.transpose(1, 0, 2)
         self._cache = None
         if training:
-            self._cache = dict(caches=caches, masks=masks, tops=tops, lengths=lengths, T=T,
+            self._cache = dict(caches=caches, masks=masks, regs=regs, tops=tops,
+                               lengths=lengths, T=T,
                                B=B, return_sequences=self.return_sequences,
                                batch_first=self.batch_first, n_layers=L)
         if self.return_state:
@@ -459,6 +572,11 @@ class _Recurrent(Layer):
                 k = layer * D + direction
                 dx, d0, dw_ih, dw_hh, db_ih, db_hh, *extra = self._cell_backward(
                     d_seq[direction], [f[k] for f in d_finals], c["caches"][layer][direction])
+                reg = c["regs"][layer][direction]
+                if reg["w_mask"] is not None:
+                    dw_hh = dw_hh * reg["w_mask"]
+                if reg["in_mask"] is not None:
+                    dx = dx * reg["in_mask"]
                 sfx = self._suffix(layer, direction)
                 for (name, _), g in zip(self._cell_parameters(), extra):
                     grads[name + sfx] += g
@@ -531,14 +649,23 @@ class _Recurrent(Layer):
             parts = self._check_state(state, B, allow_none=True)
         sws = self._step_weights
         if sws is None:
-            sws = [self._prepare_step(*self._cell_weights(layer, 0))
+            sws = [self._cell_weights(layer, 0) if self._steps_as_sequence()
+                   else self._prepare_step(*self._cell_weights(layer, 0))
                    for layer in range(self.num_layers)]
             if not self.training:
                 self._step_weights = sws
         inp = xb
         new = [np.empty_like(p) for p in parts]
         for layer in range(self.num_layers):
-            out = self._cell_step(inp, [p[layer] for p in parts], sws[layer])
+            states = [p[layer] for p in parts]
+            if self._steps_as_sequence():
+                reg = self._regularizers(None, 1, B, 0)
+                reg = {k: reg[k] for k in ("recurrent_mask", "zoneout_h", "zoneout_c")}
+                _, out, _ = self._cell_forward(inp[None], states, sws[layer], None, False,
+                                               False, reg)
+                out = [o for o in out]
+            else:
+                out = self._cell_step(inp, states, sws[layer])
             for i, o in enumerate(out):
                 new[i][layer] = o
             inp = out[0]
@@ -650,9 +777,11 @@ class RNN(_Recurrent):
     def _cell_config(self):
         return {"nonlinearity": self.nonlinearity}
 
-    def _cell_forward(self, x, states, w, lengths, reverse, training):
+    def _cell_forward(self, x, states, w, lengths, reverse, training, reg):
         y, hT, cache = F.rnn_forward(x, states[0], *w, nonlinearity=self.nonlinearity,
-                                     lengths=lengths, reverse=reverse, training=training)
+                                     lengths=lengths, reverse=reverse, training=training,
+                                     recurrent_mask=reg["recurrent_mask"],
+                                     zoneout_h=reg["zoneout_h"])
         return y, [hT], cache
 
     def _cell_backward(self, dy, d_finals, cache):
@@ -708,7 +837,12 @@ class LSTM(_Recurrent):
     def _cell_parameters(self):
         if self.proj_size:
             return (("weight_hr", (self.proj_size, self.hidden_size)),)
-        return (("weight_peep", (3 * self.hidden_size,)),) if self.peephole else ()
+        if self.peephole:
+            return (("weight_peep", (3 * self.hidden_size,)),)
+        return super()._cell_parameters()
+
+    def _steps_as_sequence(self):
+        return bool(self.proj_size) or super()._steps_as_sequence()
 
     def _cell_config(self):
         cfg = {"peephole": True} if self.peephole else {}
@@ -716,8 +850,12 @@ class LSTM(_Recurrent):
             cfg["proj_size"] = self.proj_size
         return cfg
 
-    def _cell_forward(self, x, states, w, lengths, reverse, training):
-        if self.proj_size:
+    def _cell_forward(self, x, states, w, lengths, reverse, training, reg):
+        if self.layer_norm:
+            y, hT, cT, cache = F.layernorm_lstm_forward(
+                x, states[0], states[1], *w, eps=self.layer_norm_eps, lengths=lengths,
+                reverse=reverse, training=training, **reg)
+        elif self.proj_size:
             y, hT, cT, cache = F.projection_lstm_forward(x, states[0], states[1], *w,
                                                          lengths=lengths, reverse=reverse,
                                                          training=training)
@@ -727,30 +865,21 @@ class LSTM(_Recurrent):
                                                        training=training)
         else:
             y, hT, cT, cache = F.lstm_forward(x, states[0], states[1], *w, lengths=lengths,
-                                              reverse=reverse, training=training)
+                                              reverse=reverse, training=training, **reg)
         return y, [hT, cT], cache
 
     def _cell_backward(self, dy, d_finals, cache):
-        back = (F.projection_lstm_backward if self.proj_size else
+        back = (F.layernorm_lstm_backward if self.layer_norm else
+                F.projection_lstm_backward if self.proj_size else
                 F.peephole_lstm_backward if self.peephole else F.lstm_backward)
         g = back(dy, d_finals[0], d_finals[1], cache, clip_hidden_grad=self.clip_hidden_grad)
         out = (g.dx, [g.dh0, g.dc0], g.dw_ih, g.dw_hh, g.db_ih, g.db_hh)
-        if self.proj_size:
-            return out + (g.dw_hr,)
-        return out + (g.dw_peep,) if self.peephole else out
+        return out + tuple(g[len(out) + 1:])
 
     def _prepare_step(self, w_ih, w_hh, b_ih, b_hh, extra=None):
-        if self.proj_size:       # one-step sequence calls (no streaming kernel of its own)
-            return (w_ih, w_hh, b_ih, b_hh, extra)
         return F.prepare_lstm(w_ih, w_hh, b_ih, b_hh, w_peep=extra, dtype=self.dtype)
 
     def _cell_step(self, x, states, sw):
-        if self.proj_size:
-            single = x.ndim == 1
-            xs = (x[None] if single else x)[None]
-            h, c = (s[None] if single else s for s in states)
-            _, hT, cT, _ = F.projection_lstm_forward(xs, h, c, *sw, training=False)
-            return [hT[0], cT[0]] if single else [hT, cT]
         return list(F.lstm_step(x, tuple(states), sw))
 
 
@@ -773,14 +902,22 @@ class GRU(_Recurrent):
     def _cell_config(self):
         return {"reset_after": self.reset_after}
 
-    def _cell_forward(self, x, states, w, lengths, reverse, training):
-        y, hT, cache = F.gru_forward(x, states[0], *w, reset_after=self.reset_after,
-                                     lengths=lengths, reverse=reverse, training=training)
+    def _cell_forward(self, x, states, w, lengths, reverse, training, reg):
+        reg = {k: v for k, v in reg.items() if k != "zoneout_c"}
+        if self.layer_norm:
+            y, hT, cache = F.layernorm_gru_forward(
+                x, states[0], *w, eps=self.layer_norm_eps, lengths=lengths, reverse=reverse,
+                training=training, **reg)
+        else:
+            y, hT, cache = F.gru_forward(x, states[0], *w, reset_after=self.reset_after,
+                                         lengths=lengths, reverse=reverse, training=training,
+                                         **reg)
         return y, [hT], cache
 
     def _cell_backward(self, dy, d_finals, cache):
-        g = F.gru_backward(dy, d_finals[0], cache, clip_hidden_grad=self.clip_hidden_grad)
-        return g.dx, [g.dh0], g.dw_ih, g.dw_hh, g.db_ih, g.db_hh
+        back = F.layernorm_gru_backward if self.layer_norm else F.gru_backward
+        g = back(dy, d_finals[0], cache, clip_hidden_grad=self.clip_hidden_grad)
+        return (g.dx, [g.dh0], g.dw_ih, g.dw_hh, g.db_ih, g.db_hh) + tuple(g[6:])
 
     def _prepare_step(self, *w):
         return F.prepare_gru(*w, reset_after=self.reset_after, dtype=self.dtype)
