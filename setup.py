@@ -71,7 +71,7 @@ directives = {
 
 # the compiled engine: src/fastrnn/engine/<name>.pyx -> fastrnn.engine.<name>
 MODULES = ["blas", "simd", "rnn", "lstm", "lstmp", "gru", "variants", "optim", "loss"]
-C_SOURCES = {"simd": ["csrc/fr_simd.c", "csrc/fr_gemm.c"]}
+C_SOURCES = {"simd": ["csrc/fr_simd.c", "csrc/fr_gemm.c", "csrc/fr_norm.c"]}
 
 extensions = [
     Extension(

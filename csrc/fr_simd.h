@@ -9,6 +9,7 @@
 #define FASTRNN_SIMD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,6 +81,35 @@ void fr_gemm_panels_f32(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda,
 void fr_gemm_panels_f64(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda,
                         const double *panels, ptrdiff_t npanels, const ptrdiff_t *col0,
                         const int *width, double *C, ptrdiff_t ldc, int accumulate);
+
+/* LayerNorm rows and the regularized recurrences' elementwise passes (fr_norm.c).
+ * ln_fwd: v <- (v - mean) / sqrt(var + eps) in place, returns 1/sqrt(var + eps).
+ * ln_bwd: d = gradient w.r.t. xhat*gain + bias; xhat becomes the gradient w.r.t. the LN
+ *   input; acc_g += d*xhat, acc_b += d when not NULL.
+ * ln_gates: g = xh*g_x + b_x [+ hh*g_h + b_h] + bias over n gates; with hh_out the
+ *   recurrent side goes there instead (hh*g_h + b_h); ln = g_x|b_x|g_h|b_h (n each).
+ * lstm_ln_fwd: from pre-activations g (i|f|g|o, H apart): the activations in g, c_cur the
+ *   candidate f*c + i*g, cn its normalization (*rc its 1/std), tc = tanh(cn*gc + bc),
+ *   h_cur = o*tc.  lstm_ln_bwd: its backward (dt: gradient w.r.t. h~; dc w.r.t. c~ in,
+ *   w.r.t. c_prev through f out; g becomes the pre-activation gradients).
+ * zone: cur <- prev where keep[j] (0/1 bytes) != 0, or k*prev + (1-k)*cur without keep (k > 0).
+ * zone_back: dt -> dd (to the previous state) and dt (to the candidate).
+ * mul: dst = a*m (m NULL: a), or dst += a*m (a) when add. */
+#define FR_NORM_DECL(SUF, T)                                                                 \
+    T fr_ln_fwd_##SUF(T *v, ptrdiff_t n, double eps);                                        \
+    void fr_ln_bwd_##SUF(const T *d, const T *gain, T *xhat, T r, ptrdiff_t n, T *acc_g,     \
+                         T *acc_b);                                                          \
+    void fr_ln_gates_##SUF(ptrdiff_t n, T *g, const T *xh, const T *hh, const T *ln,         \
+                           const T *bias, T *hh_out);                                        \
+    void fr_lstm_ln_fwd_##SUF(ptrdiff_t H, T *g, const T *c_prev, T *c_cur, T *h_cur, T *tc, \
+                              T *cn, T *rc, const T *gc, const T *bc, double eps);           \
+    void fr_lstm_ln_bwd_##SUF(ptrdiff_t H, T *g, const T *c_prev, T *tc, T *cn, T r,         \
+                              const T *dt, T *dc, const T *gc, T *acc_gc, T *acc_bc);        \
+    void fr_zone_##SUF(T *cur, const T *prev, const uint8_t *keep, double k, ptrdiff_t n);   \
+    void fr_zone_back_##SUF(T *dt, T *dd, const uint8_t *keep, double k, ptrdiff_t n);       \
+    void fr_mul_##SUF(T *dst, const T *a, const T *m, ptrdiff_t n, int add);
+FR_NORM_DECL(f32, float)
+FR_NORM_DECL(f64, double)
 
 /* Kernel levels, best last.  fr_simd_select returns the level in use afterwards. */
 enum { FR_SIMD_GENERIC = 0, FR_SIMD_AVX2 = 1, FR_SIMD_AVX512 = 2 };

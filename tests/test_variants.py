@@ -227,15 +227,22 @@ def restore_num_threads():
         yield fastrnn
 
 
+PLANS = [(1, "rows"), (1, "units"), (2, "units"), (3, "units"), (2, "rows"), (3, "rows")]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_results_do_not_depend_on_thread_count(cell, dtype, restore_num_threads):
-    """Bit-identical on 1, 2 and 3 threads (9 rows as 9, 4+5, 3+3+3), H = 40 (several
-    panel blocks, the last partial), lengths, both directions, training and inference."""
+def test_results_do_not_depend_on_thread_count_or_scheme(cell, dtype, restore_num_threads,
+                                                         monkeypatch):
+    """Bit-identical on 1, 2 and 3 threads, the batch split (9 rows as 4+5, 3+3+3) or the
+    hidden units (LayerNorm always splits the batch), H = 40 (several panel blocks, the
+    last partial), lengths, both directions, training and inference."""
     fastrnn = restore_num_threads
     results = {}
     lengths = [7, 1, 3, 7, 5, 2, 6, 4, 7]
-    for n in (1, 2, 3):
+    for n, scheme in PLANS:
+        monkeypatch.setattr(F, "_force_plan",
+                            lambda x, w, threads, rows=scheme == "rows": (threads, rows))
         fastrnn.set_num_threads(n)
         out = []
         for reverse in (False, True):
@@ -244,10 +251,10 @@ def test_results_do_not_depend_on_thread_count(cell, dtype, restore_num_threads)
             y, hT, cT, cache = fwd(cell, p, **kw)
             out += [y, hT, cT] + list(bwd(cell, cache, p, clip_hidden_grad=0.5))
             out += list(fwd(cell, p, training=False, **kw)[:3])
-        results[n] = [a for a in out if a is not None]
-    for n in (2, 3):
-        for a, b in zip(results[n], results[1]):
-            np.testing.assert_array_equal(a, b, err_msg=f"{n} threads vs 1")
+        results[n, scheme] = [a for a in out if a is not None]
+    for plan in PLANS[1:]:
+        for a, b in zip(results[plan], results[PLANS[0]]):
+            np.testing.assert_array_equal(a, b, err_msg=f"{plan} vs one thread")
 
 
 def test_empty_inputs():

@@ -750,8 +750,8 @@ def _check_eps(eps):
     return float(eps)
 
 
-def _zoneout_arg(name, value, shape, dtype):
-    """(mask or None, evaluation probability) from a zoneout argument."""
+def _zoneout_arg(name, value, shape):
+    """(uint8 mask or None, evaluation probability) from a zoneout argument."""
     if value is None:
         return None, 0.0
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
@@ -764,10 +764,12 @@ def _zoneout_arg(name, value, shape, dtype):
         raise TypeError(f"{name} must be a probability or a 0/1 array, got dtype {arr.dtype}")
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape (T, B, H) = {shape}, got {arr.shape}")
-    if arr.dtype.kind != "b" and not np.all((arr == 0) | (arr == 1)):
+    if arr.dtype.kind == "b":
+        return _c_array(arr).view(np.uint8), 0.0          # bytes, no copy
+    if not np.all((arr == 0) | (arr == 1)):
         raise ValueError(f"{name} must hold only 0/1 values (1: the unit keeps its previous "
                          f"value)")
-    return _c_array(arr, dtype=dtype), 0.0
+    return _c_array(arr, dtype=np.uint8), 0.0
 
 
 def _variant_forward(kind, cell, x, states, w_ih, w_hh, b_ih, b_hh, ln, eps,
@@ -786,8 +788,8 @@ def _variant_forward(kind, cell, x, states, w_ih, w_hh, b_ih, b_hh, ln, eps,
                  for name, value in ln]
         packed = np.concatenate(parts)
     rmask = _ready("recurrent_mask", recurrent_mask, (B, H), "(B, H)", x.dtype)
-    zh, zh_c = _zoneout_arg("zoneout_h", zoneout_h, (T, B, H), x.dtype)
-    zc, zc_c = _zoneout_arg("zoneout_c", zoneout_c, (T, B, H), x.dtype)
+    zh, zh_c = _zoneout_arg("zoneout_h", zoneout_h, (T, B, H))
+    zc, zc_c = _zoneout_arg("zoneout_c", zoneout_c, (T, B, H))
     variant = _Variant(_variants.CELLS[cell], packed, eps, rmask, zh, zc, zh_c, zc_c)
     if _is_empty(x):
         y, finals = _empty_forward(x, states, H, out_dtype)
@@ -799,15 +801,22 @@ def _variant_forward(kind, cell, x, states, w_ih, w_hh, b_ih, b_hh, ln, eps,
             b_hn = _c_array(b_hh[2 * H:])
             bias = _sum_bias(b_ih, np.concatenate([b_hh[:2 * H], np.zeros(H, b_hh.dtype)]))
         with engine_threads() as nthreads:
+            nthreads, by_rows = _variant_plan(x, w_hh, nthreads, packed)
             y, hT, cT, saved = _variants.forward(
                 variant.cell, x, w_ih, w_hh, bias, b_hn, packed, eps, rmask, zh, zc, zh_c,
                 zc_c, *(s for s in states), *([None] if len(states) == 1 else []), lengths,
-                reverse, training, nthreads)
+                reverse, training, nthreads, by_rows)
         finals = _cast(out_dtype, hT, cT)[:len(states)]
         y, = _cast(out_dtype, y)
     cache = Cache(kind, variant, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,
                   b_hh is not None, out_dtype) if training else None
     return y, finals, cache
+
+
+def _variant_plan(x, w_hh, nthreads, ln):
+    """_plan's choice; LayerNorm needs whole rows, so it always splits the batch."""
+    nthreads, by_rows = _plan(x, w_hh, nthreads)
+    return nthreads, by_rows or ln is not None
 
 
 def _variant_backward(kind, cache, grads, clip_hidden_grad):
@@ -825,10 +834,11 @@ def _variant_backward(kind, cache, grads, clip_hidden_grad):
     else:
         dy, dhT, dcT = grads + [None] * (3 - len(grads))
         with engine_threads() as nthreads:
+            nthreads, by_rows = _variant_plan(cache.x, cache.w_hh, nthreads, v.ln)
             dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dln = _variants.backward(
                 v.cell, dy, dhT, dcT, cache.x, cache.w_ih, cache.w_hh, v.ln, v.rmask, v.zh,
                 v.zc, v.zh_c, v.zc_c, cache.lengths, cache.reverse, cache.saved, nthreads,
-                clip)
+                clip, by_rows)
         d0 = [dh0, dc0] if lstm else [dh0]
     _recycle(cache)
     db_ih, db_hh = _bias_grads(cache, db_ih, db_hh)

@@ -46,3 +46,38 @@ cdef float xent_f32(const float* z, Py_ssize_t C, Py_ssize_t target, float eps, 
                     float* d) noexcept nogil
 cdef double xent_f64(const double* z, Py_ssize_t C, Py_ssize_t target, double eps,
                      double scale, double* d) noexcept nogil
+# LayerNorm rows and the regularized recurrences' passes (csrc/fr_norm.c; see fr_simd.h)
+cdef float ln_fwd_f32(float* v, Py_ssize_t n, double eps) noexcept nogil
+cdef void ln_bwd_f32(const float* d, const float* gain, float* xhat, float r, Py_ssize_t n,
+        float* acc_g, float* acc_b) noexcept nogil
+cdef void ln_gates_f32(Py_ssize_t n, float* g, const float* xh, const float* hh,
+        const float* ln, const float* bias, float* hh_out) noexcept nogil
+cdef void lstm_ln_fwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* c_cur,
+        float* h_cur, float* tc, float* cn, float* rc, const float* gc, const float* bc,
+        double eps) noexcept nogil
+cdef void lstm_ln_bwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* tc, float* cn,
+        float r, const float* dt, float* dc, const float* gc, float* acc_gc,
+        float* acc_bc) noexcept nogil
+cdef void zone_f32(float* cur, const float* prev, const unsigned char* keep, double k,
+        Py_ssize_t n) noexcept nogil
+cdef void zone_back_f32(float* dt, float* dd, const unsigned char* keep, double k,
+        Py_ssize_t n) noexcept nogil
+cdef void mul_f32(float* dst, const float* a, const float* m, Py_ssize_t n,
+        int add) noexcept nogil
+cdef double ln_fwd_f64(double* v, Py_ssize_t n, double eps) noexcept nogil
+cdef void ln_bwd_f64(const double* d, const double* gain, double* xhat, double r, Py_ssize_t n,
+        double* acc_g, double* acc_b) noexcept nogil
+cdef void ln_gates_f64(Py_ssize_t n, double* g, const double* xh, const double* hh,
+        const double* ln, const double* bias, double* hh_out) noexcept nogil
+cdef void lstm_ln_fwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* c_cur,
+        double* h_cur, double* tc, double* cn, double* rc, const double* gc, const double* bc,
+        double eps) noexcept nogil
+cdef void lstm_ln_bwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* tc,
+        double* cn, double r, const double* dt, double* dc, const double* gc, double* acc_gc,
+        double* acc_bc) noexcept nogil
+cdef void zone_f64(double* cur, const double* prev, const unsigned char* keep, double k,
+        Py_ssize_t n) noexcept nogil
+cdef void zone_back_f64(double* dt, double* dd, const unsigned char* keep, double k,
+        Py_ssize_t n) noexcept nogil
+cdef void mul_f64(double* dst, const double* a, const double* m, Py_ssize_t n,
+        int add) noexcept nogil

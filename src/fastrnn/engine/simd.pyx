@@ -52,6 +52,38 @@ cdef extern from "fr_simd.h":
                       float scale, float* d) nogil
     double fr_xent_f64(const double* z, Py_ssize_t C, Py_ssize_t target, double eps,
                        double scale, double* d) nogil
+    float fr_ln_fwd_f32(float* v, Py_ssize_t n, double eps) nogil
+    void fr_ln_bwd_f32(const float* d, const float* gain, float* xhat, float r, Py_ssize_t n,
+            float* acc_g, float* acc_b) nogil
+    void fr_ln_gates_f32(Py_ssize_t n, float* g, const float* xh, const float* hh,
+            const float* ln, const float* bias, float* hh_out) nogil
+    void fr_lstm_ln_fwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* c_cur,
+            float* h_cur, float* tc, float* cn, float* rc, const float* gc, const float* bc,
+            double eps) nogil
+    void fr_lstm_ln_bwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* tc, float* cn,
+            float r, const float* dt, float* dc, const float* gc, float* acc_gc,
+            float* acc_bc) nogil
+    void fr_zone_f32(float* cur, const float* prev, const unsigned char* keep, double k,
+            Py_ssize_t n) nogil
+    void fr_zone_back_f32(float* dt, float* dd, const unsigned char* keep, double k,
+            Py_ssize_t n) nogil
+    void fr_mul_f32(float* dst, const float* a, const float* m, Py_ssize_t n, int add) nogil
+    double fr_ln_fwd_f64(double* v, Py_ssize_t n, double eps) nogil
+    void fr_ln_bwd_f64(const double* d, const double* gain, double* xhat, double r,
+            Py_ssize_t n, double* acc_g, double* acc_b) nogil
+    void fr_ln_gates_f64(Py_ssize_t n, double* g, const double* xh, const double* hh,
+            const double* ln, const double* bias, double* hh_out) nogil
+    void fr_lstm_ln_fwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* c_cur,
+            double* h_cur, double* tc, double* cn, double* rc, const double* gc,
+            const double* bc, double eps) nogil
+    void fr_lstm_ln_bwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* tc,
+            double* cn, double r, const double* dt, double* dc, const double* gc,
+            double* acc_gc, double* acc_bc) nogil
+    void fr_zone_f64(double* cur, const double* prev, const unsigned char* keep, double k,
+            Py_ssize_t n) nogil
+    void fr_zone_back_f64(double* dt, double* dd, const unsigned char* keep, double k,
+            Py_ssize_t n) nogil
+    void fr_mul_f64(double* dst, const double* a, const double* m, Py_ssize_t n, int add) nogil
     int fr_simd_supported() nogil
     int fr_simd_select(int level) nogil
     int fr_simd_level() nogil
@@ -307,3 +339,87 @@ def _gemm_unit_blocks(a, packed, Py_ssize_t G, Py_ssize_t H):
             fr_gemm_panels_f64(M, K, <double*>ap, K, <double*>pp, npanels, c, wd,
                                <double*>op, ldc, 0)
     return out
+
+
+# LayerNorm rows and the regularized recurrences' passes (csrc/fr_norm.c)
+
+cdef float ln_fwd_f32(float* v, Py_ssize_t n, double eps) noexcept nogil:
+    return fr_ln_fwd_f32(v, n, eps)
+
+
+cdef void ln_bwd_f32(const float* d, const float* gain, float* xhat, float r, Py_ssize_t n,
+        float* acc_g, float* acc_b) noexcept nogil:
+    fr_ln_bwd_f32(d, gain, xhat, r, n, acc_g, acc_b)
+
+
+cdef void ln_gates_f32(Py_ssize_t n, float* g, const float* xh, const float* hh,
+        const float* ln, const float* bias, float* hh_out) noexcept nogil:
+    fr_ln_gates_f32(n, g, xh, hh, ln, bias, hh_out)
+
+
+cdef void lstm_ln_fwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* c_cur,
+        float* h_cur, float* tc, float* cn, float* rc, const float* gc, const float* bc,
+        double eps) noexcept nogil:
+    fr_lstm_ln_fwd_f32(H, g, c_prev, c_cur, h_cur, tc, cn, rc, gc, bc, eps)
+
+
+cdef void lstm_ln_bwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* tc, float* cn,
+        float r, const float* dt, float* dc, const float* gc, float* acc_gc,
+        float* acc_bc) noexcept nogil:
+    fr_lstm_ln_bwd_f32(H, g, c_prev, tc, cn, r, dt, dc, gc, acc_gc, acc_bc)
+
+
+cdef void zone_f32(float* cur, const float* prev, const unsigned char* keep, double k,
+        Py_ssize_t n) noexcept nogil:
+    fr_zone_f32(cur, prev, keep, k, n)
+
+
+cdef void zone_back_f32(float* dt, float* dd, const unsigned char* keep, double k,
+        Py_ssize_t n) noexcept nogil:
+    fr_zone_back_f32(dt, dd, keep, k, n)
+
+
+cdef void mul_f32(float* dst, const float* a, const float* m, Py_ssize_t n,
+        int add) noexcept nogil:
+    fr_mul_f32(dst, a, m, n, add)
+
+
+cdef double ln_fwd_f64(double* v, Py_ssize_t n, double eps) noexcept nogil:
+    return fr_ln_fwd_f64(v, n, eps)
+
+
+cdef void ln_bwd_f64(const double* d, const double* gain, double* xhat, double r, Py_ssize_t n,
+        double* acc_g, double* acc_b) noexcept nogil:
+    fr_ln_bwd_f64(d, gain, xhat, r, n, acc_g, acc_b)
+
+
+cdef void ln_gates_f64(Py_ssize_t n, double* g, const double* xh, const double* hh,
+        const double* ln, const double* bias, double* hh_out) noexcept nogil:
+    fr_ln_gates_f64(n, g, xh, hh, ln, bias, hh_out)
+
+
+cdef void lstm_ln_fwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* c_cur,
+        double* h_cur, double* tc, double* cn, double* rc, const double* gc, const double* bc,
+        double eps) noexcept nogil:
+    fr_lstm_ln_fwd_f64(H, g, c_prev, c_cur, h_cur, tc, cn, rc, gc, bc, eps)
+
+
+cdef void lstm_ln_bwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* tc,
+        double* cn, double r, const double* dt, double* dc, const double* gc, double* acc_gc,
+        double* acc_bc) noexcept nogil:
+    fr_lstm_ln_bwd_f64(H, g, c_prev, tc, cn, r, dt, dc, gc, acc_gc, acc_bc)
+
+
+cdef void zone_f64(double* cur, const double* prev, const unsigned char* keep, double k,
+        Py_ssize_t n) noexcept nogil:
+    fr_zone_f64(cur, prev, keep, k, n)
+
+
+cdef void zone_back_f64(double* dt, double* dd, const unsigned char* keep, double k,
+        Py_ssize_t n) noexcept nogil:
+    fr_zone_back_f64(dt, dd, keep, k, n)
+
+
+cdef void mul_f64(double* dst, const double* a, const double* m, Py_ssize_t n,
+        int add) noexcept nogil:
+    fr_mul_f64(dst, a, m, n, add)

@@ -22,19 +22,23 @@ see common.pxd for the slot and length conventions.
 import numpy as np
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport sqrt
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
 from fastrnn.engine.activations cimport relu, sigmoid_v, tanh_v
 from fastrnn.engine.blas cimport gemm_split
-from fastrnn.engine.common cimport (INFER_ROWS, _check_double, chunk_projection, clamp_units,
-                                    column_sums, copy_or_zero, cur_slot, data_or_null,
-                                    gemm_panels, input_side_grads, is_active, pack_panels,
-                                    panel_cols, prev_slot, step_time)
+from fastrnn.engine.common cimport (GROUP, INFER_ROWS, _check_double, chunk_projection,
+                                    clamp_units, column_sums, copy_or_zero, cur_slot,
+                                    data_or_null, gemm_panels, group_panels, group_size,
+                                    group_units, input_side_grads, is_active, n_groups,
+                                    pack_panels, panel_cols, prev_slot, step_time)
 from fastrnn.engine.simd cimport (gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64,
-                                  lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32, lstm_fwd_f64)
+                                  ln_bwd_f32, ln_bwd_f64, ln_fwd_f32, ln_fwd_f64, ln_gates_f32,
+                                  ln_gates_f64, lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32,
+                                  lstm_fwd_f64, lstm_ln_bwd_f32, lstm_ln_bwd_f64,
+                                  lstm_ln_fwd_f32, lstm_ln_fwd_f64, mul_f32, mul_f64,
+                                  zone_back_f32, zone_back_f64, zone_f32, zone_f64)
 from fastrnn.engine.simd import unit_block_layout
 from fastrnn.engine.workspace import empty as ws_empty, release as ws_release
 
@@ -54,7 +58,7 @@ cdef struct Opts:
     int cell
     Py_ssize_t T, B, n_in, H, G, nub, chunk
     int nthreads
-    bint ln, reverse, keep
+    bint ln, reverse, keep, by_rows
     double eps, zh_c, zc_c, clip
 
 
@@ -66,8 +70,8 @@ cdef struct Ptrs:
     const void* b_hn        # GRU: (H,) kept inside r * (.), or NULL
     const void* ln          # g_x|b_x|g_h|b_h (GH each) [|g_c|b_c (H each)], or NULL
     const void* rmask       # (B, H) recurrent dropout mask, or NULL
-    const void* zh          # (T, B, H) 0/1 keep masks for h, or NULL
-    const void* zc          # (T, B, H) for the LSTM's c, or NULL
+    const unsigned char* zh     # (T, B, H) 0/1 keep masks for h (bytes), or NULL
+    const unsigned char* zc     # (T, B, H) for the LSTM's c, or NULL
     const void* h0
     const void* c0
     const int64_t* lengths
@@ -116,120 +120,83 @@ cdef struct Ptrs:
 # ---- row helpers --------------------------------------------------------------------------
 
 cdef inline floating ln_normalize(floating* v, Py_ssize_t n, double eps) noexcept nogil:
-    """v <- (v - mean) / sqrt(var + eps) in place (two passes, double accumulators); returns
-    1 / sqrt(var + eps)."""
-    cdef double mean = 0, var = 0, d
-    cdef Py_ssize_t j
-    for j in range(n):
-        mean += v[j]
-    mean /= n
-    for j in range(n):
-        d = v[j] - mean
-        var += d * d
-    cdef double r = 1.0 / sqrt(var / n + eps)
-    for j in range(n):
-        v[j] = <floating>((v[j] - mean) * r)
-    return <floating>r
+    """v <- (v - mean) / sqrt(var + eps) in place; returns 1 / sqrt(var + eps)."""
+    if floating is float:
+        return ln_fwd_f32(v, n, eps)
+    else:
+        return ln_fwd_f64(v, n, eps)
 
 
 cdef inline void ln_back(const floating* d, const floating* gain, floating* xhat, floating r,
                          Py_ssize_t n, floating* acc_g, floating* acc_b) noexcept nogil:
     """d: gradient w.r.t. LN's output xhat*gain + bias; xhat (in) becomes the gradient
     w.r.t. LN's input.  acc_g += d*xhat and acc_b += d when not NULL."""
-    cdef double m1 = 0, m2 = 0, e
-    cdef Py_ssize_t j
-    for j in range(n):
-        e = d[j] * gain[j]
-        m1 += e
-        m2 += e * xhat[j]
-    if acc_g != NULL:
-        for j in range(n):
-            acc_g[j] += d[j] * xhat[j]
-    if acc_b != NULL:
-        for j in range(n):
-            acc_b[j] += d[j]
-    m1 /= n
-    m2 /= n
-    for j in range(n):
-        xhat[j] = <floating>(r * (d[j] * gain[j] - m1 - xhat[j] * m2))
+    if floating is float:
+        ln_bwd_f32(d, gain, xhat, r, n, acc_g, acc_b)
+    else:
+        ln_bwd_f64(d, gain, xhat, r, n, acc_g, acc_b)
 
 
-cdef inline void zone(floating* cur, const floating* prev, const floating* keep, double k,
+cdef inline void ln_gates(Py_ssize_t n, floating* g, const floating* xh, const floating* hh,
+                          const floating* ln, const floating* bias,
+                          floating* hh_out) noexcept nogil:
+    """g = xh*g_x + b_x + hh*g_h + b_h + bias, or with hh_out the recurrent side there."""
+    if floating is float:
+        ln_gates_f32(n, g, xh, hh, ln, bias, hh_out)
+    else:
+        ln_gates_f64(n, g, xh, hh, ln, bias, hh_out)
+
+
+cdef inline void zone(floating* cur, const floating* prev, const unsigned char* keep, double k,
                       Py_ssize_t n) noexcept nogil:
     """Zoneout: cur <- prev where keep != 0 (training), or k*prev + (1-k)*cur (evaluation)."""
-    cdef Py_ssize_t j
-    if keep != NULL:
-        for j in range(n):
-            if keep[j] != 0:
-                cur[j] = prev[j]
-    elif k > 0:
-        for j in range(n):
-            cur[j] = <floating>(k * prev[j] + (1 - k) * cur[j])
+    if floating is float:
+        zone_f32(cur, prev, keep, k, n)
+    else:
+        zone_f64(cur, prev, keep, k, n)
 
 
-cdef inline void zone_back(floating* dt, floating* dd, const floating* keep, double k,
+cdef inline void zone_back(floating* dt, floating* dd, const unsigned char* keep, double k,
                            Py_ssize_t n) noexcept nogil:
     """Split dt (gradient w.r.t. the zoned-out state) into dd (to the previous state) and dt
     (to the candidate)."""
-    cdef Py_ssize_t j
-    if keep != NULL:
-        for j in range(n):
-            if keep[j] != 0:
-                dd[j] = dt[j]
-                dt[j] = 0
-            else:
-                dd[j] = 0
-    elif k > 0:
-        for j in range(n):
-            dd[j] = <floating>(k * dt[j])
-            dt[j] = <floating>((1 - k) * dt[j])
+    if floating is float:
+        zone_back_f32(dt, dd, keep, k, n)
     else:
-        memset(dd, 0, n * sizeof(floating))
+        zone_back_f64(dt, dd, keep, k, n)
 
 
-cdef void lstm_ln_row(Py_ssize_t H, floating* g, const floating* c_prev, floating* c_cur,
-                      floating* h_cur, floating* tc, floating* cn, floating* rc,
-                      const floating* gc, const floating* bc, double eps) noexcept nogil:
+cdef inline void mul(floating* dst, const floating* a, const floating* m, Py_ssize_t n,
+                     bint add) noexcept nogil:
+    """dst = a * m (m NULL: a), or dst += a * m when add."""
+    if floating is float:
+        mul_f32(dst, a, m, n, add)
+    else:
+        mul_f64(dst, a, m, n, add)
+
+
+cdef inline void lstm_ln_row(Py_ssize_t H, floating* g, const floating* c_prev,
+                             floating* c_cur, floating* h_cur, floating* tc, floating* cn,
+                             floating* rc, const floating* gc, const floating* bc,
+                             double eps) noexcept nogil:
     """LayerNorm LSTM cell update of one row: g (4H) pre-activations in, i|f|g|o out;
     c_cur = f*c + i*g (the candidate), cn its normalization, tc = tanh(cn*gc + bc)."""
-    cdef Py_ssize_t j
-    sigmoid_v(g, g, 2 * H)                  # i, f
-    tanh_v(g + 2 * H, g + 2 * H, H)
-    sigmoid_v(g + 3 * H, g + 3 * H, H)
-    for j in range(H):
-        c_cur[j] = g[H + j] * c_prev[j] + g[j] * g[2 * H + j]
-        cn[j] = c_cur[j]
-    rc[0] = ln_normalize(cn, H, eps)
-    for j in range(H):
-        tc[j] = cn[j] * gc[j] + bc[j]
-    tanh_v(tc, tc, H)
-    for j in range(H):
-        h_cur[j] = g[3 * H + j] * tc[j]
+    if floating is float:
+        lstm_ln_fwd_f32(H, g, c_prev, c_cur, h_cur, tc, cn, rc, gc, bc, eps)
+    else:
+        lstm_ln_fwd_f64(H, g, c_prev, c_cur, h_cur, tc, cn, rc, gc, bc, eps)
 
 
-cdef void lstm_ln_row_back(Py_ssize_t H, floating* g, const floating* c_prev, floating* tc,
-                           floating* cn, floating r, const floating* dt, floating* dc,
-                           const floating* gc, floating* acc_gc, floating* acc_bc) noexcept nogil:
+cdef inline void lstm_ln_row_back(Py_ssize_t H, floating* g, const floating* c_prev,
+                                  floating* tc, floating* cn, floating r, const floating* dt,
+                                  floating* dc, const floating* gc, floating* acc_gc,
+                                  floating* acc_bc) noexcept nogil:
     """Backward of lstm_ln_row: dt gradient w.r.t. h~, dc w.r.t. c~ in (becomes the
     gradient reaching c_prev through f); g becomes the pre-activation gradients."""
-    cdef Py_ssize_t j
-    cdef floating o, t, d, dct, i, f, u
-    for j in range(H):
-        o = g[3 * H + j]
-        t = tc[j]
-        d = dt[j]
-        g[3 * H + j] = d * t * o * (1 - o)
-        tc[j] = d * o * (1 - t * t)         # d(cn*gc + bc)
-    ln_back(tc, gc, cn, r, H, acc_gc, acc_bc)
-    for j in range(H):
-        dct = dc[j] + cn[j]
-        i = g[j]
-        f = g[H + j]
-        u = g[2 * H + j]
-        g[j] = dct * u * i * (1 - i)
-        g[H + j] = dct * c_prev[j] * f * (1 - f)
-        g[2 * H + j] = dct * i * (1 - u * u)
-        dc[j] = dct * f
+    if floating is float:
+        lstm_ln_bwd_f32(H, g, c_prev, tc, cn, r, dt, dc, gc, acc_gc, acc_bc)
+    else:
+        lstm_ln_bwd_f64(H, g, c_prev, tc, cn, r, dt, dc, gc, acc_gc, acc_bc)
 
 
 cdef void column_dots(Py_ssize_t rows, Py_ssize_t cols, const floating* a, const floating* b,
@@ -252,17 +219,22 @@ cdef void column_dots(Py_ssize_t rows, Py_ssize_t cols, const floating* a, const
 # ---- forward ------------------------------------------------------------------------------
 
 cdef void forward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssize_t s,
-                       Py_ssize_t t, Py_ssize_t t_lo, Py_ssize_t b0,
-                       Py_ssize_t b1) noexcept nogil:
-    """Step s (time t) for rows b0 .. b1-1."""
+                       Py_ssize_t t, Py_ssize_t t_lo, Py_ssize_t b0, Py_ssize_t b1,
+                       Py_ssize_t ub0, Py_ssize_t ub1) noexcept nogil:
+    """Step s (time t) for rows b0 .. b1-1 and the hidden units of unit blocks ub0 .. ub1-1
+    (all of them with LayerNorm, which needs whole rows)."""
     cdef Py_ssize_t B = o.B, H = o.H, G = o.G, GH = o.G * o.H, BH = o.B * o.H
+    cdef Py_ssize_t NR = panel_cols(x)
+    cdef Py_ssize_t u0 = ub0 * NR
+    cdef Py_ssize_t nu = min(ub1 * NR, H) - u0
     cdef Py_ssize_t ts = t if o.keep else 0
-    cdef Py_ssize_t b, j, k
+    cdef Py_ssize_t b, j, k, ug, nb
     cdef const floating* ln = <const floating*>p.ln
     cdef const floating* bias = <const floating*>p.bias
     cdef const floating* rmask = <const floating*>p.rmask
-    cdef const floating* zh = <const floating*>p.zh
-    cdef const floating* zc = <const floating*>p.zc
+    cdef const unsigned char* zh = p.zh
+    cdef const unsigned char* zc = p.zc
+    cdef const floating* b_hn = <const floating*>p.b_hn
     cdef floating* xg_t = <floating*>p.xg + (t - t_lo) * B * GH
     cdef floating* g_t = (<floating*>p.gates + ts * B * GH) if o.ln else xg_t
     cdef floating* hh_t = (<floating*>p.hhat + ts * B * GH) if (o.ln or o.cell == GRU) else NULL
@@ -279,7 +251,10 @@ cdef void forward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssize
     cdef floating* hm = <floating*>p.hm
     cdef floating* scr = <floating*>p.scr
     cdef floating* y_t = <floating*>p.y + t * BH
-    cdef const floating* src = h_prev
+    # h enters the product masked: h * rmask, kept in two slots used in turn
+    cdef const floating* src = h_prev if rmask == NULL else hm + (s & 1) * BH
+    cdef floating* hm_cur = (hm + ((s + 1) & 1) * BH) if rmask != NULL else NULL
+    cdef const floating* panels = <const floating*>p.panels + G * ub0 * H * NR
     cdef floating* grow
     cdef floating* hrow
     cdef const floating* xrow
@@ -287,79 +262,86 @@ cdef void forward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssize
     if o.cell == LSTM:
         c_prev = cs + prev_slot(s, t, o.reverse, o.keep) * BH
         c_cur = cs + cur_slot(s, t, o.reverse, o.keep) * BH
-    if rmask != NULL:
-        for j in range(b0 * H, b1 * H):
-            hm[j] = h_prev[j] * rmask[j]
-        src = hm
-    if hh_t != NULL:
-        gemm_panels(b1 - b0, H, src + b0 * H, H, <floating*>p.panels, G * o.nub, p.col0,
-                    p.width, hh_t + b0 * GH, GH, False)
-    else:
-        gemm_panels(b1 - b0, H, src + b0 * H, H, <floating*>p.panels, G * o.nub, p.col0,
-                    p.width, g_t + b0 * GH, GH, True)
+    # the recurrent product, GROUP unit blocks at a time (their panels stay in cache while
+    # every row passes)
+    ug = ub0
+    while ug < ub1:
+        nb = min(<Py_ssize_t>GROUP, ub1 - ug)
+        if hh_t != NULL:
+            gemm_panels(b1 - b0, H, src + b0 * H, H, panels + G * (ug - ub0) * H * NR, G * nb,
+                        p.col0 + G * ug, p.width + G * ug, hh_t + b0 * GH, GH, False)
+        else:
+            gemm_panels(b1 - b0, H, src + b0 * H, H, panels + G * (ug - ub0) * H * NR, G * nb,
+                        p.col0 + G * ug, p.width + G * ug, g_t + b0 * GH, GH, True)
+        ug += nb
     for b in range(b0, b1):
-        k = b * H
+        k = b * H + u0
         if not is_active(p.lengths, b, t):
-            memcpy(h_cur + k, h_prev + k, H * sizeof(floating))
+            memcpy(h_cur + k, h_prev + k, nu * sizeof(floating))
             if o.cell == LSTM:
-                memcpy(c_cur + k, c_prev + k, H * sizeof(floating))
-            memset(y_t + k, 0, H * sizeof(floating))
+                memcpy(c_cur + k, c_prev + k, nu * sizeof(floating))
+            memset(y_t + k, 0, nu * sizeof(floating))
+            if hm_cur != NULL:
+                memcpy(hm_cur + k, src + k, nu * sizeof(floating))
             continue
-        grow = g_t + b * GH
-        hhrow = hh_t + b * GH if hh_t != NULL else NULL
-        if o.ln:
+        grow = g_t + b * GH + u0
+        hhrow = hh_t + b * GH + u0 if hh_t != NULL else NULL
+        if o.ln:                                            # whole rows: u0 = 0, nu = H
             hrow = hh_t + b * GH
             xrow = xg_t + b * GH
             rh[b] = ln_normalize(hrow, GH, o.eps)
             if o.cell == GRU:
-                for j in range(GH):
-                    grow[j] = xrow[j] * ln[j] + ln[GH + j] + (bias[j] if bias != NULL else 0)
-                    scr[b * GH + j] = hrow[j] * ln[2 * GH + j] + ln[3 * GH + j]
+                ln_gates(GH, grow, xrow, hrow, ln, bias, scr + b * GH)
                 hhrow = scr + b * GH
             else:
-                for j in range(GH):
-                    grow[j] = (xrow[j] * ln[j] + ln[GH + j] + hrow[j] * ln[2 * GH + j]
-                               + ln[3 * GH + j] + (bias[j] if bias != NULL else 0))
+                ln_gates(GH, grow, xrow, hrow, ln, bias, NULL)
         if o.cell == LSTM:
             if o.ln:
                 lstm_ln_row(H, grow, c_prev + k, c_cur + k, h_cur + k, aux_t + k, cn_t + k,
                             rc + b, ln + 4 * GH, ln + 4 * GH + H, o.eps)
             elif floating is float:
-                lstm_fwd_f32(H, grow, H, c_prev + k, c_cur + k, h_cur + k, aux_t + k, NULL)
+                lstm_fwd_f32(nu, grow, H, c_prev + k, c_cur + k, h_cur + k, aux_t + k, NULL)
             else:
-                lstm_fwd_f64(H, grow, H, c_prev + k, c_cur + k, h_cur + k, aux_t + k, NULL)
-            zone(c_cur + k, c_prev + k, zc + t * BH + k if zc != NULL else NULL, o.zc_c, H)
+                lstm_fwd_f64(nu, grow, H, c_prev + k, c_cur + k, h_cur + k, aux_t + k, NULL)
+            zone(c_cur + k, c_prev + k, zc + t * BH + k if zc != NULL else NULL, o.zc_c, nu)
         elif o.cell == GRU:
             if floating is float:
-                gru_fwd_f32(H, grow, hhrow, H, <const float*>p.b_hn, h_prev + k, aux_t + k,
-                            h_cur + k)
+                gru_fwd_f32(nu, grow, hhrow, H, b_hn + u0 if b_hn != NULL else NULL,
+                            h_prev + k, aux_t + k, h_cur + k)
             else:
-                gru_fwd_f64(H, grow, hhrow, H, <const double*>p.b_hn, h_prev + k, aux_t + k,
-                            h_cur + k)
+                gru_fwd_f64(nu, grow, hhrow, H, b_hn + u0 if b_hn != NULL else NULL,
+                            h_prev + k, aux_t + k, h_cur + k)
         else:
             if o.cell == RNN_RELU:
-                for j in range(H):
+                for j in range(nu):
                     grow[j] = relu(grow[j])
             else:
-                tanh_v(grow, grow, H)
-            memcpy(h_cur + k, grow, H * sizeof(floating))
-        zone(h_cur + k, h_prev + k, zh + t * BH + k if zh != NULL else NULL, o.zh_c, H)
-        memcpy(y_t + k, h_cur + k, H * sizeof(floating))
+                tanh_v(grow, grow, nu)
+            memcpy(h_cur + k, grow, nu * sizeof(floating))
+        zone(h_cur + k, h_prev + k, zh + t * BH + k if zh != NULL else NULL, o.zh_c, nu)
+        memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
+        if hm_cur != NULL:
+            mul(hm_cur + k, h_cur + k, rmask + k, nu, False)
 
 
 cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexcept nogil:
     cdef Py_ssize_t T = o.T, B = o.B, I = o.n_in, H = o.H, GH = o.G * o.H, BH = o.B * o.H
-    cdef Py_ssize_t s0, n, s, t, t_lo, part, b0, b1, r, first
+    cdef Py_ssize_t s0, n, s, t, t_lo, part, b0, b1, r, grp, first
+    cdef Py_ssize_t gs = group_size(o.nub, o.nthreads)
     cdef int nthreads = o.nthreads
     cdef floating* xg = <floating*>p.xg
     cdef floating* rstd_x = <floating*>p.rstd_x
     cdef floating* hs = <floating*>p.hs
     cdef floating* cs = <floating*>p.cs
+    cdef floating* hm = <floating*>p.hm
+    cdef const floating* rmask = <const floating*>p.rmask
     s = t = r = 0
     pack_panels(<const floating*>p.w_hh, H, True, H, o.G * o.nub, p.col0, p.width,
                 <floating*>p.panels)
     first = T if (o.reverse and o.keep) else 0
     copy_or_zero(hs + first * BH, <const floating*>p.h0, BH)
+    if rmask != NULL:
+        mul(hm, hs + first * BH, rmask, BH, False)
     if o.cell == LSTM:
         copy_or_zero(cs + first * BH, <const floating*>p.c0, BH)
     s0 = 0
@@ -371,12 +353,22 @@ cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexce
             with parallel(num_threads=nthreads):
                 for r in prange(n * B, schedule="static"):
                     rstd_x[r] = ln_normalize(xg + r * GH, GH, o.eps)
-        with parallel(num_threads=nthreads):
-            for part in prange(nthreads, schedule="static"):
-                b0 = B * part // nthreads
-                b1 = B * (part + 1) // nthreads
+        if o.by_rows:
+            # each thread: its rows through every step, all units, no barrier
+            with parallel(num_threads=nthreads):
+                for part in prange(nthreads, schedule="static"):
+                    b0 = B * part // nthreads
+                    b1 = B * (part + 1) // nthreads
+                    for s in range(s0, s0 + n):
+                        forward_step(x, o, p, s, step_time(s, T, o.reverse), t_lo, b0, b1, 0,
+                                     o.nub)
+        else:
+            # each thread: its groups of unit blocks of every row, one barrier a step
+            with parallel(num_threads=nthreads):
                 for s in range(s0, s0 + n):
-                    forward_step(x, o, p, s, step_time(s, T, o.reverse), t_lo, b0, b1)
+                    for grp in prange(n_groups(o.nub, gs), schedule="static"):
+                        forward_step(x, o, p, s, step_time(s, T, o.reverse), t_lo, 0, B,
+                                     grp * gs, grp * gs + group_panels(grp, o.nub, gs))
         s0 += n
     t = cur_slot(T - 1, step_time(T - 1, T, o.reverse), o.reverse, o.keep)
     memcpy(p.hT, hs + t * BH, BH * sizeof(floating))
@@ -387,17 +379,18 @@ cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexce
 # ---- backward -----------------------------------------------------------------------------
 
 cdef void backward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssize_t t,
-                        Py_ssize_t b0, Py_ssize_t b1, floating* dh,
-                        floating* dh_next) noexcept nogil:
-    """Time t for rows b0 .. b1-1: dh (the gradient reaching h_t from later steps, its
-    recurrent product included) in; the step's gate gradients out, and dh_next's direct
-    part (the recurrent product is added at the next iteration)."""
-    cdef Py_ssize_t B = o.B, H = o.H, GH = o.G * o.H, BH = o.B * o.H
-    cdef Py_ssize_t b, j, k
+                        Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t nu,
+                        floating* dh, floating* dh_next) noexcept nogil:
+    """Time t for rows b0 .. b1-1 and units u0 .. u0+nu-1 (all of them with LayerNorm): dh
+    (the gradient reaching h_t from later steps, its recurrent product included) in; the
+    step's gate gradients out, and dh_next's direct part (the recurrent product is added at
+    the next iteration)."""
+    cdef Py_ssize_t B = o.B, H = o.H, G = o.G, GH = o.G * o.H, BH = o.B * o.H
+    cdef Py_ssize_t b, j, k, q
     cdef const floating* ln = <const floating*>p.ln
     cdef const floating* dy = <const floating*>p.dy
-    cdef const floating* zh = <const floating*>p.zh
-    cdef const floating* zc = <const floating*>p.zc
+    cdef const unsigned char* zh = p.zh
+    cdef const unsigned char* zc = p.zc
     cdef floating* g_t = ((<floating*>p.gates) if o.ln else (<floating*>p.xg)) + t * B * GH
     cdef floating* hh_t = (<floating*>p.hhat + t * B * GH) if (o.ln or o.cell == GRU) else NULL
     cdef floating* hs = <floating*>p.hs
@@ -415,50 +408,50 @@ cdef void backward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssiz
     if o.cell == LSTM:
         c_prev = <floating*>p.cs + prev_slot(0, t, o.reverse, True) * BH
     for b in range(b0, b1):
-        k = b * H
-        grow = g_t + b * GH
+        k = b * H + u0
+        grow = g_t + b * GH + u0
         if o.clip > 0:
-            clamp_units(dh + k, 1, H, 0, H, o.clip)
+            clamp_units(dh + b * H, 1, H, u0, nu, o.clip)
         if not is_active(p.lengths, b, t):
             # the state passed through unchanged: so does its gradient
-            memset(grow, 0, GH * sizeof(floating))
-            if hh_t != NULL:
-                memset(hh_t + b * GH, 0, GH * sizeof(floating))
-            memcpy(dh_next + k, dh + k, H * sizeof(floating))
+            for q in range(G):
+                memset(grow + q * H, 0, nu * sizeof(floating))
+                if hh_t != NULL:
+                    memset(hh_t + b * GH + u0 + q * H, 0, nu * sizeof(floating))
+            memcpy(dh_next + k, dh + k, nu * sizeof(floating))
             continue
-        for j in range(H):
-            dt[k + j] = dh[k + j] + (dy[t * BH + k + j] if dy != NULL else 0)
-        zone_back(dt + k, dd + k, zh + t * BH + k if zh != NULL else NULL, o.zh_c, H)
+        mul(dt + k, dh + k, NULL, nu, False)
+        if dy != NULL:
+            mul(dt + k, dy + t * BH + k, NULL, nu, True)
+        zone_back(dt + k, dd + k, zh + t * BH + k if zh != NULL else NULL, o.zh_c, nu)
         if o.cell == LSTM:
-            zone_back(dc + k, dcd + k, zc + t * BH + k if zc != NULL else NULL, o.zc_c, H)
+            zone_back(dc + k, dcd + k, zc + t * BH + k if zc != NULL else NULL, o.zc_c, nu)
             if o.ln:
                 lstm_ln_row_back(H, grow, c_prev + k, aux_t + k, cn_t + k,
                                  (<floating*>p.rstd_c)[t * B + b], dt + k, dc + k,
                                  ln + 4 * GH, <floating*>p.acc_gc + k, <floating*>p.acc_bc + k)
             elif floating is float:
-                lstm_bwd_f32(H, grow, H, c_prev + k, aux_t + k, dt + k, NULL, dc + k, NULL)
+                lstm_bwd_f32(nu, grow, H, c_prev + k, aux_t + k, dt + k, NULL, dc + k, NULL)
             else:
-                lstm_bwd_f64(H, grow, H, c_prev + k, aux_t + k, dt + k, NULL, dc + k, NULL)
-            for j in range(H):
-                dc[k + j] += dcd[k + j]
-            memcpy(dh_next + k, dd + k, H * sizeof(floating))
+                lstm_bwd_f64(nu, grow, H, c_prev + k, aux_t + k, dt + k, NULL, dc + k, NULL)
+            mul(dc + k, dcd + k, NULL, nu, True)
+            memcpy(dh_next + k, dd + k, nu * sizeof(floating))
             wrow = grow
         elif o.cell == GRU:
-            wrow = (<floating*>p.wscr + b * GH) if o.ln else (hh_t + b * GH)
+            wrow = (<floating*>p.wscr + b * GH) if o.ln else (hh_t + b * GH + u0)
             if floating is float:
-                gru_bwd_f32(H, grow, H, h_prev + k, dt + k, NULL, dh_next + k, aux_t + k, wrow)
+                gru_bwd_f32(nu, grow, H, h_prev + k, dt + k, NULL, dh_next + k, aux_t + k, wrow)
             else:
-                gru_bwd_f64(H, grow, H, h_prev + k, dt + k, NULL, dh_next + k, aux_t + k, wrow)
-            for j in range(H):
-                dh_next[k + j] += dd[k + j]
+                gru_bwd_f64(nu, grow, H, h_prev + k, dt + k, NULL, dh_next + k, aux_t + k, wrow)
+            mul(dh_next + k, dd + k, NULL, nu, True)
         else:
-            for j in range(H):
+            for j in range(nu):
                 v = grow[j]
                 if o.cell == RNN_RELU:
                     grow[j] = dt[k + j] if v > 0 else 0
                 else:
                     grow[j] = dt[k + j] * (1 - v * v)
-            memcpy(dh_next + k, dd + k, H * sizeof(floating))
+            memcpy(dh_next + k, dd + k, nu * sizeof(floating))
             wrow = grow
         if o.ln:
             # the recurrent side's LayerNorm: hh_t holds its normalized input, which
@@ -468,17 +461,29 @@ cdef void backward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssiz
                     (<floating*>p.acc_bh + b * GH) if o.cell == GRU else NULL)
 
 
+cdef inline void add_product(floating* dh, const floating* scr, const floating* rmask,
+                             Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H, Py_ssize_t u0,
+                             Py_ssize_t nu) noexcept nogil:
+    """dh[b0:b1, u0:u0+nu] += rmask * scr (the recurrent product reached h * rmask)."""
+    cdef Py_ssize_t b, k
+    for b in range(b0, b1):
+        k = b * H + u0
+        mul(dh + k, scr + k, rmask + k if rmask != NULL else NULL, nu, True)
+
+
 cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexcept nogil:
     cdef Py_ssize_t T = o.T, B = o.B, H = o.H, GH = o.G * o.H, BH = o.B * o.H
-    cdef Py_ssize_t s, t, tn, part, b0, b1, j, r
+    cdef Py_ssize_t s, t, part, b0, b1, r, grp
+    cdef Py_ssize_t NR = panel_cols(x)
+    cdef Py_ssize_t gs = GROUP if o.by_rows else group_size(o.nub, o.nthreads)
     cdef int nthreads = o.nthreads
     cdef floating* bufs[2]
     cdef floating* dR
     cdef floating* scr = <floating*>p.scr
     cdef const floating* rmask = <const floating*>p.rmask
+    cdef const floating* panels = <const floating*>p.panels
     cdef floating* xg = <floating*>p.xg
     cdef floating* gates = (<floating*>p.gates) if o.ln else xg
-    cdef floating* cur
     s = t = r = 0
     dR = (<floating*>p.hhat) if (o.ln or o.cell == GRU) else gates
     bufs[0] = <floating*>p.dh0
@@ -488,27 +493,40 @@ cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexc
     copy_or_zero(bufs[0], <const floating*>p.dhT, BH)
     if o.cell == LSTM:
         copy_or_zero(<floating*>p.dc, <const floating*>p.dcT, BH)
-    with parallel(num_threads=nthreads):
-        for part in prange(nthreads, schedule="static"):
-            b0 = B * part // nthreads
-            b1 = B * (part + 1) // nthreads
+    if o.by_rows:
+        with parallel(num_threads=nthreads):
+            for part in prange(nthreads, schedule="static"):
+                b0 = B * part // nthreads
+                b1 = B * (part + 1) // nthreads
+                for s in range(T + 1):
+                    if s > 0:
+                        # dh(s) += mask * (dR[t(s-1)] @ W_hh) for these rows
+                        for grp in range(n_groups(o.nub, gs)):
+                            gemm_panels(b1 - b0, GH,
+                                        dR + (step_time(T - s, T, o.reverse) * B + b0) * GH,
+                                        GH, panels + grp * gs * GH * NR,
+                                        group_panels(grp, o.nub, gs), p.col0 + grp * gs,
+                                        p.width + grp * gs, scr + b0 * H, H, False)
+                        add_product(bufs[s & 1], scr, rmask, b0, b1, H, 0, H)
+                    if s < T:
+                        backward_step(x, o, p, step_time(T - 1 - s, T, o.reverse), b0, b1,
+                                      0, H, bufs[s & 1], bufs[(s + 1) & 1])
+    else:
+        # each thread: its groups of unit blocks of every row, one barrier a step
+        with parallel(num_threads=nthreads):
             for s in range(T + 1):
-                if s > 0:
-                    # dh(s) += mask * (dR[t(s-1)] @ W_hh) for these rows
-                    tn = step_time(T - s, T, o.reverse)
-                    gemm_panels(b1 - b0, GH, dR + (tn * B + b0) * GH, GH,
-                                <floating*>p.panels, o.nub, p.col0, p.width, scr + b0 * H, H,
-                                False)
-                    cur = bufs[s & 1]
-                    if rmask != NULL:
-                        for j in range(b0 * H, b1 * H):
-                            cur[j] += rmask[j] * scr[j]
-                    else:
-                        for j in range(b0 * H, b1 * H):
-                            cur[j] += scr[j]
-                if s < T:
-                    backward_step(x, o, p, step_time(T - 1 - s, T, o.reverse), b0, b1,
-                                  bufs[s & 1], bufs[(s + 1) & 1])
+                for grp in prange(n_groups(o.nub, gs), schedule="static"):
+                    if s > 0:
+                        gemm_panels(B, GH, dR + step_time(T - s, T, o.reverse) * B * GH, GH,
+                                    panels + grp * gs * GH * NR, group_panels(grp, o.nub, gs),
+                                    p.col0 + grp * gs, p.width + grp * gs, scr, H, False)
+                        add_product(bufs[s & 1], scr, rmask, 0, B, H, p.col0[grp * gs],
+                                    group_units(grp, o.nub, p.col0, p.width, gs))
+                    if s < T:
+                        backward_step(x, o, p, step_time(T - 1 - s, T, o.reverse), 0, B,
+                                      p.col0[grp * gs],
+                                      group_units(grp, o.nub, p.col0, p.width, gs),
+                                      bufs[s & 1], bufs[(s + 1) & 1])
     if T % 2 == 1:
         memcpy(p.dh0, p.work, BH * sizeof(floating))
     # dW_hh = dR.T @ H_prev (the masked states that entered the product)
@@ -534,7 +552,7 @@ cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexc
 # ---- Python entry points ------------------------------------------------------------------
 
 cdef Opts make_opts(int cell, x, Py_ssize_t H, bint ln, double eps, double zh_c, double zc_c,
-                    bint reverse, bint keep, int nthreads, double clip):
+                    bint reverse, bint keep, int nthreads, bint by_rows, double clip):
     cdef Opts o
     o.cell = cell
     o.T, o.B, o.n_in = x.shape[0], x.shape[1], x.shape[2]
@@ -547,22 +565,25 @@ cdef Opts make_opts(int cell, x, Py_ssize_t H, bint ln, double eps, double zh_c,
     o.reverse = reverse
     o.keep = keep
     o.clip = clip
-    o.nthreads = max(1, min(nthreads, o.B))
+    # LayerNorm needs whole rows: the batch is split (fastrnn.functional plans so)
+    o.by_rows = by_rows or ln
+    o.nthreads = max(1, min(nthreads, o.B)) if o.by_rows else max(1, nthreads)
     o.chunk = o.T if keep else max(1, min(o.T, INFER_ROWS // o.B))
     return o
 
 
 def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
             double zh_c, double zc_c, h0, c0, lengths, bint reverse, bint training,
-            int nthreads=1):
+            int nthreads=1, bint by_rows=True):
     """y (T,B,H), hT, cT (None unless LSTM), saved (None unless training).
 
     cell: CELLS[name]; bias: input-side bias (GH,) (for the GRU b_hr, b_hz joined in) or
     None; b_hn: GRU's (H,) or None; ln: packed LayerNorm parameters or None; rmask (B, H)
-    or None; zh, zc: (T, B, H) keep masks or None, zh_c, zc_c: evaluation-mode zoneout
-    probabilities (used when the masks are None)."""
+    or None; zh, zc: (T, B, H) uint8 keep masks (1: keep the old value) or None, zh_c, zc_c: evaluation-mode zoneout
+    probabilities (used when the masks are None).  by_rows: the threads split the batch
+    (always with LayerNorm), else the hidden units (see common.pxd)."""
     cdef Opts o = make_opts(cell, x, w_hh.shape[1], ln is not None, eps, zh_c, zc_c, reverse,
-                            training, nthreads, 0)
+                            training, nthreads, by_rows, 0)
     cdef Ptrs p
     cdef Py_ssize_t T = o.T, B = o.B, H = o.H, GH = o.G * o.H
     cdef Py_ssize_t nkeep = T if training else 1
@@ -570,6 +591,8 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
     NR = 16 if dtype == np.float32 else 8
     col0, width, nub = unit_block_layout(o.G, H, dtype)
     o.nub = nub
+    if not o.by_rows:
+        o.nthreads = min(o.nthreads, nub)
     panels = ws_empty((o.G * nub, H, NR), dtype)
     xg = ws_empty((o.chunk, B, GH), dtype)
     gates = ws_empty((nkeep, B, GH), dtype) if o.ln else None
@@ -581,7 +604,7 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
     cs = ws_empty((T + 1 if training else 2, B, H), dtype) if cell == LSTM else None
     aux = ws_empty((nkeep, B, H), dtype) if cell in (LSTM, GRU) else None
     cn = ws_empty((nkeep, B, H), dtype) if (o.ln and cell == LSTM) else None
-    hm = np.empty((B, H), dtype) if rmask is not None else None
+    hm = np.empty((2, B, H), dtype) if rmask is not None else None
     scr = np.empty((B, GH), dtype) if (o.ln and cell == GRU) else None
     y = np.empty((T, B, H), dtype)
     hT = np.empty((B, H), dtype)
@@ -592,8 +615,8 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
     p.b_hn = data_or_null(b_hn)
     p.ln = data_or_null(ln)
     p.rmask = data_or_null(rmask)
-    p.zh = data_or_null(zh)
-    p.zc = data_or_null(zc)
+    p.zh = <unsigned char*>data_or_null(zh)
+    p.zc = <unsigned char*>data_or_null(zc)
     p.h0 = data_or_null(h0)
     p.c0 = data_or_null(c0)
     p.lengths = <int64_t*>data_or_null(lengths)
@@ -631,11 +654,12 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
 
 
 def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh_c,
-             double zc_c, lengths, bint reverse, saved, int nthreads=1, double clip=0):
+             double zc_c, lengths, bint reverse, saved, int nthreads=1, double clip=0,
+             bint by_rows=True):
     """dx, dh0, dc0 (None unless LSTM), dw_ih, dw_hh, db_ih, db_hh, dln (None without
     LayerNorm; packed as ln).  Overwrites the saved buffers."""
     cdef Opts o = make_opts(cell, x, w_hh.shape[1], ln is not None, 0, zh_c, zc_c, reverse,
-                            True, nthreads, clip)
+                            True, nthreads, by_rows, clip)
     cdef Ptrs p
     cdef Py_ssize_t T = o.T, B = o.B, H = o.H, GH = o.G * o.H
     xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn = saved
@@ -643,6 +667,8 @@ def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh
     NR = 16 if dtype == np.float32 else 8
     col0, width, nub = unit_block_layout(1, H, dtype)
     o.nub = nub
+    if not o.by_rows:
+        o.nthreads = min(o.nthreads, nub)
     panels = ws_empty((nub, GH, NR), dtype)
     hprev = hs[1:] if reverse else hs[:T]
     if rmask is not None:
@@ -668,8 +694,8 @@ def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh
     p.w_hh = data_or_null(w_hh)
     p.ln = data_or_null(ln)
     p.rmask = data_or_null(rmask)
-    p.zh = data_or_null(zh)
-    p.zc = data_or_null(zc)
+    p.zh = <unsigned char*>data_or_null(zh)
+    p.zc = <unsigned char*>data_or_null(zc)
     p.lengths = <int64_t*>data_or_null(lengths)
     p.col0 = <Py_ssize_t*>data_or_null(col0)
     p.width = <int*>data_or_null(width)

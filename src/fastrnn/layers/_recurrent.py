@@ -182,7 +182,7 @@ class _Recurrent(Layer):
 
     def _regularizers(self, gen, T, B, in_size):
         """Masks for one layer and direction: dict(in_mask (B, in_size), w_mask (G*H, O),
-        recurrent_mask (B, O), zoneout_h (T, B, O) and zoneout_c (T, B, H) 0/1), each None
+        recurrent_mask (B, O), zoneout_h (T, B, O) and zoneout_c (T, B, H) booleans), each None
         when off; with gen None (evaluation), only the zoneout probabilities."""
         O, H, dt = self._out_width, self.hidden_size, self.dtype
         zc = self.zoneout_c if self._kind == "lstm" else 0.0
@@ -197,8 +197,8 @@ class _Recurrent(Layer):
             m *= dt.type(1.0 / (1.0 - p))
             return m
 
-        def zone(z, shape):
-            return (gen.random(shape, dtype=dt) < z).astype(dt) if z else None
+        def zone(z, shape):          # 1 (True): the unit keeps its previous value
+            return gen.random(shape, dtype=dt) < z if z else None
         return dict(in_mask=drop(self.input_dropout, (B, in_size)),
                     w_mask=drop(self.weight_drop, (self._G * H, O)),
                     recurrent_mask=drop(self.recurrent_dropout, (B, O)),
