@@ -363,3 +363,17 @@ def test_matches_torch_autograd(cell, zoneout):
         if arg in args(cell):
             np.testing.assert_allclose(getattr(g, field), t[arg].grad.numpy(), rtol=1e-10,
                                        atol=1e-12, err_msg=arg)
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_bench_torch_runners_compute_the_same_math(mode):
+    """`fastrnn bench` compares the regularized cells with torch running the same math:
+    the same outputs (inference) and input gradients (training), float32."""
+    torch = pytest.importorskip("torch")
+    from fastrnn import bench
+    for cell in bench.REGULARIZED:
+        p = bench.make_problem(cell, 4, 6, 3, 8)
+        ours = bench.regularized_runner(cell, p, mode)()
+        theirs = bench.torch_regularized_runner(torch, cell, p, mode)()
+        a, b = (ours[0], theirs) if mode == "infer" else (ours.dx, theirs[0])
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-4, atol=2e-5, err_msg=cell)

@@ -343,11 +343,15 @@ def build_parser():
                                    "in one process: medians, GFLOP/s, share of the GEMM rate "
                                    "measured in the same run, speed-ups.")
     b.add_argument("--cells", type=_names(["lstm", "gru", "rnn", "peephole_lstm",
-                                           "projection_lstm"]),
+                                           "projection_lstm", *bench.REGULARIZED]),
                    default="lstm,gru,rnn",
-                   help="comma-separated cells (peephole_lstm, projection_lstm: the table "
-                        "only, timed against fastrnn's plain LSTM too; ONNX Runtime's LSTM "
-                        "with peepholes, torch's with proj_size = H/2)")
+                   help="comma-separated cells.  Variants (the table only, each timed "
+                        "against fastrnn's plain cell too): peephole_lstm (and ONNX "
+                        "Runtime's LSTM with peepholes), projection_lstm (torch's with "
+                        "proj_size = H/2), layernorm_lstm, layernorm_gru and "
+                        "{lstm,gru,rnn}_{rdrop,zoneout} (recurrent dropout p = 0.25 and "
+                        "zoneout z = 0.1; torch running the same math step by step with "
+                        "its own operators)")
     b.add_argument("--shape", type=_shape, action="append", metavar="B,T,I,H",
                    help="a shape to run (repeatable; default: "
                         + " ".join(",".join(map(str, sh)) for sh in bench.DEFAULT_SHAPES) + ")")

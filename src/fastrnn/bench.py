@@ -20,10 +20,21 @@ from fastrnn import functional as F
 from fastrnn import reference as R
 from fastrnn.init import as_generator
 
+# the regularized and normalized cells (fastrnn.functional's layernorm_* and the
+# recurrent_mask / zoneout arguments): name -> (plain cell, what is added)
+REGULARIZED = {"layernorm_lstm": ("lstm", "layer_norm"), "layernorm_gru": ("gru", "layer_norm")}
+for _c in ("lstm", "gru", "rnn"):
+    REGULARIZED[f"{_c}_rdrop"] = (_c, "recurrent_dropout")
+    REGULARIZED[f"{_c}_zoneout"] = (_c, "zoneout")
+RDROP_P, ZONEOUT_P = 0.25, 0.1      # the probabilities the bench draws its masks with
+
 GATES = {"rnn": 1, "lstm": 4, "gru": 3, "peephole_lstm": 4, "projection_lstm": 4}
+GATES.update({name: GATES[base] for name, (base, _) in REGULARIZED.items()})
 # cell variants: the table also times fastrnn's plain cell on the same data (torch has the
-# projection LSTM, proj_size = H/2 here; ONNX Runtime has the peephole LSTM)
+# projection LSTM, proj_size = H/2 here; ONNX Runtime has the peephole LSTM; for the
+# regularized cells torch runs the same math with its own operators, step by step)
 VARIANTS = {"peephole_lstm": "lstm", "projection_lstm": "lstm"}
+VARIANTS.update({name: base for name, (base, _) in REGULARIZED.items()})
 
 
 def proj_size(H):
@@ -97,6 +108,18 @@ def make_problem(cell, B, T, I, H, dtype=np.float32, seed=0):
     }
     if cell == "peephole_lstm":
         p["w_peep"] = rng.uniform(-k, k, 3 * H).astype(dtype)
+    if cell in REGULARIZED:
+        base, what = REGULARIZED[cell]
+        if what == "layer_norm":
+            n = [G * H, G * H, G * H, G * H] + ([H, H] if base == "lstm" else [])
+            p["ln"] = [((1.0 if i % 2 == 0 else 0.0) + 0.1 * rng.standard_normal(m))
+                       .astype(dtype) for i, m in enumerate(n)]
+        elif what == "recurrent_dropout":
+            p["recurrent_mask"] = ((rng.random((B, H)) >= RDROP_P)
+                                   / (1 - RDROP_P)).astype(dtype)
+        else:
+            p["zoneout_h"] = rng.random((T, B, H)) < ZONEOUT_P
+            p["zoneout_c"] = rng.random((T, B, H)) < ZONEOUT_P
     if cell == "projection_lstm":
         # its own P-wide h, recurrent weight and output gradient (the plain LSTM it is
         # compared with uses the others)
@@ -109,11 +132,134 @@ def make_problem(cell, B, T, I, H, dtype=np.float32, seed=0):
 
 
 def _states(cell, p):
-    return (p["h0"], p["c0"]) if cell in ("lstm", "peephole_lstm") else (p["h0"],)
+    base = REGULARIZED.get(cell, (cell,))[0]
+    return (p["h0"], p["c0"]) if base in ("lstm", "peephole_lstm") else (p["h0"],)
+
+
+def regularized_runner(cell, p, mode):
+    """fastrnn.functional for a regularized cell (masks as drawn by make_problem; zoneout
+    at evaluation is its expectation)."""
+    base, what = REGULARIZED[cell]
+    args = (p["x"], *_states(cell, p), p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    name = base
+    kw = {}
+    if what == "layer_norm":
+        name = "layernorm_" + base
+        args += tuple(p["ln"])
+    elif what == "recurrent_dropout":
+        if mode == "infer":           # evaluation applies no dropout: the plain cell
+            name = base
+        else:
+            kw["recurrent_mask"] = p["recurrent_mask"]
+    else:
+        kw["zoneout_h"] = ZONEOUT_P if mode == "infer" else p["zoneout_h"]
+        if base == "lstm":
+            kw["zoneout_c"] = ZONEOUT_P if mode == "infer" else p["zoneout_c"]
+    fwd = getattr(F, f"{name}_forward")
+    bwd = getattr(F, f"{name}_backward")
+    if mode == "infer":
+        return lambda: fwd(*args, training=False, **kw)
+    extra = (None,) if base == "lstm" else ()
+    return lambda: bwd(p["dy"], None, *extra, fwd(*args, **kw)[-1])
+
+
+def torch_regularized_runner(torch, cell, p, mode):
+    """The same math as regularized_runner written with torch's own operators, as a torch
+    user would: torch.nn.functional.layer_norm around the products of a step-by-step cell,
+    or nn.LSTMCell / GRUCell / RNNCell steps with the mask or the zoneout blend."""
+    base, what = REGULARIZED[cell]
+    nn = torch.nn
+    T, B, I = p["x"].shape
+    H = p["h0"].shape[1]
+    t = {k: torch.from_numpy(p[k]) for k in ("w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")}
+    x = torch.from_numpy(p["x"])
+    params = [t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"]]
+    cellmod = None
+    if what == "layer_norm":
+        ln = [torch.from_numpy(a) for a in p["ln"]]
+        params += ln
+    else:
+        cellmod = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}[base](I, H)
+        with torch.no_grad():
+            cellmod.weight_ih.copy_(t["w_ih"])
+            cellmod.weight_hh.copy_(t["w_hh"])
+            cellmod.bias_ih.copy_(t["b_ih"])
+            cellmod.bias_hh.copy_(t["b_hh"])
+        params = list(cellmod.parameters())
+    masks = {k: torch.from_numpy(p[k]) for k in ("recurrent_mask", "zoneout_h", "zoneout_c")
+             if k in p}
+    train = mode == "train"
+    f = nn.functional
+
+    def run(xs):
+        h, c = t["h0"], t["c0"]
+        ys = []
+        if what == "layer_norm":
+            G = GATES[cell]
+            ax = f.layer_norm(xs @ ln_w(0).T, (G * H,), ln[0], ln[1]) + t["b_ih"]
+        for step in range(T):
+            if what == "layer_norm":
+                a = ax[step] + f.layer_norm(h @ ln_w(1).T, (G * H,), ln[2], ln[3]) + t["b_hh"]
+                if base == "lstm":
+                    i, fg, g, o = a.chunk(4, 1)
+                    c = torch.sigmoid(fg) * c + torch.sigmoid(i) * torch.tanh(g)
+                    h = torch.sigmoid(o) * torch.tanh(f.layer_norm(c, (H,), ln[4], ln[5]))
+                else:
+                    gx, gh = ax[step], a - ax[step]
+                    xr, xz, xn = gx.chunk(3, 1)
+                    hr, hz, hn = gh.chunk(3, 1)
+                    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+                    n = torch.tanh(xn + r * hn)
+                    h = (1 - z) * n + z * h
+            else:
+                hin = h * masks["recurrent_mask"] if (what == "recurrent_dropout"
+                                                      and train) else h
+                if base == "lstm":
+                    h_new, c_new = cellmod(xs[step], (hin, c))
+                elif base == "gru" and hin is not h:
+                    # GRUCell(x, h * m) would blend with the masked h too; Keras's (and
+                    # fastrnn's) recurrent dropout masks only the recurrent product
+                    xr, xz, xn = (xs[step] @ cellmod.weight_ih.T + cellmod.bias_ih).chunk(3, 1)
+                    hr, hz, hn = (hin @ cellmod.weight_hh.T + cellmod.bias_hh).chunk(3, 1)
+                    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+                    n = torch.tanh(xn + r * hn)
+                    h_new, c_new = (1 - z) * n + z * h, None
+                else:
+                    h_new, c_new = cellmod(xs[step], hin), None
+                if what == "zoneout":
+                    if train:
+                        h_new = torch.where(masks["zoneout_h"][step], h, h_new)
+                        if c_new is not None:
+                            c_new = torch.where(masks["zoneout_c"][step], c, c_new)
+                    else:
+                        h_new = ZONEOUT_P * h + (1 - ZONEOUT_P) * h_new
+                        if c_new is not None:
+                            c_new = ZONEOUT_P * c + (1 - ZONEOUT_P) * c_new
+                h, c = h_new, c_new
+            ys.append(h)
+        return torch.stack(ys)
+
+    def ln_w(i):
+        return (t["w_ih"], t["w_hh"])[i]
+    if not train:
+        def infer():
+            with torch.inference_mode():
+                return run(x)
+        return infer
+    xg = x.clone().requires_grad_(True)
+    for q in params:
+        q.requires_grad_(True)
+    dy = torch.from_numpy(p["dy"])
+
+    def train_step():
+        return torch.autograd.grad(run(xg), [xg] + params, dy)
+    return train_step
 
 
 def numpy_like_runner(module, cell, p, mode):
     """fastrnn.functional or fastrnn.reference: a no-argument callable for one call."""
+    if cell in REGULARIZED:
+        return regularized_runner(cell, p, mode)
     fwd = getattr(module, f"{cell}_forward")
     bwd = getattr(module, f"{cell}_backward")
     args = (p["x"], *_states(cell, p), p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
@@ -231,13 +377,16 @@ def run_table(cells, shapes, modes, threads=None, use_torch=True, use_numpy=True
             p = make_problem(cell, B, T, I, H)
             for mode in modes:
                 runners = {"fastrnn": numpy_like_runner(F, cell, p, mode)}
-                if use_numpy:
+                if use_numpy and cell not in REGULARIZED:
                     runners["numpy"] = numpy_like_runner(R, cell, p, mode)
-                if torch is not None and cell not in ("peephole_lstm",):
+                if torch is not None and cell in REGULARIZED:
+                    runners["torch"] = torch_regularized_runner(torch, cell, p, mode)
+                elif torch is not None and cell not in ("peephole_lstm",):
                     runners["torch"] = torch_runner(torch, cell, p, mode)
                 if cell in VARIANTS:
                     runners["plain"] = numpy_like_runner(F, VARIANTS[cell], p, mode)
-                if ort is not None and mode == "infer" and cell != "projection_lstm":
+                if ort is not None and mode == "infer" and cell not in ("projection_lstm",
+                                                                        *REGULARIZED):
                     runners["onnxruntime"] = onnx_runner(cell, p, nthreads)
                 med, rounds = interleaved(runners, min_rounds=min_rounds, budget=budget)
                 used = threads_now()
