@@ -91,3 +91,42 @@ def test_bench_word_lm_json(capsys):
     res = _json_out(capsys, ["bench", "--word-lm", "--budget", "0", "--json", "--no-torch"])
     row = res["word_lm"]
     assert row["vocab"] == 5000 and row["fastrnn_tokens_per_s"] > 0 and "torch_ms" not in row
+
+
+def test_bench_regularized_rows_json(capsys):
+    res = _json_out(capsys, ["bench", "--cells", "layernorm_lstm,gru_zoneout,rnn_rdrop",
+                             "--shape", "2,3,4,5", "--modes", "infer,train", "--budget", "0",
+                             "--json", "--no-torch"])
+    rows = res["table"]["rows"]
+    assert [r["cell"] for r in rows] == ["layernorm_lstm"] * 2 + ["gru_zoneout"] * 2 + \
+        ["rnn_rdrop"] * 2
+    for r in rows:
+        assert r["plain_ms"] > 0 and "numpy_ms" not in r
+
+
+def test_train_with_regularizers(capsys):
+    res = _json_out(capsys, ["train", "sine", "--steps", "100", "--layer-norm", "--zoneout",
+                             "0.1", "--recurrent-dropout", "0.2", "--weight-drop", "0.1",
+                             "--input-dropout", "0.1", "--json", "--quiet"])
+    assert res["regularizers"] == {"layer_norm": True, "zoneout": 0.1,
+                                   "recurrent_dropout": 0.2, "weight_drop": 0.1,
+                                   "input_dropout": 0.1}
+    assert res["steps"] == 100
+    assert main(["train", "sine", "--steps", "100", "--zoneout", "0.05,0.2", "--quiet"]) == 0
+    assert "zoneout=(0.05, 0.2)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--zoneout", "1.5"], "argument --zoneout: expected a probability in [0, 1)"),
+    (["train", "--recurrent-dropout", "x"], "expected a probability in [0, 1), got 'x'"),
+    (["train", "--zoneout", "0.1,0.2,0.3"], "expected Z or Z_H,Z_C"),
+])
+def test_train_bad_regularizers(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_train_refuses_layer_norm_for_rnn(capsys):
+    assert main(["train", "sine", "--cell", "rnn", "--layer-norm", "--steps", "10"]) == 2
+    assert "layer_norm=True is for LSTM and GRU layers" in capsys.readouterr().err

@@ -126,6 +126,23 @@ def _names(allowed):
     return parse
 
 
+def _prob(text):
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
+    if not 0 <= p < 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
+    return p
+
+
+def _zoneout(text):
+    parts = [_prob(t) for t in text.split(",")]
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"expected Z or Z_H,Z_C, got {text!r}")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
 def cmd_bench(args):
     import json
 
@@ -187,7 +204,8 @@ def cmd_bench(args):
 def _print_result(r):
     verdict = "solved" if r["solved"] else "not solved"
     cmp = ">=" if r["metric"].endswith("accuracy") else "<"
-    print(f"{r['task']}: {r['cell']} H={r['hidden']} layers={r['layers']} "
+    regs = "".join(f" {k}={v}" for k, v in r.get("regularizers", {}).items())
+    print(f"{r['task']}: {r['cell']} H={r['hidden']} layers={r['layers']}{regs} "
           f"seq_len={r['seq_len']}, {r['steps']} steps, {r['wall_time_s']:.1f} s")
     when = ""
     if r.get("value_epoch") is None:
@@ -220,7 +238,8 @@ def cmd_train(args):
     from fastrnn import tasks
     options = {k: getattr(args, k) for k in (
         "seq_len", "cell", "hidden", "layers", "optimizer", "lr", "clip_norm", "batch_size",
-        "steps", "text", "temperature", "sample", "copy_len")}
+        "steps", "text", "temperature", "sample", "copy_len", "layer_norm", "input_dropout",
+        "recurrent_dropout", "weight_drop", "zoneout")}
     if args.task != "charlm" and args.text is not None:
         print("fastrnn train: --text is for the charlm task", file=sys.stderr)
         return 2
@@ -299,6 +318,18 @@ def build_parser():
                    help="learning rate " + _task_defaults("lr", "{:g}"))
     t.add_argument("--clip-norm", type=float, default=None,
                    help="global gradient-norm clipping, 0: off " + _task_defaults("clip_norm"))
+    t.add_argument("--layer-norm", action="store_true", default=None,
+                   help="LayerNorm LSTM / GRU (Ba et al. 2016, haste's formulation)")
+    t.add_argument("--input-dropout", type=_prob, default=None, metavar="P",
+                   help="variational dropout on the recurrent layer's input (one mask per "
+                        "sequence)")
+    t.add_argument("--recurrent-dropout", type=_prob, default=None, metavar="P",
+                   help="variational dropout on h entering the recurrent product (Gal & "
+                        "Ghahramani 2016)")
+    t.add_argument("--weight-drop", type=_prob, default=None, metavar="P",
+                   help="DropConnect on the recurrent weight, one mask per batch (AWD-LSTM)")
+    t.add_argument("--zoneout", type=_zoneout, default=None, metavar="Z[,ZC]",
+                   help="zoneout probability of h (and c: Z,ZC for an LSTM; Z alone: both)")
     t.add_argument("--copy-len", type=_positive, default=None,
                    help="copy: symbols to recall (default: 10)")
     t.add_argument("--temperature", type=float, default=None,

@@ -36,15 +36,20 @@ __all__ = ["TASKS", "get_task"]
 _CELLS = {"lstm": L.LSTM, "gru": L.GRU, "rnn": L.RNN}
 
 
-def _recurrent(cell, I, H, num_layers, dtype, seed, **kw):
+# the recurrent layers' regularizer options a task passes on (fastrnn train --layer-norm ...)
+REGULARIZERS = dict(layer_norm=False, input_dropout=0.0, recurrent_dropout=0.0,
+                    weight_drop=0.0, zoneout=0.0)
+
+
+def _recurrent(cell, I, H, num_layers, dtype, seed, regs=None, **kw):
     cls = _CELLS[cell]
     extra = {"unit_forget_bias": True} if cell == "lstm" else {}
     return cls(I, H, num_layers=num_layers, batch_first=True, dtype=dtype, seed=seed,
-               **extra, **kw)
+               **extra, **(regs or {}), **kw)
 
 
-def _many_to_one(cell, I, H, num_layers, out, dtype, seed):
-    return Sequential([_recurrent(cell, I, H, num_layers, dtype, seed),
+def _many_to_one(cell, I, H, num_layers, out, dtype, seed, regs=None):
+    return Sequential([_recurrent(cell, I, H, num_layers, dtype, seed, regs),
                        L.LastStep(batch_first=True), L.Dense(H, out, dtype=dtype, seed=seed)])
 
 
@@ -54,13 +59,17 @@ class Task:
     metrics = ()
     target_metric = "val_loss"          # the value the target is about
     defaults = dict(seq_len=100, cell="lstm", hidden=64, layers=1, optimizer="adam", lr=1e-2,
-                    clip_norm=1.0, batch_size=32, steps=4000)
+                    clip_norm=1.0, batch_size=32, steps=4000, **REGULARIZERS)
     steps_per_epoch = 100
     stop_at_target = True                # stop after the first epoch that meets the target
 
     def __init__(self, **options):
         self.options = dict(self.defaults)
         self.options.update({k: v for k, v in options.items() if v is not None})
+
+    def regs(self):
+        """The regularizer options that differ from the defaults (for the recurrent layer)."""
+        return {k: self.options[k] for k, v in REGULARIZERS.items() if self.options[k] != v}
 
     def __getattr__(self, name):
         try:
@@ -115,7 +124,7 @@ class Adding(Task):
         return x, y
 
     def build(self, dtype, seed):
-        return _many_to_one(self.cell, 2, self.hidden, self.layers, 1, dtype, seed)
+        return _many_to_one(self.cell, 2, self.hidden, self.layers, 1, dtype, seed, self.regs())
 
     def baseline(self, data):
         return 1 / 6
@@ -154,7 +163,8 @@ class Copy(Task):
         return x, y
 
     def build(self, dtype, seed):
-        return Sequential([_recurrent(self.cell, 10, self.hidden, self.layers, dtype, seed),
+        return Sequential([_recurrent(self.cell, 10, self.hidden, self.layers, dtype, seed,
+                                      self.regs()),
                            L.Dense(self.hidden, 10, dtype=dtype, seed=seed)])
 
     def baseline(self, data):
@@ -191,7 +201,7 @@ class SumClassify(Task):
         return x, y
 
     def build(self, dtype, seed):
-        return _many_to_one(self.cell, 1, self.hidden, self.layers, 2, dtype, seed)
+        return _many_to_one(self.cell, 1, self.hidden, self.layers, 2, dtype, seed, self.regs())
 
     def baseline(self, data):
         return 0.5
@@ -224,7 +234,7 @@ class Sine(Task):
         return x.astype(dtype), y.astype(dtype)
 
     def build(self, dtype, seed):
-        return _many_to_one(self.cell, 1, self.hidden, self.layers, 1, dtype, seed)
+        return _many_to_one(self.cell, 1, self.hidden, self.layers, 1, dtype, seed, self.regs())
 
     def baseline(self, data):
         xv, yv = data["val"]
@@ -276,7 +286,7 @@ class CharLM(Task):
         return Sequential([
             L.Embedding(V, self.embed, dtype=dtype, seed=seed),
             _recurrent(self.cell, self.embed, self.hidden, self.layers, dtype, seed,
-                       stateful=True),
+                       self.regs(), stateful=True),
             L.Dense(self.hidden, V, dtype=dtype, seed=seed)])
 
     def baseline(self, data):
@@ -340,7 +350,7 @@ class AttentionTask(Task):
 
     def build(self, dtype, seed):
         H = self.hidden
-        return Sequential([_recurrent(self.cell, 2, H, self.layers, dtype, seed),
+        return Sequential([_recurrent(self.cell, 2, H, self.layers, dtype, seed, self.regs()),
                            L.Attention(H, score="general", dtype=dtype, seed=seed),
                            L.Dense(H, 2, dtype=dtype, seed=seed)])
 
@@ -448,6 +458,7 @@ def run(task, *, dtype=np.float32, seed=0, verbose=1, save=None, stream=None,
     if stopper.reached_at is not None:
         history.stop_reason = f"target reached after epoch {stopper.reached_at + 1}"
     result.update(cell=task.cell, hidden=task.hidden, layers=task.layers,
+                  regularizers=task.regs(),
                   seq_len=task.seq_len, steps=steps, epochs=len(history.epoch),
                   train_loss=float(history.last()["loss"]) if history.epoch else None,
                   epochs_validated=sum(1 for v in history.history.get(task.target_metric, [])

@@ -4,6 +4,9 @@ Kernels (Cython, GIL released, OpenMP threads; forward and backward through time
     rnn.pyx     Elman RNN (tanh / relu)
     lstm.pyx    LSTM
     gru.pyx     GRU (both reset variants)
+    lstmp.pyx   projection LSTM
+    variants.pyx  LayerNorm LSTM / GRU, recurrent dropout and zoneout: one recurrence for
+                the three cells, forward and backward
     common.pxd  what the three share: state slots, lengths, the parallel schemes, the
                 packed-panel products, the input-side products
     loss.pyx    fused softmax cross-entropy over rows of logits
