@@ -60,19 +60,27 @@
             for (int l = 0; l < w; l++) acc[l] += acc[l + w];                                \
         return acc[0] + tail;                                                                \
     }                                                                                        \
-    ATTR static T ln_fwd_##SUFFIX(T *v, ptrdiff_t n, double eps)                             \
+    ATTR static T ln_stats_##SUFFIX(const T *v, ptrdiff_t n, double eps, T *mean)          \
     {                                                                                        \
-        double mean = rsum_##SUFFIX(v, NULL, 0, n) / n;                                      \
-        double var = rsum_##SUFFIX(v, v, mean, n) / n;                                       \
-        T r = (T)(1.0 / sqrt(var + eps)), m = (T)mean;                                       \
-        FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) v[j] = (v[j] - m) * r;                    \
-        return r;                                                                            \
+        double m = rsum_##SUFFIX(v, NULL, 0, n) / n;                                         \
+        double var = rsum_##SUFFIX(v, v, m, n) / n;                                          \
+        *mean = (T)m;                                                                        \
+        return (T)(1.0 / sqrt(var + eps));                                                   \
     }                                                                                        \
-    ATTR static void ln_bwd_##SUFFIX(const T *d, const T *gain, T *xhat, T r, ptrdiff_t n,   \
-                                     T *acc_g, T *acc_b)                                     \
+    ATTR static void ln_apply_##SUFFIX(const T *v, T *out, ptrdiff_t n, T mean, T r)         \
     {                                                                                        \
-        T m1 = (T)(rsum_##SUFFIX(d, gain, 0, n) / n);                                        \
-        T m2 = (T)(rsum3_##SUFFIX(d, gain, xhat, n) / n);                                    \
+        FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) out[j] = (v[j] - mean) * r;               \
+    }                                                                                        \
+    ATTR static void ln_means_##SUFFIX(const T *d, const T *gain, const T *xhat,             \
+                                       ptrdiff_t n, T *m1, T *m2)                            \
+    {                                                                                        \
+        *m1 = (T)(rsum_##SUFFIX(d, gain, 0, n) / n);                                         \
+        *m2 = (T)(rsum3_##SUFFIX(d, gain, xhat, n) / n);                                     \
+    }                                                                                        \
+    ATTR static void ln_back_apply_##SUFFIX(const T *d, const T *gain, const T *xhat, T *out, \
+                                            ptrdiff_t n, T r, T m1, T m2, T *acc_g,          \
+                                            T *acc_b)                                        \
+    {                                                                                        \
         if (acc_g) {                                                                         \
             FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) acc_g[j] += d[j] * xhat[j];           \
         }                                                                                    \
@@ -80,12 +88,12 @@
             FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) acc_b[j] += d[j];                     \
         }                                                                                    \
         FR_IVDEP for (ptrdiff_t j = 0; j < n; j++)                                           \
-            xhat[j] = r * (d[j] * gain[j] - m1 - xhat[j] * m2);                              \
+            out[j] = r * (d[j] * gain[j] - m1 - xhat[j] * m2);                               \
     }                                                                                        \
     ATTR static void ln_gates_##SUFFIX(ptrdiff_t n, T *g, const T *xh, const T *hh,          \
-                                       const T *ln, const T *bias, T *hh_out)                \
+                                       const T *ln, ptrdiff_t ld, const T *bias, T *hh_out)  \
     {                                                                                        \
-        const T *gx = ln, *bx = ln + n, *gh = ln + 2 * n, *bh = ln + 3 * n;                  \
+        const T *gx = ln, *bx = ln + ld, *gh = ln + 2 * ld, *bh = ln + 3 * ld;               \
         if (hh_out) {                                                                        \
             FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) {                                     \
                 g[j] = xh[j] * gx[j] + bx[j] + (bias ? bias[j] : 0);                         \
@@ -96,35 +104,43 @@
                 g[j] = xh[j] * gx[j] + bx[j] + hh[j] * gh[j] + bh[j] + (bias ? bias[j] : 0); \
         }                                                                                    \
     }                                                                                        \
-    ATTR static void lstm_ln_fwd_##SUFFIX(ptrdiff_t H, T *g, const T *c_prev, T *c_cur,      \
-                                          T *h_cur, T *tc, T *cn, T *rc, const T *gc,        \
-                                          const T *bc, double eps)                           \
+    /* LSTM with LayerNorm, n units of a row (gates H apart; activations already in g):     \
+     * the candidate cell f*c + i*g */                                                       \
+    ATTR static void lstm_cand_##SUFFIX(ptrdiff_t n, const T *g, ptrdiff_t H,                \
+                                        const T *c_prev, T *ctil)                            \
     {                                                                                        \
-        FR_IVDEP for (ptrdiff_t j = 0; j < H; j++) {                                         \
-            T c = g[H + j] * c_prev[j] + g[j] * g[2 * H + j];                                \
-            c_cur[j] = c;                                                                    \
-            cn[j] = c;                                                                       \
-        }                                                                                    \
-        *rc = ln_fwd_##SUFFIX(cn, H, eps);                                                   \
-        FR_IVDEP for (ptrdiff_t j = 0; j < H; j++) tc[j] = cn[j] * gc[j] + bc[j];            \
+        FR_IVDEP for (ptrdiff_t j = 0; j < n; j++)                                           \
+            ctil[j] = g[H + j] * c_prev[j] + g[j] * g[2 * H + j];                            \
+    }                                                                                        \
+    /* tc = cn*gc + bc (the caller takes its tanh), then h = o * tc */                       \
+    ATTR static void lstm_lnc_##SUFFIX(ptrdiff_t n, const T *cn, const T *gc, const T *bc,   \
+                                       T *tc)                                                \
+    {                                                                                        \
+        FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) tc[j] = cn[j] * gc[j] + bc[j];            \
     }                                                                                        \
     ATTR static void lstm_ln_out_##SUFFIX(ptrdiff_t H, const T *o, const T *tc, T *h_cur)    \
     {                                                                                        \
         FR_IVDEP for (ptrdiff_t j = 0; j < H; j++) h_cur[j] = o[j] * tc[j];                  \
     }                                                                                        \
-    ATTR static void lstm_ln_bwd_##SUFFIX(ptrdiff_t H, T *g, const T *c_prev, T *tc, T *cn,  \
-                                          T r, const T *dt, T *dc, const T *gc, T *acc_gc,   \
-                                          T *acc_bc)                                         \
+    /* backward, part 1: dt (gradient w.r.t. h~) -> the o gate's gradient (in g), and in tc  \
+     * the gradient w.r.t. cn*gc + bc */                                                     \
+    ATTR static void lstm_ln_back1_##SUFFIX(ptrdiff_t n, T *g, ptrdiff_t H, T *tc,           \
+                                            const T *dt)                                     \
     {                                                                                        \
         T *go = g + 3 * H;                                                                   \
-        FR_IVDEP for (ptrdiff_t j = 0; j < H; j++) {                                         \
+        FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) {                                         \
             T o = go[j], t = tc[j], d = dt[j];                                               \
             go[j] = d * t * o * (1 - o);                                                     \
             tc[j] = d * o * (1 - t * t);                                                     \
         }                                                                                    \
-        ln_bwd_##SUFFIX(tc, gc, cn, r, H, acc_gc, acc_bc);                                   \
-        FR_IVDEP for (ptrdiff_t j = 0; j < H; j++) {                                         \
-            T dct = dc[j] + cn[j], i = g[j], f = g[H + j], u = g[2 * H + j];                 \
+    }                                                                                        \
+    /* part 2: dcl (through the cell's LayerNorm) + dc -> the i, f, g gradients; dc becomes  \
+     * the gradient reaching c_prev through f */                                             \
+    ATTR static void lstm_ln_back2_##SUFFIX(ptrdiff_t n, T *g, ptrdiff_t H, const T *c_prev, \
+                                            const T *dcl, T *dc)                             \
+    {                                                                                        \
+        FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) {                                         \
+            T dct = dc[j] + dcl[j], i = g[j], f = g[H + j], u = g[2 * H + j];                \
             g[j] = dct * u * i * (1 - i);                                                    \
             g[H + j] = dct * c_prev[j] * f * (1 - f);                                        \
             g[2 * H + j] = dct * i * (1 - u * u);                                            \
@@ -190,14 +206,18 @@ FR_DEFINE_NORM_ALL(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx5
 /* ---- dispatch (the level fr_simd.c selected) ------------------------------------------ */
 
 #define FR_NORM_FIELDS(SUF, T)                                                               \
-    T (*ln_fwd_##SUF)(T *, ptrdiff_t, double);                                               \
-    void (*ln_bwd_##SUF)(const T *, const T *, T *, T, ptrdiff_t, T *, T *);                 \
-    void (*ln_gates_##SUF)(ptrdiff_t, T *, const T *, const T *, const T *, const T *, T *); \
-    void (*lstm_ln_fwd_##SUF)(ptrdiff_t, T *, const T *, T *, T *, T *, T *, T *,            \
-                              const T *, const T *, double);                                 \
+    T (*ln_stats_##SUF)(const T *, ptrdiff_t, double, T *);                                  \
+    void (*ln_apply_##SUF)(const T *, T *, ptrdiff_t, T, T);                                 \
+    void (*ln_means_##SUF)(const T *, const T *, const T *, ptrdiff_t, T *, T *);            \
+    void (*ln_back_apply_##SUF)(const T *, const T *, const T *, T *, ptrdiff_t, T, T, T,    \
+                                T *, T *);                                                   \
+    void (*ln_gates_##SUF)(ptrdiff_t, T *, const T *, const T *, const T *, ptrdiff_t,       \
+                           const T *, T *);                                                  \
+    void (*lstm_cand_##SUF)(ptrdiff_t, const T *, ptrdiff_t, const T *, T *);                \
+    void (*lstm_lnc_##SUF)(ptrdiff_t, const T *, const T *, const T *, T *);                 \
     void (*lstm_ln_out_##SUF)(ptrdiff_t, const T *, const T *, T *);                         \
-    void (*lstm_ln_bwd_##SUF)(ptrdiff_t, T *, const T *, T *, T *, T, const T *, T *,        \
-                              const T *, T *, T *);                                          \
+    void (*lstm_ln_back1_##SUF)(ptrdiff_t, T *, ptrdiff_t, T *, const T *);                  \
+    void (*lstm_ln_back2_##SUF)(ptrdiff_t, T *, ptrdiff_t, const T *, const T *, T *);       \
     void (*zone_##SUF)(T *, const T *, const uint8_t *, double, ptrdiff_t);                  \
     void (*zone_back_##SUF)(T *, T *, const uint8_t *, double, ptrdiff_t);                   \
     void (*mul_##SUF)(T *, const T *, const T *, ptrdiff_t, int);
@@ -207,8 +227,9 @@ typedef struct {
     FR_NORM_FIELDS(f64, double)
 } fr_norm_table;
 
-#define FR_NORM_ROW(S) ln_fwd_##S, ln_bwd_##S, ln_gates_##S, lstm_ln_fwd_##S, lstm_ln_out_##S, \
-                       lstm_ln_bwd_##S, zone_##S, zone_back_##S, mul_##S
+#define FR_NORM_ROW(S) ln_stats_##S, ln_apply_##S, ln_means_##S, ln_back_apply_##S,         \
+                       ln_gates_##S, lstm_cand_##S, lstm_lnc_##S, lstm_ln_out_##S,           \
+                       lstm_ln_back1_##S, lstm_ln_back2_##S, zone_##S, zone_back_##S, mul_##S
 #define FR_NORM_TABLE(SUFFIX) {FR_NORM_ROW(f32_##SUFFIX), FR_NORM_ROW(f64_##SUFFIX)}
 
 static const fr_norm_table fr_norm_tables[] = {
@@ -222,31 +243,52 @@ static const fr_norm_table fr_norm_tables[] = {
 #define FR_NORM (&fr_norm_tables[fr_simd_level()])
 
 #define FR_NORM_PUBLIC(SUF, T)                                                               \
-    T fr_ln_fwd_##SUF(T *v, ptrdiff_t n, double eps) { return FR_NORM->ln_fwd_##SUF(v, n, eps); } \
-    void fr_ln_bwd_##SUF(const T *d, const T *gain, T *xhat, T r, ptrdiff_t n, T *acc_g,     \
-                         T *acc_b)                                                           \
+    T fr_ln_stats_##SUF(const T *v, ptrdiff_t n, double eps, T *mean)                        \
     {                                                                                        \
-        FR_NORM->ln_bwd_##SUF(d, gain, xhat, r, n, acc_g, acc_b);                            \
+        return FR_NORM->ln_stats_##SUF(v, n, eps, mean);                                     \
+    }                                                                                        \
+    void fr_ln_apply_##SUF(const T *v, T *out, ptrdiff_t n, T mean, T r)                     \
+    {                                                                                        \
+        FR_NORM->ln_apply_##SUF(v, out, n, mean, r);                                         \
+    }                                                                                        \
+    void fr_ln_means_##SUF(const T *d, const T *gain, const T *xhat, ptrdiff_t n, T *m1,     \
+                           T *m2)                                                            \
+    {                                                                                        \
+        FR_NORM->ln_means_##SUF(d, gain, xhat, n, m1, m2);                                   \
+    }                                                                                        \
+    void fr_ln_back_apply_##SUF(const T *d, const T *gain, const T *xhat, T *out,            \
+                                ptrdiff_t n, T r, T m1, T m2, T *acc_g, T *acc_b)            \
+    {                                                                                        \
+        FR_NORM->ln_back_apply_##SUF(d, gain, xhat, out, n, r, m1, m2, acc_g, acc_b);        \
     }                                                                                        \
     void fr_ln_gates_##SUF(ptrdiff_t n, T *g, const T *xh, const T *hh, const T *ln,         \
-                           const T *bias, T *hh_out)                                         \
+                           ptrdiff_t ld, const T *bias, T *hh_out)                           \
     {                                                                                        \
-        FR_NORM->ln_gates_##SUF(n, g, xh, hh, ln, bias, hh_out);                             \
+        FR_NORM->ln_gates_##SUF(n, g, xh, hh, ln, ld, bias, hh_out);                         \
     }                                                                                        \
-    void fr_lstm_ln_fwd_##SUF(ptrdiff_t H, T *g, const T *c_prev, T *c_cur, T *h_cur, T *tc, \
-                              T *cn, T *rc, const T *gc, const T *bc, double eps)            \
+    void fr_lstm_cand_##SUF(ptrdiff_t n, T *g, ptrdiff_t H, const T *c_prev, T *ctil)        \
     {                                                                                        \
-        fr_sigmoid_##SUF(g, g, 2 * H);                                                       \
-        fr_tanh_##SUF(g + 2 * H, g + 2 * H, H);                                              \
-        fr_sigmoid_##SUF(g + 3 * H, g + 3 * H, H);                                           \
-        FR_NORM->lstm_ln_fwd_##SUF(H, g, c_prev, c_cur, h_cur, tc, cn, rc, gc, bc, eps);     \
-        fr_tanh_##SUF(tc, tc, H);                                                            \
-        FR_NORM->lstm_ln_out_##SUF(H, g + 3 * H, tc, h_cur);                                 \
+        fr_sigmoid_##SUF(g, g, n);                                                           \
+        fr_sigmoid_##SUF(g + H, g + H, n);                                                   \
+        fr_tanh_##SUF(g + 2 * H, g + 2 * H, n);                                              \
+        fr_sigmoid_##SUF(g + 3 * H, g + 3 * H, n);                                           \
+        FR_NORM->lstm_cand_##SUF(n, g, H, c_prev, ctil);                                     \
     }                                                                                        \
-    void fr_lstm_ln_bwd_##SUF(ptrdiff_t H, T *g, const T *c_prev, T *tc, T *cn, T r,         \
-                              const T *dt, T *dc, const T *gc, T *acc_gc, T *acc_bc)         \
+    void fr_lstm_ln_out_##SUF(ptrdiff_t n, const T *o, const T *cn, const T *gc,             \
+                              const T *bc, T *tc, T *h_cur)                                  \
     {                                                                                        \
-        FR_NORM->lstm_ln_bwd_##SUF(H, g, c_prev, tc, cn, r, dt, dc, gc, acc_gc, acc_bc);     \
+        FR_NORM->lstm_lnc_##SUF(n, cn, gc, bc, tc);                                          \
+        fr_tanh_##SUF(tc, tc, n);                                                            \
+        FR_NORM->lstm_ln_out_##SUF(n, o, tc, h_cur);                                         \
+    }                                                                                        \
+    void fr_lstm_ln_back1_##SUF(ptrdiff_t n, T *g, ptrdiff_t H, T *tc, const T *dt)          \
+    {                                                                                        \
+        FR_NORM->lstm_ln_back1_##SUF(n, g, H, tc, dt);                                       \
+    }                                                                                        \
+    void fr_lstm_ln_back2_##SUF(ptrdiff_t n, T *g, ptrdiff_t H, const T *c_prev,             \
+                                const T *dcl, T *dc)                                         \
+    {                                                                                        \
+        FR_NORM->lstm_ln_back2_##SUF(n, g, H, c_prev, dcl, dc);                              \
     }                                                                                        \
     void fr_zone_##SUF(T *cur, const T *prev, const uint8_t *keep, double k, ptrdiff_t n)    \
     {                                                                                        \

@@ -83,28 +83,34 @@ void fr_gemm_panels_f64(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda
                         const int *width, double *C, ptrdiff_t ldc, int accumulate);
 
 /* LayerNorm rows and the regularized recurrences' elementwise passes (fr_norm.c).
- * ln_fwd: v <- (v - mean) / sqrt(var + eps) in place, returns 1/sqrt(var + eps).
- * ln_bwd: d = gradient w.r.t. xhat*gain + bias; xhat becomes the gradient w.r.t. the LN
- *   input; acc_g += d*xhat, acc_b += d when not NULL.
+ * ln_stats: 1/sqrt(var + eps) of v[:n] (and *mean); ln_apply: out = (v - mean) * r.
+ * ln_means: m1 = mean(d*gain), m2 = mean(d*gain*xhat); ln_back_apply: out = r*(d*gain - m1 -
+ *   xhat*m2), the gradient w.r.t. the LN input from d, the gradient w.r.t. xhat*gain + bias
+ *   (out may be xhat); acc_g += d*xhat, acc_b += d when not NULL.
  * ln_gates: g = xh*g_x + b_x [+ hh*g_h + b_h] + bias over n gates; with hh_out the
- *   recurrent side goes there instead (hh*g_h + b_h); ln = g_x|b_x|g_h|b_h (n each).
- * lstm_ln_fwd: from pre-activations g (i|f|g|o, H apart): the activations in g, c_cur the
- *   candidate f*c + i*g, cn its normalization (*rc its 1/std), tc = tanh(cn*gc + bc),
- *   h_cur = o*tc.  lstm_ln_bwd: its backward (dt: gradient w.r.t. h~; dc w.r.t. c~ in,
- *   w.r.t. c_prev through f out; g becomes the pre-activation gradients).
+ *   recurrent side goes there instead (hh*g_h + b_h); g_x|b_x|g_h|b_h are ld apart.
+ * LSTM with LayerNorm over n units of a row (gate blocks i|f|g|o H apart): lstm_cand: the
+ *   activations in g, ctil = f*c + i*g; lstm_ln_out: tc = tanh(cn*gc + bc), h = o*tc;
+ *   lstm_ln_back1: dt (w.r.t. h~) -> the o gate's gradient, tc <- d(cn*gc + bc);
+ *   lstm_ln_back2: dc + dcl -> the i, f, g gradients, dc <- the gradient at c_prev.
  * zone: cur <- prev where keep[j] (0/1 bytes) != 0, or k*prev + (1-k)*cur without keep (k > 0).
  * zone_back: dt -> dd (to the previous state) and dt (to the candidate).
  * mul: dst = a*m (m NULL: a), or dst += a*m (a) when add. */
 #define FR_NORM_DECL(SUF, T)                                                                 \
-    T fr_ln_fwd_##SUF(T *v, ptrdiff_t n, double eps);                                        \
-    void fr_ln_bwd_##SUF(const T *d, const T *gain, T *xhat, T r, ptrdiff_t n, T *acc_g,     \
-                         T *acc_b);                                                          \
+    T fr_ln_stats_##SUF(const T *v, ptrdiff_t n, double eps, T *mean);                       \
+    void fr_ln_apply_##SUF(const T *v, T *out, ptrdiff_t n, T mean, T r);                    \
+    void fr_ln_means_##SUF(const T *d, const T *gain, const T *xhat, ptrdiff_t n, T *m1,     \
+                           T *m2);                                                           \
+    void fr_ln_back_apply_##SUF(const T *d, const T *gain, const T *xhat, T *out,            \
+                                ptrdiff_t n, T r, T m1, T m2, T *acc_g, T *acc_b);           \
     void fr_ln_gates_##SUF(ptrdiff_t n, T *g, const T *xh, const T *hh, const T *ln,         \
-                           const T *bias, T *hh_out);                                        \
-    void fr_lstm_ln_fwd_##SUF(ptrdiff_t H, T *g, const T *c_prev, T *c_cur, T *h_cur, T *tc, \
-                              T *cn, T *rc, const T *gc, const T *bc, double eps);           \
-    void fr_lstm_ln_bwd_##SUF(ptrdiff_t H, T *g, const T *c_prev, T *tc, T *cn, T r,         \
-                              const T *dt, T *dc, const T *gc, T *acc_gc, T *acc_bc);        \
+                           ptrdiff_t ld, const T *bias, T *hh_out);                          \
+    void fr_lstm_cand_##SUF(ptrdiff_t n, T *g, ptrdiff_t H, const T *c_prev, T *ctil);       \
+    void fr_lstm_ln_out_##SUF(ptrdiff_t n, const T *o, const T *cn, const T *gc,             \
+                              const T *bc, T *tc, T *h_cur);                                 \
+    void fr_lstm_ln_back1_##SUF(ptrdiff_t n, T *g, ptrdiff_t H, T *tc, const T *dt);         \
+    void fr_lstm_ln_back2_##SUF(ptrdiff_t n, T *g, ptrdiff_t H, const T *c_prev,             \
+                                const T *dcl, T *dc);                                        \
     void fr_zone_##SUF(T *cur, const T *prev, const uint8_t *keep, double k, ptrdiff_t n);   \
     void fr_zone_back_##SUF(T *dt, T *dd, const uint8_t *keep, double k, ptrdiff_t n);       \
     void fr_mul_##SUF(T *dst, const T *a, const T *m, ptrdiff_t n, int add);

@@ -16,6 +16,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
     ("char_lm.py", "perplexity"),
     ("numpy_dropin.py", "final loss"),
     ("attention_classifier.py", "most attention at step"),
+    ("regularized_lm.py", "recurrent_dropout=0.25"),
 ])
 def test_example_runs(script, expect):
     path = os.path.join(EXAMPLES, script)

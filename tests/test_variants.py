@@ -235,7 +235,7 @@ PLANS = [(1, "rows"), (1, "units"), (2, "units"), (3, "units"), (2, "rows"), (3,
 def test_results_do_not_depend_on_thread_count_or_scheme(cell, dtype, restore_num_threads,
                                                          monkeypatch):
     """Bit-identical on 1, 2 and 3 threads, the batch split (9 rows as 4+5, 3+3+3) or the
-    hidden units (LayerNorm always splits the batch), H = 40 (several panel blocks, the
+    hidden units (with LayerNorm: two or three barriers a step), H = 40 (several panel blocks, the
     last partial), lengths, both directions, training and inference."""
     fastrnn = restore_num_threads
     results = {}

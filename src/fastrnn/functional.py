@@ -814,9 +814,8 @@ def _variant_forward(kind, cell, x, states, w_ih, w_hh, b_ih, b_hh, ln, eps,
 
 
 def _variant_plan(x, w_hh, nthreads, ln):
-    """_plan's choice; LayerNorm needs whole rows, so it always splits the batch."""
-    nthreads, by_rows = _plan(x, w_hh, nthreads)
-    return nthreads, by_rows or ln is not None
+    """_plan's choice (LayerNorm's extra barriers in the units scheme: see variants.pyx)."""
+    return _plan(x, w_hh, nthreads)
 
 
 def _variant_backward(kind, cache, grads, clip_hidden_grad):

@@ -47,34 +47,48 @@ cdef float xent_f32(const float* z, Py_ssize_t C, Py_ssize_t target, float eps, 
 cdef double xent_f64(const double* z, Py_ssize_t C, Py_ssize_t target, double eps,
                      double scale, double* d) noexcept nogil
 # LayerNorm rows and the regularized recurrences' passes (csrc/fr_norm.c; see fr_simd.h)
-cdef float ln_fwd_f32(float* v, Py_ssize_t n, double eps) noexcept nogil
-cdef void ln_bwd_f32(const float* d, const float* gain, float* xhat, float r, Py_ssize_t n,
-        float* acc_g, float* acc_b) noexcept nogil
+cdef float ln_stats_f32(const float* v, Py_ssize_t n, double eps, float* mean) noexcept nogil
+cdef void ln_apply_f32(const float* v, float* out, Py_ssize_t n, float mean,
+        float r) noexcept nogil
+cdef void ln_means_f32(const float* d, const float* gain, const float* xhat, Py_ssize_t n,
+        float* m1, float* m2) noexcept nogil
+cdef void ln_back_apply_f32(const float* d, const float* gain, const float* xhat, float* out,
+        Py_ssize_t n, float r, float m1, float m2, float* acc_g, float* acc_b) noexcept nogil
 cdef void ln_gates_f32(Py_ssize_t n, float* g, const float* xh, const float* hh,
-        const float* ln, const float* bias, float* hh_out) noexcept nogil
-cdef void lstm_ln_fwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* c_cur,
-        float* h_cur, float* tc, float* cn, float* rc, const float* gc, const float* bc,
-        double eps) noexcept nogil
-cdef void lstm_ln_bwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* tc, float* cn,
-        float r, const float* dt, float* dc, const float* gc, float* acc_gc,
-        float* acc_bc) noexcept nogil
+        const float* ln, Py_ssize_t ld, const float* bias, float* hh_out) noexcept nogil
+cdef void lstm_cand_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
+        float* ctil) noexcept nogil
+cdef void lstm_ln_out_f32(Py_ssize_t n, const float* o, const float* cn, const float* gc,
+        const float* bc, float* tc, float* h_cur) noexcept nogil
+cdef void lstm_ln_back1_f32(Py_ssize_t n, float* g, Py_ssize_t H, float* tc,
+        const float* dt) noexcept nogil
+cdef void lstm_ln_back2_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
+        const float* dcl, float* dc) noexcept nogil
 cdef void zone_f32(float* cur, const float* prev, const unsigned char* keep, double k,
         Py_ssize_t n) noexcept nogil
 cdef void zone_back_f32(float* dt, float* dd, const unsigned char* keep, double k,
         Py_ssize_t n) noexcept nogil
 cdef void mul_f32(float* dst, const float* a, const float* m, Py_ssize_t n,
         int add) noexcept nogil
-cdef double ln_fwd_f64(double* v, Py_ssize_t n, double eps) noexcept nogil
-cdef void ln_bwd_f64(const double* d, const double* gain, double* xhat, double r, Py_ssize_t n,
-        double* acc_g, double* acc_b) noexcept nogil
+cdef double ln_stats_f64(const double* v, Py_ssize_t n, double eps,
+        double* mean) noexcept nogil
+cdef void ln_apply_f64(const double* v, double* out, Py_ssize_t n, double mean,
+        double r) noexcept nogil
+cdef void ln_means_f64(const double* d, const double* gain, const double* xhat, Py_ssize_t n,
+        double* m1, double* m2) noexcept nogil
+cdef void ln_back_apply_f64(const double* d, const double* gain, const double* xhat,
+        double* out, Py_ssize_t n, double r, double m1, double m2, double* acc_g,
+        double* acc_b) noexcept nogil
 cdef void ln_gates_f64(Py_ssize_t n, double* g, const double* xh, const double* hh,
-        const double* ln, const double* bias, double* hh_out) noexcept nogil
-cdef void lstm_ln_fwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* c_cur,
-        double* h_cur, double* tc, double* cn, double* rc, const double* gc, const double* bc,
-        double eps) noexcept nogil
-cdef void lstm_ln_bwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* tc,
-        double* cn, double r, const double* dt, double* dc, const double* gc, double* acc_gc,
-        double* acc_bc) noexcept nogil
+        const double* ln, Py_ssize_t ld, const double* bias, double* hh_out) noexcept nogil
+cdef void lstm_cand_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+        double* ctil) noexcept nogil
+cdef void lstm_ln_out_f64(Py_ssize_t n, const double* o, const double* cn, const double* gc,
+        const double* bc, double* tc, double* h_cur) noexcept nogil
+cdef void lstm_ln_back1_f64(Py_ssize_t n, double* g, Py_ssize_t H, double* tc,
+        const double* dt) noexcept nogil
+cdef void lstm_ln_back2_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+        const double* dcl, double* dc) noexcept nogil
 cdef void zone_f64(double* cur, const double* prev, const unsigned char* keep, double k,
         Py_ssize_t n) noexcept nogil
 cdef void zone_back_f64(double* dt, double* dd, const unsigned char* keep, double k,

@@ -52,37 +52,49 @@ cdef extern from "fr_simd.h":
                       float scale, float* d) nogil
     double fr_xent_f64(const double* z, Py_ssize_t C, Py_ssize_t target, double eps,
                        double scale, double* d) nogil
-    float fr_ln_fwd_f32(float* v, Py_ssize_t n, double eps) nogil
-    void fr_ln_bwd_f32(const float* d, const float* gain, float* xhat, float r, Py_ssize_t n,
-            float* acc_g, float* acc_b) nogil
+    float fr_ln_stats_f32(const float* v, Py_ssize_t n, double eps, float* mean) nogil
+    void fr_ln_apply_f32(const float* v, float* out, Py_ssize_t n, float mean, float r) nogil
+    void fr_ln_means_f32(const float* d, const float* gain, const float* xhat, Py_ssize_t n,
+        float* m1, float* m2) nogil
+    void fr_ln_back_apply_f32(const float* d, const float* gain, const float* xhat, float* out,
+        Py_ssize_t n, float r, float m1, float m2, float* acc_g, float* acc_b) nogil
     void fr_ln_gates_f32(Py_ssize_t n, float* g, const float* xh, const float* hh,
-            const float* ln, const float* bias, float* hh_out) nogil
-    void fr_lstm_ln_fwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* c_cur,
-            float* h_cur, float* tc, float* cn, float* rc, const float* gc, const float* bc,
-            double eps) nogil
-    void fr_lstm_ln_bwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* tc, float* cn,
-            float r, const float* dt, float* dc, const float* gc, float* acc_gc,
-            float* acc_bc) nogil
+        const float* ln, Py_ssize_t ld, const float* bias, float* hh_out) nogil
+    void fr_lstm_cand_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
+        float* ctil) nogil
+    void fr_lstm_ln_out_f32(Py_ssize_t n, const float* o, const float* cn, const float* gc,
+        const float* bc, float* tc, float* h_cur) nogil
+    void fr_lstm_ln_back1_f32(Py_ssize_t n, float* g, Py_ssize_t H, float* tc,
+        const float* dt) nogil
+    void fr_lstm_ln_back2_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
+        const float* dcl, float* dc) nogil
     void fr_zone_f32(float* cur, const float* prev, const unsigned char* keep, double k,
-            Py_ssize_t n) nogil
+        Py_ssize_t n) nogil
     void fr_zone_back_f32(float* dt, float* dd, const unsigned char* keep, double k,
-            Py_ssize_t n) nogil
+        Py_ssize_t n) nogil
     void fr_mul_f32(float* dst, const float* a, const float* m, Py_ssize_t n, int add) nogil
-    double fr_ln_fwd_f64(double* v, Py_ssize_t n, double eps) nogil
-    void fr_ln_bwd_f64(const double* d, const double* gain, double* xhat, double r,
-            Py_ssize_t n, double* acc_g, double* acc_b) nogil
+    double fr_ln_stats_f64(const double* v, Py_ssize_t n, double eps, double* mean) nogil
+    void fr_ln_apply_f64(const double* v, double* out, Py_ssize_t n, double mean,
+        double r) nogil
+    void fr_ln_means_f64(const double* d, const double* gain, const double* xhat, Py_ssize_t n,
+        double* m1, double* m2) nogil
+    void fr_ln_back_apply_f64(const double* d, const double* gain, const double* xhat,
+        double* out, Py_ssize_t n, double r, double m1, double m2, double* acc_g,
+        double* acc_b) nogil
     void fr_ln_gates_f64(Py_ssize_t n, double* g, const double* xh, const double* hh,
-            const double* ln, const double* bias, double* hh_out) nogil
-    void fr_lstm_ln_fwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* c_cur,
-            double* h_cur, double* tc, double* cn, double* rc, const double* gc,
-            const double* bc, double eps) nogil
-    void fr_lstm_ln_bwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* tc,
-            double* cn, double r, const double* dt, double* dc, const double* gc,
-            double* acc_gc, double* acc_bc) nogil
+        const double* ln, Py_ssize_t ld, const double* bias, double* hh_out) nogil
+    void fr_lstm_cand_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+        double* ctil) nogil
+    void fr_lstm_ln_out_f64(Py_ssize_t n, const double* o, const double* cn, const double* gc,
+        const double* bc, double* tc, double* h_cur) nogil
+    void fr_lstm_ln_back1_f64(Py_ssize_t n, double* g, Py_ssize_t H, double* tc,
+        const double* dt) nogil
+    void fr_lstm_ln_back2_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+        const double* dcl, double* dc) nogil
     void fr_zone_f64(double* cur, const double* prev, const unsigned char* keep, double k,
-            Py_ssize_t n) nogil
+        Py_ssize_t n) nogil
     void fr_zone_back_f64(double* dt, double* dd, const unsigned char* keep, double k,
-            Py_ssize_t n) nogil
+        Py_ssize_t n) nogil
     void fr_mul_f64(double* dst, const double* a, const double* m, Py_ssize_t n, int add) nogil
     int fr_simd_supported() nogil
     int fr_simd_select(int level) nogil
@@ -343,30 +355,48 @@ def _gemm_unit_blocks(a, packed, Py_ssize_t G, Py_ssize_t H):
 
 # LayerNorm rows and the regularized recurrences' passes (csrc/fr_norm.c)
 
-cdef float ln_fwd_f32(float* v, Py_ssize_t n, double eps) noexcept nogil:
-    return fr_ln_fwd_f32(v, n, eps)
+cdef float ln_stats_f32(const float* v, Py_ssize_t n, double eps, float* mean) noexcept nogil:
+    return fr_ln_stats_f32(v, n, eps, mean)
 
 
-cdef void ln_bwd_f32(const float* d, const float* gain, float* xhat, float r, Py_ssize_t n,
-        float* acc_g, float* acc_b) noexcept nogil:
-    fr_ln_bwd_f32(d, gain, xhat, r, n, acc_g, acc_b)
+cdef void ln_apply_f32(const float* v, float* out, Py_ssize_t n, float mean,
+        float r) noexcept nogil:
+    fr_ln_apply_f32(v, out, n, mean, r)
+
+
+cdef void ln_means_f32(const float* d, const float* gain, const float* xhat, Py_ssize_t n,
+        float* m1, float* m2) noexcept nogil:
+    fr_ln_means_f32(d, gain, xhat, n, m1, m2)
+
+
+cdef void ln_back_apply_f32(const float* d, const float* gain, const float* xhat, float* out,
+        Py_ssize_t n, float r, float m1, float m2, float* acc_g, float* acc_b) noexcept nogil:
+    fr_ln_back_apply_f32(d, gain, xhat, out, n, r, m1, m2, acc_g, acc_b)
 
 
 cdef void ln_gates_f32(Py_ssize_t n, float* g, const float* xh, const float* hh,
-        const float* ln, const float* bias, float* hh_out) noexcept nogil:
-    fr_ln_gates_f32(n, g, xh, hh, ln, bias, hh_out)
+        const float* ln, Py_ssize_t ld, const float* bias, float* hh_out) noexcept nogil:
+    fr_ln_gates_f32(n, g, xh, hh, ln, ld, bias, hh_out)
 
 
-cdef void lstm_ln_fwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* c_cur,
-        float* h_cur, float* tc, float* cn, float* rc, const float* gc, const float* bc,
-        double eps) noexcept nogil:
-    fr_lstm_ln_fwd_f32(H, g, c_prev, c_cur, h_cur, tc, cn, rc, gc, bc, eps)
+cdef void lstm_cand_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
+        float* ctil) noexcept nogil:
+    fr_lstm_cand_f32(n, g, H, c_prev, ctil)
 
 
-cdef void lstm_ln_bwd_f32(Py_ssize_t H, float* g, const float* c_prev, float* tc, float* cn,
-        float r, const float* dt, float* dc, const float* gc, float* acc_gc,
-        float* acc_bc) noexcept nogil:
-    fr_lstm_ln_bwd_f32(H, g, c_prev, tc, cn, r, dt, dc, gc, acc_gc, acc_bc)
+cdef void lstm_ln_out_f32(Py_ssize_t n, const float* o, const float* cn, const float* gc,
+        const float* bc, float* tc, float* h_cur) noexcept nogil:
+    fr_lstm_ln_out_f32(n, o, cn, gc, bc, tc, h_cur)
+
+
+cdef void lstm_ln_back1_f32(Py_ssize_t n, float* g, Py_ssize_t H, float* tc,
+        const float* dt) noexcept nogil:
+    fr_lstm_ln_back1_f32(n, g, H, tc, dt)
+
+
+cdef void lstm_ln_back2_f32(Py_ssize_t n, float* g, Py_ssize_t H, const float* c_prev,
+        const float* dcl, float* dc) noexcept nogil:
+    fr_lstm_ln_back2_f32(n, g, H, c_prev, dcl, dc)
 
 
 cdef void zone_f32(float* cur, const float* prev, const unsigned char* keep, double k,
@@ -384,30 +414,50 @@ cdef void mul_f32(float* dst, const float* a, const float* m, Py_ssize_t n,
     fr_mul_f32(dst, a, m, n, add)
 
 
-cdef double ln_fwd_f64(double* v, Py_ssize_t n, double eps) noexcept nogil:
-    return fr_ln_fwd_f64(v, n, eps)
+cdef double ln_stats_f64(const double* v, Py_ssize_t n, double eps,
+        double* mean) noexcept nogil:
+    return fr_ln_stats_f64(v, n, eps, mean)
 
 
-cdef void ln_bwd_f64(const double* d, const double* gain, double* xhat, double r, Py_ssize_t n,
-        double* acc_g, double* acc_b) noexcept nogil:
-    fr_ln_bwd_f64(d, gain, xhat, r, n, acc_g, acc_b)
+cdef void ln_apply_f64(const double* v, double* out, Py_ssize_t n, double mean,
+        double r) noexcept nogil:
+    fr_ln_apply_f64(v, out, n, mean, r)
+
+
+cdef void ln_means_f64(const double* d, const double* gain, const double* xhat, Py_ssize_t n,
+        double* m1, double* m2) noexcept nogil:
+    fr_ln_means_f64(d, gain, xhat, n, m1, m2)
+
+
+cdef void ln_back_apply_f64(const double* d, const double* gain, const double* xhat,
+        double* out, Py_ssize_t n, double r, double m1, double m2, double* acc_g,
+        double* acc_b) noexcept nogil:
+    fr_ln_back_apply_f64(d, gain, xhat, out, n, r, m1, m2, acc_g, acc_b)
 
 
 cdef void ln_gates_f64(Py_ssize_t n, double* g, const double* xh, const double* hh,
-        const double* ln, const double* bias, double* hh_out) noexcept nogil:
-    fr_ln_gates_f64(n, g, xh, hh, ln, bias, hh_out)
+        const double* ln, Py_ssize_t ld, const double* bias, double* hh_out) noexcept nogil:
+    fr_ln_gates_f64(n, g, xh, hh, ln, ld, bias, hh_out)
 
 
-cdef void lstm_ln_fwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* c_cur,
-        double* h_cur, double* tc, double* cn, double* rc, const double* gc, const double* bc,
-        double eps) noexcept nogil:
-    fr_lstm_ln_fwd_f64(H, g, c_prev, c_cur, h_cur, tc, cn, rc, gc, bc, eps)
+cdef void lstm_cand_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+        double* ctil) noexcept nogil:
+    fr_lstm_cand_f64(n, g, H, c_prev, ctil)
 
 
-cdef void lstm_ln_bwd_f64(Py_ssize_t H, double* g, const double* c_prev, double* tc,
-        double* cn, double r, const double* dt, double* dc, const double* gc, double* acc_gc,
-        double* acc_bc) noexcept nogil:
-    fr_lstm_ln_bwd_f64(H, g, c_prev, tc, cn, r, dt, dc, gc, acc_gc, acc_bc)
+cdef void lstm_ln_out_f64(Py_ssize_t n, const double* o, const double* cn, const double* gc,
+        const double* bc, double* tc, double* h_cur) noexcept nogil:
+    fr_lstm_ln_out_f64(n, o, cn, gc, bc, tc, h_cur)
+
+
+cdef void lstm_ln_back1_f64(Py_ssize_t n, double* g, Py_ssize_t H, double* tc,
+        const double* dt) noexcept nogil:
+    fr_lstm_ln_back1_f64(n, g, H, tc, dt)
+
+
+cdef void lstm_ln_back2_f64(Py_ssize_t n, double* g, Py_ssize_t H, const double* c_prev,
+        const double* dcl, double* dc) noexcept nogil:
+    fr_lstm_ln_back2_f64(n, g, H, c_prev, dcl, dc)
 
 
 cdef void zone_f64(double* cur, const double* prev, const unsigned char* keep, double k,

@@ -11,10 +11,14 @@ RNN, LSTM and GRU (forward and backward through time).
         k a 0/1 keep mask per step and unit in training, or the constant probability z at
         evaluation; the LSTM's h~ uses the candidate cell c~ (before its zoneout).
 
-The threads split the batch: each runs its own rows through every step with no barrier,
-so a row's LayerNorm statistics are computed by one thread, in one order, and the results
-do not depend on the thread count.  Sums over rows (the gains' gradients) are kept per row
-and added up in row order at the end.
+Two parallel schemes, as in the plain kernels (common.pxd).  By rows: each thread runs its
+own rows through every step with no barrier, so a row's LayerNorm statistics come from one
+thread.  By hidden units: each thread owns unit blocks of every row; with LayerNorm a step
+has two or three phases with a barrier between them (the product; its normalization and the
+gates; the LSTM's cell normalization), and every thread computes a row's statistics over the
+whole row itself, in the same order.  The statistics and each element are computed alike
+in both schemes, so the results do not depend on the scheme or the thread count.  Sums over
+rows (the gains' gradients) are kept per row and added up in row order at the end.
 
 Python entry points `forward` and `backward` take arrays validated by fastrnn.functional;
 see common.pxd for the slot and length conventions.
@@ -34,11 +38,14 @@ from fastrnn.engine.common cimport (GROUP, INFER_ROWS, _check_double, chunk_proj
                                     group_units, input_side_grads, is_active, n_groups,
                                     pack_panels, panel_cols, prev_slot, step_time)
 from fastrnn.engine.simd cimport (gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64,
-                                  ln_bwd_f32, ln_bwd_f64, ln_fwd_f32, ln_fwd_f64, ln_gates_f32,
-                                  ln_gates_f64, lstm_bwd_f32, lstm_bwd_f64, lstm_fwd_f32,
-                                  lstm_fwd_f64, lstm_ln_bwd_f32, lstm_ln_bwd_f64,
-                                  lstm_ln_fwd_f32, lstm_ln_fwd_f64, mul_f32, mul_f64,
-                                  zone_back_f32, zone_back_f64, zone_f32, zone_f64)
+                                  ln_apply_f32, ln_apply_f64, ln_back_apply_f32,
+                                  ln_back_apply_f64, ln_gates_f32, ln_gates_f64, ln_means_f32,
+                                  ln_means_f64, ln_stats_f32, ln_stats_f64, lstm_bwd_f32,
+                                  lstm_bwd_f64, lstm_cand_f32, lstm_cand_f64, lstm_fwd_f32,
+                                  lstm_fwd_f64, lstm_ln_back1_f32, lstm_ln_back1_f64,
+                                  lstm_ln_back2_f32, lstm_ln_back2_f64, lstm_ln_out_f32,
+                                  lstm_ln_out_f64, mul_f32, mul_f64, zone_back_f32,
+                                  zone_back_f64, zone_f32, zone_f64)
 from fastrnn.engine.simd import unit_block_layout
 from fastrnn.engine.workspace import empty as ws_empty, release as ws_release
 
@@ -90,8 +97,10 @@ cdef struct Ptrs:
     void* aux
     void* cn
     # scratch and outputs
-    void* hm                # (B, H) h * mask
+    void* hm                # (2, B, H) h * mask, two slots used in turn
     void* scr               # forward (B, GH): GRU LN recurrent term; backward (B, H): product
+    void* hraw              # LN, units scheme: (B, GH) the product before its normalization
+    void* ctil              # LSTM LN, units scheme: (B, H) the candidate cell
     void* y
     void* hT
     void* cT
@@ -107,6 +116,8 @@ cdef struct Ptrs:
     void* dd
     void* dcd
     void* wscr              # GRU LN: (B, GH) recurrent-side gate gradients
+    void* dR                # LN, units scheme: (T, B, GH) the gradient w.r.t. W_hh h
+    void* dcl               # LSTM LN, units scheme: (B, H) through the cell's LayerNorm
     void* acc_gh
     void* acc_bh
     void* acc_gc
@@ -117,34 +128,61 @@ cdef struct Ptrs:
     void* db
 
 
-# ---- row helpers --------------------------------------------------------------------------
+# ---- row helpers (csrc/fr_norm.c, dispatched for the CPU) ---------------------------------
+
+cdef inline floating ln_stats(const floating* v, Py_ssize_t n, double eps,
+                              floating* mean) noexcept nogil:
+    """1 / sqrt(var + eps) of v[:n], and its mean."""
+    if floating is float:
+        return ln_stats_f32(v, n, eps, mean)
+    else:
+        return ln_stats_f64(v, n, eps, mean)
+
+
+cdef inline void ln_apply(const floating* v, floating* out, Py_ssize_t n, floating mean,
+                          floating r) noexcept nogil:
+    if floating is float:
+        ln_apply_f32(v, out, n, mean, r)
+    else:
+        ln_apply_f64(v, out, n, mean, r)
+
 
 cdef inline floating ln_normalize(floating* v, Py_ssize_t n, double eps) noexcept nogil:
     """v <- (v - mean) / sqrt(var + eps) in place; returns 1 / sqrt(var + eps)."""
-    if floating is float:
-        return ln_fwd_f32(v, n, eps)
-    else:
-        return ln_fwd_f64(v, n, eps)
+    cdef floating mean
+    cdef floating r = ln_stats(v, n, eps, &mean)
+    ln_apply(v, v, n, mean, r)
+    return r
 
 
-cdef inline void ln_back(const floating* d, const floating* gain, floating* xhat, floating r,
-                         Py_ssize_t n, floating* acc_g, floating* acc_b) noexcept nogil:
-    """d: gradient w.r.t. LN's output xhat*gain + bias; xhat (in) becomes the gradient
-    w.r.t. LN's input.  acc_g += d*xhat and acc_b += d when not NULL."""
+cdef inline void ln_means(const floating* d, const floating* gain, const floating* xhat,
+                          Py_ssize_t n, floating* m1, floating* m2) noexcept nogil:
     if floating is float:
-        ln_bwd_f32(d, gain, xhat, r, n, acc_g, acc_b)
+        ln_means_f32(d, gain, xhat, n, m1, m2)
     else:
-        ln_bwd_f64(d, gain, xhat, r, n, acc_g, acc_b)
+        ln_means_f64(d, gain, xhat, n, m1, m2)
+
+
+cdef inline void ln_back_apply(const floating* d, const floating* gain, const floating* xhat,
+                               floating* out, Py_ssize_t n, floating r, floating m1,
+                               floating m2, floating* acc_g, floating* acc_b) noexcept nogil:
+    """out = r*(d*gain - m1 - xhat*m2): the gradient w.r.t. LN's input, from d, the
+    gradient w.r.t. its output xhat*gain + bias; acc_g += d*xhat, acc_b += d (not NULL)."""
+    if floating is float:
+        ln_back_apply_f32(d, gain, xhat, out, n, r, m1, m2, acc_g, acc_b)
+    else:
+        ln_back_apply_f64(d, gain, xhat, out, n, r, m1, m2, acc_g, acc_b)
 
 
 cdef inline void ln_gates(Py_ssize_t n, floating* g, const floating* xh, const floating* hh,
-                          const floating* ln, const floating* bias,
+                          const floating* ln, Py_ssize_t ld, const floating* bias,
                           floating* hh_out) noexcept nogil:
-    """g = xh*g_x + b_x + hh*g_h + b_h + bias, or with hh_out the recurrent side there."""
+    """g = xh*g_x + b_x + hh*g_h + b_h + bias (g_x|b_x|g_h|b_h ld apart), or with hh_out
+    the recurrent side there."""
     if floating is float:
-        ln_gates_f32(n, g, xh, hh, ln, bias, hh_out)
+        ln_gates_f32(n, g, xh, hh, ln, ld, bias, hh_out)
     else:
-        ln_gates_f64(n, g, xh, hh, ln, bias, hh_out)
+        ln_gates_f64(n, g, xh, hh, ln, ld, bias, hh_out)
 
 
 cdef inline void zone(floating* cur, const floating* prev, const unsigned char* keep, double k,
@@ -175,28 +213,12 @@ cdef inline void mul(floating* dst, const floating* a, const floating* m, Py_ssi
         mul_f64(dst, a, m, n, add)
 
 
-cdef inline void lstm_ln_row(Py_ssize_t H, floating* g, const floating* c_prev,
-                             floating* c_cur, floating* h_cur, floating* tc, floating* cn,
-                             floating* rc, const floating* gc, const floating* bc,
-                             double eps) noexcept nogil:
-    """LayerNorm LSTM cell update of one row: g (4H) pre-activations in, i|f|g|o out;
-    c_cur = f*c + i*g (the candidate), cn its normalization, tc = tanh(cn*gc + bc)."""
-    if floating is float:
-        lstm_ln_fwd_f32(H, g, c_prev, c_cur, h_cur, tc, cn, rc, gc, bc, eps)
-    else:
-        lstm_ln_fwd_f64(H, g, c_prev, c_cur, h_cur, tc, cn, rc, gc, bc, eps)
-
-
-cdef inline void lstm_ln_row_back(Py_ssize_t H, floating* g, const floating* c_prev,
-                                  floating* tc, floating* cn, floating r, const floating* dt,
-                                  floating* dc, const floating* gc, floating* acc_gc,
-                                  floating* acc_bc) noexcept nogil:
-    """Backward of lstm_ln_row: dt gradient w.r.t. h~, dc w.r.t. c~ in (becomes the
-    gradient reaching c_prev through f); g becomes the pre-activation gradients."""
-    if floating is float:
-        lstm_ln_bwd_f32(H, g, c_prev, tc, cn, r, dt, dc, gc, acc_gc, acc_bc)
-    else:
-        lstm_ln_bwd_f64(H, g, c_prev, tc, cn, r, dt, dc, gc, acc_gc, acc_bc)
+cdef inline void ln_back(const floating* d, const floating* gain, floating* xhat, floating r,
+                         Py_ssize_t n) noexcept nogil:
+    """xhat (LN's normalized input) <- the gradient w.r.t. LN's input, from d."""
+    cdef floating m1, m2
+    ln_means(d, gain, xhat, n, &m1, &m2)
+    ln_back_apply(d, gain, xhat, xhat, n, r, m1, m2, NULL, NULL)
 
 
 cdef void column_dots(Py_ssize_t rows, Py_ssize_t cols, const floating* a, const floating* b,
@@ -216,101 +238,139 @@ cdef void column_dots(Py_ssize_t rows, Py_ssize_t cols, const floating* a, const
                     out[j] += a[r * cols + j] * b[r * cols + j]
 
 
+# ---- one step's buffers -------------------------------------------------------------------
+
+cdef struct Step:
+    Py_ssize_t t
+    void* xg            # (B, GH) this step's input-side projection (normalized with LN)
+    void* g             # (B, GH) gates: pre-activations in, activations out
+    void* hh            # (B, GH) recurrent product (LN: normalized), or NULL
+    void* raw           # LN: (B, GH) where the product lands before its normalization
+    void* h_prev
+    void* h_cur
+    void* c_prev
+    void* c_cur
+    void* ctil          # LSTM LN: (B, H) the candidate cell before its zoneout
+    void* aux           # LSTM: tanh(c~) (or with LN, of its normalization); GRU: W_hn h + b_hn
+    void* cn            # LSTM LN: (B, H) the candidate cell normalized
+    void* rh            # LN: (B,) 1/std of the recurrent product
+    void* rc            # LSTM LN: (B,) 1/std of the candidate cell
+    const void* src     # what enters the product: h_prev, or h_prev * mask
+    void* hm_cur        # (B, H) h_cur * mask for the next step, or NULL
+    void* y
+    const unsigned char* zh
+    const unsigned char* zc
+
+
+cdef Step step_view(const floating* x, const Opts* o, const Ptrs* p, Py_ssize_t s,
+                    Py_ssize_t t, Py_ssize_t t_lo) noexcept nogil:
+    cdef Step v
+    cdef Py_ssize_t B = o.B, GH = o.G * o.H, BH = o.B * o.H
+    cdef Py_ssize_t ts = t if o.keep else 0
+    cdef floating* hm = <floating*>p.hm
+    v.t = t
+    v.xg = <floating*>p.xg + (t - t_lo) * B * GH
+    v.g = (<floating*>p.gates + ts * B * GH) if o.ln else v.xg
+    v.hh = (<floating*>p.hhat + ts * B * GH) if (o.ln or o.cell == GRU) else NULL
+    v.raw = (p.hraw if not o.by_rows else v.hh) if o.ln else NULL
+    v.h_prev = <floating*>p.hs + prev_slot(s, t, o.reverse, o.keep) * BH
+    v.h_cur = <floating*>p.hs + cur_slot(s, t, o.reverse, o.keep) * BH
+    v.c_prev = v.c_cur = v.ctil = NULL
+    if o.cell == LSTM:
+        v.c_prev = <floating*>p.cs + prev_slot(s, t, o.reverse, o.keep) * BH
+        v.c_cur = <floating*>p.cs + cur_slot(s, t, o.reverse, o.keep) * BH
+        v.ctil = v.c_cur if o.by_rows else p.ctil
+    v.aux = (<floating*>p.aux + ts * BH) if p.aux != NULL else NULL
+    v.cn = (<floating*>p.cn + ts * BH) if p.cn != NULL else NULL
+    v.rh = (<floating*>p.rstd_h + ts * B) if o.ln else NULL
+    v.rc = (<floating*>p.rstd_c + ts * B) if p.rstd_c != NULL else NULL
+    # h enters the product masked: h * rmask, kept in two slots used in turn
+    v.src = v.h_prev if p.rmask == NULL else hm + (s & 1) * BH
+    v.hm_cur = (hm + ((s + 1) & 1) * BH) if p.rmask != NULL else NULL
+    v.y = <floating*>p.y + t * BH
+    v.zh = (p.zh + t * BH) if p.zh != NULL else NULL
+    v.zc = (p.zc + t * BH) if p.zc != NULL else NULL
+    return v
+
+
 # ---- forward ------------------------------------------------------------------------------
 
-cdef void forward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssize_t s,
-                       Py_ssize_t t, Py_ssize_t t_lo, Py_ssize_t b0, Py_ssize_t b1,
-                       Py_ssize_t ub0, Py_ssize_t ub1) noexcept nogil:
-    """Step s (time t) for rows b0 .. b1-1 and the hidden units of unit blocks ub0 .. ub1-1
-    (all of them with LayerNorm, which needs whole rows)."""
-    cdef Py_ssize_t B = o.B, H = o.H, G = o.G, GH = o.G * o.H, BH = o.B * o.H
-    cdef Py_ssize_t NR = panel_cols(x)
-    cdef Py_ssize_t u0 = ub0 * NR
-    cdef Py_ssize_t nu = min(ub1 * NR, H) - u0
-    cdef Py_ssize_t ts = t if o.keep else 0
-    cdef Py_ssize_t b, j, k, ug, nb
-    cdef const floating* ln = <const floating*>p.ln
-    cdef const floating* bias = <const floating*>p.bias
-    cdef const floating* rmask = <const floating*>p.rmask
-    cdef const unsigned char* zh = p.zh
-    cdef const unsigned char* zc = p.zc
-    cdef const floating* b_hn = <const floating*>p.b_hn
-    cdef floating* xg_t = <floating*>p.xg + (t - t_lo) * B * GH
-    cdef floating* g_t = (<floating*>p.gates + ts * B * GH) if o.ln else xg_t
-    cdef floating* hh_t = (<floating*>p.hhat + ts * B * GH) if (o.ln or o.cell == GRU) else NULL
-    cdef floating* hs = <floating*>p.hs
-    cdef floating* cs = <floating*>p.cs
-    cdef floating* h_prev = hs + prev_slot(s, t, o.reverse, o.keep) * BH
-    cdef floating* h_cur = hs + cur_slot(s, t, o.reverse, o.keep) * BH
-    cdef floating* c_prev = NULL
-    cdef floating* c_cur = NULL
-    cdef floating* aux_t = (<floating*>p.aux + ts * BH) if p.aux != NULL else NULL
-    cdef floating* cn_t = (<floating*>p.cn + ts * BH) if p.cn != NULL else NULL
-    cdef floating* rh = (<floating*>p.rstd_h + ts * B) if o.ln else NULL
-    cdef floating* rc = (<floating*>p.rstd_c + ts * B) if p.rstd_c != NULL else NULL
-    cdef floating* hm = <floating*>p.hm
-    cdef floating* scr = <floating*>p.scr
-    cdef floating* y_t = <floating*>p.y + t * BH
-    # h enters the product masked: h * rmask, kept in two slots used in turn
-    cdef const floating* src = h_prev if rmask == NULL else hm + (s & 1) * BH
-    cdef floating* hm_cur = (hm + ((s + 1) & 1) * BH) if rmask != NULL else NULL
-    cdef const floating* panels = <const floating*>p.panels + G * ub0 * H * NR
-    cdef floating* grow
-    cdef floating* hrow
-    cdef const floating* xrow
-    cdef const floating* hhrow
-    if o.cell == LSTM:
-        c_prev = cs + prev_slot(s, t, o.reverse, o.keep) * BH
-        c_cur = cs + cur_slot(s, t, o.reverse, o.keep) * BH
-    # the recurrent product, GROUP unit blocks at a time (their panels stay in cache while
-    # every row passes)
-    ug = ub0
+cdef void forward_product(const floating* x, const Opts* o, const Ptrs* p, const Step* v,
+                          Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t ub0,
+                          Py_ssize_t ub1) noexcept nogil:
+    """The recurrent product of rows b0 .. b1-1 for unit blocks ub0 .. ub1-1, GROUP blocks
+    at a time (their panels stay in cache while every row passes).  Into raw (LayerNorm),
+    hh (GRU), or added to the gates' input side."""
+    cdef Py_ssize_t H = o.H, G = o.G, GH = o.G * o.H, NR = panel_cols(x)
+    cdef Py_ssize_t ug = ub0, nb
+    cdef const floating* src = <const floating*>v.src + b0 * H
+    cdef floating* dst = <floating*>(v.raw if o.ln else (v.hh if v.hh != NULL else v.g))
+    cdef bint acc = not o.ln and v.hh == NULL
     while ug < ub1:
         nb = min(<Py_ssize_t>GROUP, ub1 - ug)
-        if hh_t != NULL:
-            gemm_panels(b1 - b0, H, src + b0 * H, H, panels + G * (ug - ub0) * H * NR, G * nb,
-                        p.col0 + G * ug, p.width + G * ug, hh_t + b0 * GH, GH, False)
-        else:
-            gemm_panels(b1 - b0, H, src + b0 * H, H, panels + G * (ug - ub0) * H * NR, G * nb,
-                        p.col0 + G * ug, p.width + G * ug, g_t + b0 * GH, GH, True)
+        gemm_panels(b1 - b0, H, src, H, <const floating*>p.panels + G * ug * H * NR, G * nb,
+                    p.col0 + G * ug, p.width + G * ug, dst + b0 * GH, GH, acc)
         ug += nb
+
+
+cdef inline bint pass_inactive(const Opts* o, const Ptrs* p, const Step* v, floating* dummy,
+                               Py_ssize_t b, Py_ssize_t k, Py_ssize_t nu) noexcept nogil:
+    """A row past its length keeps its state and outputs zeros: True when it did."""
+    if is_active(p.lengths, b, v.t):
+        return False
+    memcpy(<floating*>v.h_cur + k, <floating*>v.h_prev + k, nu * sizeof(floating))
+    if o.cell == LSTM:
+        memcpy(<floating*>v.c_cur + k, <floating*>v.c_prev + k, nu * sizeof(floating))
+    memset(<floating*>v.y + k, 0, nu * sizeof(floating))
+    if v.hm_cur != NULL:
+        memcpy(<floating*>v.hm_cur + k, <const floating*>v.src + k, nu * sizeof(floating))
+    return True
+
+
+cdef inline void finish_h(const Opts* o, const Ptrs* p, const Step* v, floating* dummy,
+                          Py_ssize_t k, Py_ssize_t nu) noexcept nogil:
+    """h's zoneout, the output, and h * mask for the next product."""
+    cdef floating* h_cur = <floating*>v.h_cur
+    zone(h_cur + k, <const floating*>v.h_prev + k, v.zh + k if v.zh != NULL else NULL,
+         o.zh_c, nu)
+    memcpy(<floating*>v.y + k, h_cur + k, nu * sizeof(floating))
+    if v.hm_cur != NULL:
+        mul(<floating*>v.hm_cur + k, h_cur + k, <const floating*>p.rmask + k, nu, False)
+
+
+cdef void forward_cells(const floating* x, const Opts* o, const Ptrs* p, const Step* v,
+                        Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0,
+                        Py_ssize_t nu) noexcept nogil:
+    """The cell update of rows b0 .. b1-1, units u0 .. u0+nu-1, without LayerNorm."""
+    cdef Py_ssize_t H = o.H, GH = o.G * o.H
+    cdef Py_ssize_t b, j, k
+    cdef floating* grow
+    cdef floating* h_cur = <floating*>v.h_cur
+    cdef const floating* h_prev = <const floating*>v.h_prev
+    cdef floating* c_cur = <floating*>v.c_cur
+    cdef const floating* c_prev = <const floating*>v.c_prev
+    cdef floating* aux = <floating*>v.aux
+    cdef const floating* b_hn = <const floating*>p.b_hn
     for b in range(b0, b1):
         k = b * H + u0
-        if not is_active(p.lengths, b, t):
-            memcpy(h_cur + k, h_prev + k, nu * sizeof(floating))
-            if o.cell == LSTM:
-                memcpy(c_cur + k, c_prev + k, nu * sizeof(floating))
-            memset(y_t + k, 0, nu * sizeof(floating))
-            if hm_cur != NULL:
-                memcpy(hm_cur + k, src + k, nu * sizeof(floating))
+        if pass_inactive(o, p, v, <floating*>NULL, b, k, nu):
             continue
-        grow = g_t + b * GH + u0
-        hhrow = hh_t + b * GH + u0 if hh_t != NULL else NULL
-        if o.ln:                                            # whole rows: u0 = 0, nu = H
-            hrow = hh_t + b * GH
-            xrow = xg_t + b * GH
-            rh[b] = ln_normalize(hrow, GH, o.eps)
-            if o.cell == GRU:
-                ln_gates(GH, grow, xrow, hrow, ln, bias, scr + b * GH)
-                hhrow = scr + b * GH
-            else:
-                ln_gates(GH, grow, xrow, hrow, ln, bias, NULL)
+        grow = <floating*>v.g + b * GH + u0
         if o.cell == LSTM:
-            if o.ln:
-                lstm_ln_row(H, grow, c_prev + k, c_cur + k, h_cur + k, aux_t + k, cn_t + k,
-                            rc + b, ln + 4 * GH, ln + 4 * GH + H, o.eps)
-            elif floating is float:
-                lstm_fwd_f32(nu, grow, H, c_prev + k, c_cur + k, h_cur + k, aux_t + k, NULL)
+            if floating is float:
+                lstm_fwd_f32(nu, grow, H, c_prev + k, c_cur + k, h_cur + k, aux + k, NULL)
             else:
-                lstm_fwd_f64(nu, grow, H, c_prev + k, c_cur + k, h_cur + k, aux_t + k, NULL)
-            zone(c_cur + k, c_prev + k, zc + t * BH + k if zc != NULL else NULL, o.zc_c, nu)
+                lstm_fwd_f64(nu, grow, H, c_prev + k, c_cur + k, h_cur + k, aux + k, NULL)
+            zone(c_cur + k, c_prev + k, v.zc + k if v.zc != NULL else NULL, o.zc_c, nu)
         elif o.cell == GRU:
             if floating is float:
-                gru_fwd_f32(nu, grow, hhrow, H, b_hn + u0 if b_hn != NULL else NULL,
-                            h_prev + k, aux_t + k, h_cur + k)
+                gru_fwd_f32(nu, grow, <floating*>v.hh + b * GH + u0, H,
+                            b_hn + u0 if b_hn != NULL else NULL, h_prev + k, aux + k,
+                            h_cur + k)
             else:
-                gru_fwd_f64(nu, grow, hhrow, H, b_hn + u0 if b_hn != NULL else NULL,
-                            h_prev + k, aux_t + k, h_cur + k)
+                gru_fwd_f64(nu, grow, <floating*>v.hh + b * GH + u0, H,
+                            b_hn + u0 if b_hn != NULL else NULL, h_prev + k, aux + k,
+                            h_cur + k)
         else:
             if o.cell == RNN_RELU:
                 for j in range(nu):
@@ -318,30 +378,138 @@ cdef void forward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssize
             else:
                 tanh_v(grow, grow, nu)
             memcpy(h_cur + k, grow, nu * sizeof(floating))
-        zone(h_cur + k, h_prev + k, zh + t * BH + k if zh != NULL else NULL, o.zh_c, nu)
-        memcpy(y_t + k, h_cur + k, nu * sizeof(floating))
-        if hm_cur != NULL:
-            mul(hm_cur + k, h_cur + k, rmask + k, nu, False)
+        finish_h(o, p, v, <floating*>NULL, k, nu)
+
+
+cdef void forward_ln_gates(const floating* x, const Opts* o, const Ptrs* p, const Step* v,
+                           Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0,
+                           Py_ssize_t nu) noexcept nogil:
+    """LayerNorm, first part, for rows b0 .. b1-1 and units u0 .. u0+nu-1: the recurrent
+    product's row statistics (over all G*H gates: every thread computes them alike), its
+    normalization and the gates of these units; then the LSTM's activations and candidate
+    cell, or the GRU's whole update."""
+    cdef Py_ssize_t H = o.H, G = o.G, GH = o.G * o.H
+    cdef Py_ssize_t b, k, q, c0
+    cdef floating mean, r
+    cdef const floating* ln = <const floating*>p.ln
+    cdef const floating* bias = <const floating*>p.bias
+    cdef const floating* b_hn = <const floating*>p.b_hn
+    cdef floating* scr = <floating*>p.scr
+    cdef const floating* raw
+    cdef floating* hrow
+    cdef floating* grow
+    for b in range(b0, b1):
+        k = b * H + u0
+        if pass_inactive(o, p, v, <floating*>NULL, b, k, nu):
+            continue
+        raw = <const floating*>v.raw + b * GH
+        hrow = <floating*>v.hh + b * GH
+        grow = <floating*>v.g + b * GH
+        r = ln_stats(raw, GH, o.eps, &mean)
+        if u0 == 0:
+            (<floating*>v.rh)[b] = r
+        for q in range(G):
+            c0 = q * H + u0
+            ln_apply(raw + c0, hrow + c0, nu, mean, r)
+            ln_gates(nu, grow + c0, <const floating*>v.xg + b * GH + c0, hrow + c0, ln + c0,
+                     GH, bias + c0 if bias != NULL else NULL,
+                     scr + b * GH + c0 if o.cell == GRU else NULL)
+        if o.cell == LSTM:
+            if floating is float:
+                lstm_cand_f32(nu, grow + u0, H, <const float*>v.c_prev + k,
+                              <float*>v.ctil + k)
+            else:
+                lstm_cand_f64(nu, grow + u0, H, <const double*>v.c_prev + k,
+                              <double*>v.ctil + k)
+        else:
+            if floating is float:
+                gru_fwd_f32(nu, grow + u0, scr + b * GH + u0, H,
+                            b_hn + u0 if b_hn != NULL else NULL,
+                            <const float*>v.h_prev + k, <float*>v.aux + k, <float*>v.h_cur + k)
+            else:
+                gru_fwd_f64(nu, grow + u0, scr + b * GH + u0, H,
+                            b_hn + u0 if b_hn != NULL else NULL,
+                            <const double*>v.h_prev + k, <double*>v.aux + k,
+                            <double*>v.h_cur + k)
+            finish_h(o, p, v, <floating*>NULL, k, nu)
+
+
+cdef void forward_ln_cell(const floating* x, const Opts* o, const Ptrs* p, const Step* v,
+                          Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0,
+                          Py_ssize_t nu) noexcept nogil:
+    """LayerNorm LSTM, second part: the candidate cell's row statistics (over all H units,
+    computed alike by every thread), then for units u0 .. u0+nu-1 its normalization, the
+    cell's zoneout, h."""
+    cdef Py_ssize_t H = o.H, GH = o.G * o.H
+    cdef Py_ssize_t b, k
+    cdef floating mean, r
+    cdef const floating* ln = <const floating*>p.ln
+    cdef const floating* ctil
+    cdef floating* c_cur = <floating*>v.c_cur
+    cdef floating* cn = <floating*>v.cn
+    for b in range(b0, b1):
+        k = b * H + u0
+        if not is_active(p.lengths, b, v.t):
+            continue
+        ctil = <const floating*>v.ctil + b * H
+        r = ln_stats(ctil, H, o.eps, &mean)
+        if u0 == 0:
+            (<floating*>v.rc)[b] = r
+        ln_apply(ctil + u0, cn + k, nu, mean, r)
+        if ctil + u0 != c_cur + k:
+            memcpy(c_cur + k, ctil + u0, nu * sizeof(floating))
+        zone(c_cur + k, <const floating*>v.c_prev + k, v.zc + k if v.zc != NULL else NULL,
+             o.zc_c, nu)
+        if floating is float:
+            lstm_ln_out_f32(nu, <const float*>v.g + b * GH + 3 * H + u0, cn + k,
+                            ln + 4 * GH + u0, ln + 4 * GH + H + u0, <float*>v.aux + k,
+                            <float*>v.h_cur + k)
+        else:
+            lstm_ln_out_f64(nu, <const double*>v.g + b * GH + 3 * H + u0, cn + k,
+                            ln + 4 * GH + u0, ln + 4 * GH + H + u0, <double*>v.aux + k,
+                            <double*>v.h_cur + k)
+        finish_h(o, p, v, <floating*>NULL, k, nu)
+
+
+cdef void forward_step(const floating* x, const Opts* o, const Ptrs* p, const Step* v,
+                       Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t ub0, Py_ssize_t ub1,
+                       int phase) noexcept nogil:
+    """Phase `phase` of a step for rows b0 .. b1-1 and unit blocks ub0 .. ub1-1; phase -1:
+    all of them (the rows scheme).  Without LayerNorm a step is one phase; with it, the
+    phases are separated by barriers in the units scheme: 0 the product, 1 its
+    normalization and the gates, 2 (LSTM) the cell's normalization."""
+    cdef Py_ssize_t NR = panel_cols(x)
+    cdef Py_ssize_t u0 = ub0 * NR
+    cdef Py_ssize_t nu = min(ub1 * NR, o.H) - u0
+    if phase <= 0:
+        forward_product(x, o, p, v, b0, b1, ub0, ub1)
+        if not o.ln:
+            forward_cells(x, o, p, v, b0, b1, u0, nu)
+    if o.ln and (phase == -1 or phase == 1):
+        forward_ln_gates(x, o, p, v, b0, b1, u0, nu)
+    if o.ln and o.cell == LSTM and (phase == -1 or phase == 2):
+        forward_ln_cell(x, o, p, v, b0, b1, u0, nu)
 
 
 cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexcept nogil:
     cdef Py_ssize_t T = o.T, B = o.B, I = o.n_in, H = o.H, GH = o.G * o.H, BH = o.B * o.H
     cdef Py_ssize_t s0, n, s, t, t_lo, part, b0, b1, r, grp, first
     cdef Py_ssize_t gs = group_size(o.nub, o.nthreads)
+    cdef int phase, phases = (3 if o.cell == LSTM else 2) if o.ln else 1
     cdef int nthreads = o.nthreads
     cdef floating* xg = <floating*>p.xg
     cdef floating* rstd_x = <floating*>p.rstd_x
     cdef floating* hs = <floating*>p.hs
     cdef floating* cs = <floating*>p.cs
-    cdef floating* hm = <floating*>p.hm
     cdef const floating* rmask = <const floating*>p.rmask
+    cdef Step v
     s = t = r = 0
     pack_panels(<const floating*>p.w_hh, H, True, H, o.G * o.nub, p.col0, p.width,
                 <floating*>p.panels)
     first = T if (o.reverse and o.keep) else 0
     copy_or_zero(hs + first * BH, <const floating*>p.h0, BH)
     if rmask != NULL:
-        mul(hm, hs + first * BH, rmask, BH, False)
+        mul(<floating*>p.hm, hs + first * BH, rmask, BH, False)
     if o.cell == LSTM:
         copy_or_zero(cs + first * BH, <const floating*>p.c0, BH)
     s0 = 0
@@ -360,15 +528,19 @@ cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexce
                     b0 = B * part // nthreads
                     b1 = B * (part + 1) // nthreads
                     for s in range(s0, s0 + n):
-                        forward_step(x, o, p, s, step_time(s, T, o.reverse), t_lo, b0, b1, 0,
-                                     o.nub)
+                        v = step_view(x, o, p, s, step_time(s, T, o.reverse), t_lo)
+                        forward_step(x, o, p, &v, b0, b1, 0, o.nub, -1)
         else:
-            # each thread: its groups of unit blocks of every row, one barrier a step
+            # each thread: its groups of unit blocks of every row; a barrier after each
+            # phase (one a step without LayerNorm)
             with parallel(num_threads=nthreads):
                 for s in range(s0, s0 + n):
-                    for grp in prange(n_groups(o.nub, gs), schedule="static"):
-                        forward_step(x, o, p, s, step_time(s, T, o.reverse), t_lo, 0, B,
-                                     grp * gs, grp * gs + group_panels(grp, o.nub, gs))
+                    for phase in range(phases):
+                        for grp in prange(n_groups(o.nub, gs), schedule="static"):
+                            v = step_view(x, o, p, s, step_time(s, T, o.reverse), t_lo)
+                            forward_step(x, o, p, &v, 0, B, grp * gs,
+                                         grp * gs + group_panels(grp, o.nub, gs),
+                                         phase if o.ln else -1)
         s0 += n
     t = cur_slot(T - 1, step_time(T - 1, T, o.reverse), o.reverse, o.keep)
     memcpy(p.hT, hs + t * BH, BH * sizeof(floating))
@@ -378,87 +550,182 @@ cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexce
 
 # ---- backward -----------------------------------------------------------------------------
 
-cdef void backward_step(const floating* x, const Opts* o, const Ptrs* p, Py_ssize_t t,
-                        Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t nu,
-                        floating* dh, floating* dh_next) noexcept nogil:
-    """Time t for rows b0 .. b1-1 and units u0 .. u0+nu-1 (all of them with LayerNorm): dh
-    (the gradient reaching h_t from later steps, its recurrent product included) in; the
-    step's gate gradients out, and dh_next's direct part (the recurrent product is added at
-    the next iteration)."""
+cdef struct BStep:
+    Py_ssize_t t
+    void* g             # (B, GH) saved activations in, gate gradients out
+    void* hh            # (B, GH) GRU: recurrent-side gradients; LN: the normalized product
+    void* dR            # (B, GH) what the recurrent product of the next iteration reads
+    void* wrow          # (B, GH) GRU: where gru_bwd puts the recurrent-side gradients
+    void* h_prev
+    void* c_prev
+    void* aux
+    void* cn
+    void* dcl           # LSTM LN: (B, H) the gradient through the cell's LayerNorm
+    const unsigned char* zh
+    const unsigned char* zc
+
+
+cdef BStep bstep_view(const Opts* o, const Ptrs* p, Py_ssize_t t, floating* dummy) noexcept nogil:
+    cdef BStep v
+    cdef Py_ssize_t B = o.B, GH = o.G * o.H, BH = o.B * o.H
+    v.t = t
+    v.g = ((<floating*>p.gates) if o.ln else (<floating*>p.xg)) + t * B * GH
+    v.hh = (<floating*>p.hhat + t * B * GH) if (o.ln or o.cell == GRU) else NULL
+    if o.ln:
+        v.dR = (<floating*>p.dR + t * B * GH) if not o.by_rows else v.hh
+    else:
+        v.dR = v.hh if o.cell == GRU else v.g
+    v.wrow = (p.wscr if o.ln else v.hh) if o.cell == GRU else NULL
+    v.h_prev = <floating*>p.hs + prev_slot(0, t, o.reverse, True) * BH
+    v.c_prev = (<floating*>p.cs + prev_slot(0, t, o.reverse, True) * BH) if o.cell == LSTM \
+        else NULL
+    v.aux = (<floating*>p.aux + t * BH) if p.aux != NULL else NULL
+    v.cn = (<floating*>p.cn + t * BH) if p.cn != NULL else NULL
+    v.dcl = (v.cn if o.by_rows else p.dcl) if p.cn != NULL else NULL
+    v.zh = (p.zh + t * BH) if p.zh != NULL else NULL
+    v.zc = (p.zc + t * BH) if p.zc != NULL else NULL
+    return v
+
+
+cdef void backward_cells(const floating* x, const Opts* o, const Ptrs* p, const BStep* v,
+                         Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t nu,
+                         floating* dh, floating* dh_next) noexcept nogil:
+    """Time t, rows b0 .. b1-1, units u0 .. u0+nu-1: dh (the gradient reaching h_t from later
+    steps, its recurrent product included) in; the gate gradients out (with LayerNorm the
+    LSTM's o gate and the gradient at the cell's normalization only: backward_ln_cell
+    finishes them), and dh_next's direct part (the recurrent product is added at the next
+    iteration)."""
     cdef Py_ssize_t B = o.B, H = o.H, G = o.G, GH = o.G * o.H, BH = o.B * o.H
-    cdef Py_ssize_t b, j, k, q
-    cdef const floating* ln = <const floating*>p.ln
+    cdef Py_ssize_t b, j, k, q, t = v.t
     cdef const floating* dy = <const floating*>p.dy
-    cdef const unsigned char* zh = p.zh
-    cdef const unsigned char* zc = p.zc
-    cdef floating* g_t = ((<floating*>p.gates) if o.ln else (<floating*>p.xg)) + t * B * GH
-    cdef floating* hh_t = (<floating*>p.hhat + t * B * GH) if (o.ln or o.cell == GRU) else NULL
-    cdef floating* hs = <floating*>p.hs
-    cdef floating* h_prev = hs + prev_slot(0, t, o.reverse, True) * BH
-    cdef floating* c_prev = NULL
-    cdef floating* aux_t = (<floating*>p.aux + t * BH) if p.aux != NULL else NULL
-    cdef floating* cn_t = (<floating*>p.cn + t * BH) if p.cn != NULL else NULL
     cdef floating* dt = <floating*>p.dt
     cdef floating* dd = <floating*>p.dd
     cdef floating* dcd = <floating*>p.dcd
     cdef floating* dc = <floating*>p.dc
     cdef floating* grow
-    cdef floating* wrow
-    cdef floating v
-    if o.cell == LSTM:
-        c_prev = <floating*>p.cs + prev_slot(0, t, o.reverse, True) * BH
+    cdef floating* aux = <floating*>v.aux
+    cdef const floating* c_prev = <const floating*>v.c_prev
+    cdef floating val
     for b in range(b0, b1):
         k = b * H + u0
-        grow = g_t + b * GH + u0
+        grow = <floating*>v.g + b * GH + u0
         if o.clip > 0:
             clamp_units(dh + b * H, 1, H, u0, nu, o.clip)
         if not is_active(p.lengths, b, t):
             # the state passed through unchanged: so does its gradient
             for q in range(G):
                 memset(grow + q * H, 0, nu * sizeof(floating))
-                if hh_t != NULL:
-                    memset(hh_t + b * GH + u0 + q * H, 0, nu * sizeof(floating))
+                if v.hh != NULL:
+                    memset(<floating*>v.hh + b * GH + u0 + q * H, 0, nu * sizeof(floating))
+                if v.dR != v.hh and v.dR != v.g:
+                    memset(<floating*>v.dR + b * GH + u0 + q * H, 0, nu * sizeof(floating))
             memcpy(dh_next + k, dh + k, nu * sizeof(floating))
             continue
         mul(dt + k, dh + k, NULL, nu, False)
         if dy != NULL:
             mul(dt + k, dy + t * BH + k, NULL, nu, True)
-        zone_back(dt + k, dd + k, zh + t * BH + k if zh != NULL else NULL, o.zh_c, nu)
+        zone_back(dt + k, dd + k, v.zh + k if v.zh != NULL else NULL, o.zh_c, nu)
         if o.cell == LSTM:
-            zone_back(dc + k, dcd + k, zc + t * BH + k if zc != NULL else NULL, o.zc_c, nu)
+            zone_back(dc + k, dcd + k, v.zc + k if v.zc != NULL else NULL, o.zc_c, nu)
             if o.ln:
-                lstm_ln_row_back(H, grow, c_prev + k, aux_t + k, cn_t + k,
-                                 (<floating*>p.rstd_c)[t * B + b], dt + k, dc + k,
-                                 ln + 4 * GH, <floating*>p.acc_gc + k, <floating*>p.acc_bc + k)
-            elif floating is float:
-                lstm_bwd_f32(nu, grow, H, c_prev + k, aux_t + k, dt + k, NULL, dc + k, NULL)
+                if floating is float:
+                    lstm_ln_back1_f32(nu, grow, H, aux + k, dt + k)
+                else:
+                    lstm_ln_back1_f64(nu, grow, H, aux + k, dt + k)
             else:
-                lstm_bwd_f64(nu, grow, H, c_prev + k, aux_t + k, dt + k, NULL, dc + k, NULL)
-            mul(dc + k, dcd + k, NULL, nu, True)
+                if floating is float:
+                    lstm_bwd_f32(nu, grow, H, c_prev + k, aux + k, dt + k, NULL, dc + k, NULL)
+                else:
+                    lstm_bwd_f64(nu, grow, H, c_prev + k, aux + k, dt + k, NULL, dc + k, NULL)
+                mul(dc + k, dcd + k, NULL, nu, True)
             memcpy(dh_next + k, dd + k, nu * sizeof(floating))
-            wrow = grow
         elif o.cell == GRU:
-            wrow = (<floating*>p.wscr + b * GH) if o.ln else (hh_t + b * GH + u0)
             if floating is float:
-                gru_bwd_f32(nu, grow, H, h_prev + k, dt + k, NULL, dh_next + k, aux_t + k, wrow)
+                gru_bwd_f32(nu, grow, H, <const float*>v.h_prev + k, dt + k, NULL, dh_next + k,
+                            aux + k, <float*>v.wrow + b * GH + u0)
             else:
-                gru_bwd_f64(nu, grow, H, h_prev + k, dt + k, NULL, dh_next + k, aux_t + k, wrow)
+                gru_bwd_f64(nu, grow, H, <const double*>v.h_prev + k, dt + k, NULL,
+                            dh_next + k, aux + k, <double*>v.wrow + b * GH + u0)
             mul(dh_next + k, dd + k, NULL, nu, True)
         else:
             for j in range(nu):
-                v = grow[j]
+                val = grow[j]
                 if o.cell == RNN_RELU:
-                    grow[j] = dt[k + j] if v > 0 else 0
+                    grow[j] = dt[k + j] if val > 0 else 0
                 else:
-                    grow[j] = dt[k + j] * (1 - v * v)
+                    grow[j] = dt[k + j] * (1 - val * val)
             memcpy(dh_next + k, dd + k, nu * sizeof(floating))
-            wrow = grow
-        if o.ln:
-            # the recurrent side's LayerNorm: hh_t holds its normalized input, which
-            # becomes the gradient w.r.t. W_hh h
-            ln_back(wrow, ln + 2 * GH, hh_t + b * GH, (<floating*>p.rstd_h)[t * B + b], GH,
-                    <floating*>p.acc_gh + b * GH,
-                    (<floating*>p.acc_bh + b * GH) if o.cell == GRU else NULL)
+
+
+cdef void backward_ln_cell(const floating* x, const Opts* o, const Ptrs* p, const BStep* v,
+                           Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0,
+                           Py_ssize_t nu) noexcept nogil:
+    """LayerNorm LSTM: the gradient through the cell's normalization (its means over all H
+    units, computed alike by every thread), then the i, f, g gates' gradients and dc."""
+    cdef Py_ssize_t B = o.B, H = o.H, GH = o.G * o.H
+    cdef Py_ssize_t b, k, t = v.t
+    cdef floating m1, m2
+    cdef const floating* gc = <const floating*>p.ln + 4 * GH
+    cdef floating* tc = <floating*>v.aux
+    cdef floating* cn = <floating*>v.cn
+    cdef floating* dcl = <floating*>v.dcl
+    cdef floating* dc = <floating*>p.dc
+    cdef floating* dcd = <floating*>p.dcd
+    for b in range(b0, b1):
+        if not is_active(p.lengths, b, t):
+            continue
+        k = b * H + u0
+        ln_means(tc + b * H, gc, cn + b * H, H, &m1, &m2)
+        ln_back_apply(tc + k, gc + u0, cn + k, dcl + k, nu,
+                      (<floating*>p.rstd_c)[t * B + b], m1, m2, <floating*>p.acc_gc + k,
+                      <floating*>p.acc_bc + k)
+        if floating is float:
+            lstm_ln_back2_f32(nu, <float*>v.g + b * GH + u0, H, <const float*>v.c_prev + k,
+                              dcl + k, dc + k)
+        else:
+            lstm_ln_back2_f64(nu, <double*>v.g + b * GH + u0, H, <const double*>v.c_prev + k,
+                              dcl + k, dc + k)
+        mul(dc + k, dcd + k, NULL, nu, True)
+
+
+cdef void backward_ln_product(const floating* x, const Opts* o, const Ptrs* p,
+                              const BStep* v, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0,
+                              Py_ssize_t nu) noexcept nogil:
+    """The recurrent side's LayerNorm: from the gradient w.r.t. its output (the LSTM's gate
+    gradients, the GRU's recurrent-side ones; means over all G*H gates, alike in every
+    thread) to dR, the gradient w.r.t. W_hh h, for units u0 .. u0+nu-1."""
+    cdef Py_ssize_t B = o.B, H = o.H, G = o.G, GH = o.G * o.H
+    cdef Py_ssize_t b, q, c0, t = v.t
+    cdef floating m1, m2, r
+    cdef const floating* gh = <const floating*>p.ln + 2 * GH
+    cdef const floating* d
+    cdef const floating* hhat
+    for b in range(b0, b1):
+        if not is_active(p.lengths, b, t):
+            continue
+        d = (<const floating*>v.wrow if o.cell == GRU else <const floating*>v.g) + b * GH
+        hhat = <const floating*>v.hh + b * GH
+        ln_means(d, gh, hhat, GH, &m1, &m2)
+        r = (<floating*>p.rstd_h)[t * B + b]
+        for q in range(G):
+            c0 = q * H + u0
+            ln_back_apply(d + c0, gh + c0, hhat + c0, <floating*>v.dR + b * GH + c0, nu, r,
+                          m1, m2, <floating*>p.acc_gh + b * GH + c0,
+                          (<floating*>p.acc_bh + b * GH + c0) if o.cell == GRU else NULL)
+
+
+cdef void backward_step(const floating* x, const Opts* o, const Ptrs* p, const BStep* v,
+                        Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t nu,
+                        floating* dh, floating* dh_next, int phase) noexcept nogil:
+    """Phase `phase` of the backward of one step (-1: all of them, the rows scheme); with
+    LayerNorm the units scheme puts a barrier between phases: 0 the cells, 1 (LSTM) the
+    cell's normalization, 2 the recurrent side's normalization."""
+    if phase <= 0:
+        backward_cells(x, o, p, v, b0, b1, u0, nu, dh, dh_next)
+    if o.ln and o.cell == LSTM and (phase == -1 or phase == 1):
+        backward_ln_cell(x, o, p, v, b0, b1, u0, nu)
+    if o.ln and (phase == -1 or phase == 2):
+        backward_ln_product(x, o, p, v, b0, b1, u0, nu)
 
 
 cdef inline void add_product(floating* dh, const floating* scr, const floating* rmask,
@@ -473,9 +740,10 @@ cdef inline void add_product(floating* dh, const floating* scr, const floating* 
 
 cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexcept nogil:
     cdef Py_ssize_t T = o.T, B = o.B, H = o.H, GH = o.G * o.H, BH = o.B * o.H
-    cdef Py_ssize_t s, t, part, b0, b1, r, grp
+    cdef Py_ssize_t s, t, part, b0, b1, r, grp, u0, nu
     cdef Py_ssize_t NR = panel_cols(x)
     cdef Py_ssize_t gs = GROUP if o.by_rows else group_size(o.nub, o.nthreads)
+    cdef int phase, phases = (3 if o.cell == LSTM else 2) if o.ln else 1
     cdef int nthreads = o.nthreads
     cdef floating* bufs[2]
     cdef floating* dR
@@ -484,8 +752,12 @@ cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexc
     cdef const floating* panels = <const floating*>p.panels
     cdef floating* xg = <floating*>p.xg
     cdef floating* gates = (<floating*>p.gates) if o.ln else xg
+    cdef BStep v
     s = t = r = 0
-    dR = (<floating*>p.hhat) if (o.ln or o.cell == GRU) else gates
+    if o.ln:
+        dR = (<floating*>p.hhat) if o.by_rows else (<floating*>p.dR)
+    else:
+        dR = (<floating*>p.hhat) if o.cell == GRU else gates
     bufs[0] = <floating*>p.dh0
     bufs[1] = <floating*>p.work
     pack_panels(<const floating*>p.w_hh, H, False, GH, o.nub, p.col0, p.width,
@@ -509,24 +781,30 @@ cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexc
                                         p.width + grp * gs, scr + b0 * H, H, False)
                         add_product(bufs[s & 1], scr, rmask, b0, b1, H, 0, H)
                     if s < T:
-                        backward_step(x, o, p, step_time(T - 1 - s, T, o.reverse), b0, b1,
-                                      0, H, bufs[s & 1], bufs[(s + 1) & 1])
+                        v = bstep_view(o, p, step_time(T - 1 - s, T, o.reverse), <floating*>NULL)
+                        backward_step(x, o, p, &v, b0, b1, 0, H, bufs[s & 1],
+                                      bufs[(s + 1) & 1], -1)
     else:
-        # each thread: its groups of unit blocks of every row, one barrier a step
+        # each thread: its groups of unit blocks of every row; a barrier after each phase
         with parallel(num_threads=nthreads):
             for s in range(T + 1):
-                for grp in prange(n_groups(o.nub, gs), schedule="static"):
-                    if s > 0:
-                        gemm_panels(B, GH, dR + step_time(T - s, T, o.reverse) * B * GH, GH,
-                                    panels + grp * gs * GH * NR, group_panels(grp, o.nub, gs),
-                                    p.col0 + grp * gs, p.width + grp * gs, scr, H, False)
-                        add_product(bufs[s & 1], scr, rmask, 0, B, H, p.col0[grp * gs],
-                                    group_units(grp, o.nub, p.col0, p.width, gs))
-                    if s < T:
-                        backward_step(x, o, p, step_time(T - 1 - s, T, o.reverse), 0, B,
-                                      p.col0[grp * gs],
-                                      group_units(grp, o.nub, p.col0, p.width, gs),
-                                      bufs[s & 1], bufs[(s + 1) & 1])
+                for phase in range(phases if s < T else 1):
+                    for grp in prange(n_groups(o.nub, gs), schedule="static"):
+                        u0 = p.col0[grp * gs]
+                        nu = group_units(grp, o.nub, p.col0, p.width, gs)
+                        if s > 0 and phase == 0:
+                            gemm_panels(B, GH, dR + step_time(T - s, T, o.reverse) * B * GH,
+                                        GH, panels + grp * gs * GH * NR,
+                                        group_panels(grp, o.nub, gs), p.col0 + grp * gs,
+                                        p.width + grp * gs, scr, H, False)
+                            add_product(bufs[s & 1], scr, rmask, 0, B, H, u0, nu)
+                        if s < T:
+                            v = bstep_view(o, p, step_time(T - 1 - s, T, o.reverse), <floating*>NULL)
+                            # the GRU has no cell normalization: its phases are 0, 2
+                            backward_step(x, o, p, &v, 0, B, u0, nu, bufs[s & 1],
+                                          bufs[(s + 1) & 1],
+                                          -1 if not o.ln else
+                                          (2 if phase == 1 and o.cell == GRU else phase))
     if T % 2 == 1:
         memcpy(p.dh0, p.work, BH * sizeof(floating))
     # dW_hh = dR.T @ H_prev (the masked states that entered the product)
@@ -541,7 +819,7 @@ cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexc
         with parallel(num_threads=nthreads):
             for r in prange(T * B, schedule="static"):
                 ln_back(gates + r * GH, <const floating*>p.ln, xg + r * GH,
-                        (<floating*>p.rstd_x)[r], GH, NULL, NULL)
+                        (<floating*>p.rstd_x)[r], GH)
         input_side_grads(T * B, o.n_in, GH, x, <const floating*>p.w_ih, xg, <floating*>p.dx,
                          <floating*>p.dw_ih, NULL, nthreads)
     else:
@@ -565,8 +843,7 @@ cdef Opts make_opts(int cell, x, Py_ssize_t H, bint ln, double eps, double zh_c,
     o.reverse = reverse
     o.keep = keep
     o.clip = clip
-    # LayerNorm needs whole rows: the batch is split (fastrnn.functional plans so)
-    o.by_rows = by_rows or ln
+    o.by_rows = by_rows
     o.nthreads = max(1, min(nthreads, o.B)) if o.by_rows else max(1, nthreads)
     o.chunk = o.T if keep else max(1, min(o.T, INFER_ROWS // o.B))
     return o
@@ -580,8 +857,8 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
     cell: CELLS[name]; bias: input-side bias (GH,) (for the GRU b_hr, b_hz joined in) or
     None; b_hn: GRU's (H,) or None; ln: packed LayerNorm parameters or None; rmask (B, H)
     or None; zh, zc: (T, B, H) uint8 keep masks (1: keep the old value) or None, zh_c, zc_c: evaluation-mode zoneout
-    probabilities (used when the masks are None).  by_rows: the threads split the batch
-    (always with LayerNorm), else the hidden units (see common.pxd)."""
+    probabilities (used when the masks are None).  by_rows: the threads split the batch,
+    else the hidden units (see common.pxd; with LayerNorm two or three barriers a step)."""
     cdef Opts o = make_opts(cell, x, w_hh.shape[1], ln is not None, eps, zh_c, zc_c, reverse,
                             training, nthreads, by_rows, 0)
     cdef Ptrs p
@@ -606,6 +883,9 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
     cn = ws_empty((nkeep, B, H), dtype) if (o.ln and cell == LSTM) else None
     hm = np.empty((2, B, H), dtype) if rmask is not None else None
     scr = np.empty((B, GH), dtype) if (o.ln and cell == GRU) else None
+    units_ln = o.ln and not o.by_rows
+    hraw = np.empty((B, GH), dtype) if units_ln else None
+    ctil = np.empty((B, H), dtype) if (units_ln and cell == LSTM) else None
     y = np.empty((T, B, H), dtype)
     hT = np.empty((B, H), dtype)
     cT = np.empty((B, H), dtype) if cell == LSTM else None
@@ -635,6 +915,8 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
     p.cn = data_or_null(cn)
     p.hm = data_or_null(hm)
     p.scr = data_or_null(scr)
+    p.hraw = data_or_null(hraw)
+    p.ctil = data_or_null(ctil)
     p.y = data_or_null(y)
     p.hT = data_or_null(hT)
     p.cT = data_or_null(cT)
@@ -681,6 +963,9 @@ def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh
     dd = np.empty((B, H), dtype)
     dcd = np.empty((B, H), dtype) if cell == LSTM else None
     wscr = np.empty((B, GH), dtype) if (o.ln and cell == GRU) else None
+    units_ln = o.ln and not o.by_rows
+    dR = ws_empty((T, B, GH), dtype) if units_ln else None
+    dcl = np.empty((B, H), dtype) if (units_ln and cell == LSTM) else None
     # per-row sums of the gains' gradients; acc_gh has one more row for the input side's
     acc_gh = np.zeros((B + 1, GH), dtype) if o.ln else None
     acc_bh = np.zeros((B, GH), dtype) if (o.ln and cell == GRU) else None
@@ -722,6 +1007,8 @@ def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh
     p.dd = data_or_null(dd)
     p.dcd = data_or_null(dcd)
     p.wscr = data_or_null(wscr)
+    p.dR = data_or_null(dR)
+    p.dcl = data_or_null(dcl)
     p.acc_gh = data_or_null(acc_gh)
     p.acc_bh = data_or_null(acc_bh)
     p.acc_gc = data_or_null(acc_gc)
@@ -738,7 +1025,7 @@ def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh
         _check_double(x)
         with nogil:
             backward_kernel(<const double*>xp, &o, &p)
-    ws_release((panels,), extra_refs=1)
+    ws_release((panels, dR), extra_refs=1)
     if cell == GRU:
         db_hh = acc_bh.sum(axis=0) if o.ln else hhat.reshape(T * B, GH).sum(axis=0)
     else:
