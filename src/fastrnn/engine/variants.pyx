@@ -97,7 +97,7 @@ cdef struct Ptrs:
     void* aux
     void* cn
     # scratch and outputs
-    void* hm                # (2, B, H) h * mask, two slots used in turn
+    void* hm                # (T+1 | 2, B, H) h * mask, slots as hs
     void* scr               # forward (B, GH): GRU LN recurrent term; backward (B, H): product
     void* hraw              # LN, units scheme: (B, GH) the product before its normalization
     void* ctil              # LSTM LN, units scheme: (B, H) the candidate cell
@@ -112,7 +112,6 @@ cdef struct Ptrs:
     void* dh0
     void* work
     void* dc
-    void* dt
     void* dd
     void* dcd
     void* wscr              # GRU LN: (B, GH) recurrent-side gate gradients
@@ -284,9 +283,10 @@ cdef Step step_view(const floating* x, const Opts* o, const Ptrs* p, Py_ssize_t 
     v.cn = (<floating*>p.cn + ts * BH) if p.cn != NULL else NULL
     v.rh = (<floating*>p.rstd_h + ts * B) if o.ln else NULL
     v.rc = (<floating*>p.rstd_c + ts * B) if p.rstd_c != NULL else NULL
-    # h enters the product masked: h * rmask, kept in two slots used in turn
-    v.src = v.h_prev if p.rmask == NULL else hm + (s & 1) * BH
-    v.hm_cur = (hm + ((s + 1) & 1) * BH) if p.rmask != NULL else NULL
+    # h enters the product masked: h * rmask, in slots like the states' (training keeps
+    # them all: they are H_prev of W_hh's gradient)
+    v.src = v.h_prev if p.rmask == NULL else hm + prev_slot(s, t, o.reverse, o.keep) * BH
+    v.hm_cur = (hm + cur_slot(s, t, o.reverse, o.keep) * BH) if p.rmask != NULL else NULL
     v.y = <floating*>p.y + t * BH
     v.zh = (p.zh + t * BH) if p.zh != NULL else NULL
     v.zc = (p.zc + t * BH) if p.zc != NULL else NULL
@@ -509,7 +509,7 @@ cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexce
     first = T if (o.reverse and o.keep) else 0
     copy_or_zero(hs + first * BH, <const floating*>p.h0, BH)
     if rmask != NULL:
-        mul(<floating*>p.hm, hs + first * BH, rmask, BH, False)
+        mul(<floating*>p.hm + first * BH, hs + first * BH, rmask, BH, False)
     if o.cell == LSTM:
         copy_or_zero(cs + first * BH, <const floating*>p.c0, BH)
     s0 = 0
@@ -587,6 +587,15 @@ cdef BStep bstep_view(const Opts* o, const Ptrs* p, Py_ssize_t t, floating* dumm
     return v
 
 
+cdef inline void direct(floating* dh_next, const floating* dd, bint zoned,
+                        Py_ssize_t n) noexcept nogil:
+    """dh_next's direct part (the recurrent product is added to it later): zoneout's, or 0."""
+    if zoned:
+        memcpy(dh_next, dd, n * sizeof(floating))
+    else:
+        memset(dh_next, 0, n * sizeof(floating))
+
+
 cdef void backward_cells(const floating* x, const Opts* o, const Ptrs* p, const BStep* v,
                          Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t nu,
                          floating* dh, floating* dh_next) noexcept nogil:
@@ -598,10 +607,12 @@ cdef void backward_cells(const floating* x, const Opts* o, const Ptrs* p, const 
     cdef Py_ssize_t B = o.B, H = o.H, G = o.G, GH = o.G * o.H, BH = o.B * o.H
     cdef Py_ssize_t b, j, k, q, t = v.t
     cdef const floating* dy = <const floating*>p.dy
-    cdef floating* dt = <floating*>p.dt
+    cdef floating* dt = dh
     cdef floating* dd = <floating*>p.dd
     cdef floating* dcd = <floating*>p.dcd
     cdef floating* dc = <floating*>p.dc
+    cdef bint zoned = v.zh != NULL or o.zh_c > 0
+    cdef bint zoned_c = v.zc != NULL or o.zc_c > 0
     cdef floating* grow
     cdef floating* aux = <floating*>v.aux
     cdef const floating* c_prev = <const floating*>v.c_prev
@@ -621,12 +632,15 @@ cdef void backward_cells(const floating* x, const Opts* o, const Ptrs* p, const 
                     memset(<floating*>v.dR + b * GH + u0 + q * H, 0, nu * sizeof(floating))
             memcpy(dh_next + k, dh + k, nu * sizeof(floating))
             continue
-        mul(dt + k, dh + k, NULL, nu, False)
+        # dt = dh + dy in place (dh is not read again); zoneout splits off dd, the part
+        # that reaches h_prev directly
         if dy != NULL:
             mul(dt + k, dy + t * BH + k, NULL, nu, True)
-        zone_back(dt + k, dd + k, v.zh + k if v.zh != NULL else NULL, o.zh_c, nu)
+        if zoned:
+            zone_back(dt + k, dd + k, v.zh + k if v.zh != NULL else NULL, o.zh_c, nu)
         if o.cell == LSTM:
-            zone_back(dc + k, dcd + k, v.zc + k if v.zc != NULL else NULL, o.zc_c, nu)
+            if zoned_c:
+                zone_back(dc + k, dcd + k, v.zc + k if v.zc != NULL else NULL, o.zc_c, nu)
             if o.ln:
                 if floating is float:
                     lstm_ln_back1_f32(nu, grow, H, aux + k, dt + k)
@@ -637,8 +651,9 @@ cdef void backward_cells(const floating* x, const Opts* o, const Ptrs* p, const 
                     lstm_bwd_f32(nu, grow, H, c_prev + k, aux + k, dt + k, NULL, dc + k, NULL)
                 else:
                     lstm_bwd_f64(nu, grow, H, c_prev + k, aux + k, dt + k, NULL, dc + k, NULL)
-                mul(dc + k, dcd + k, NULL, nu, True)
-            memcpy(dh_next + k, dd + k, nu * sizeof(floating))
+                if zoned_c:
+                    mul(dc + k, dcd + k, NULL, nu, True)
+            direct(dh_next + k, dd + k, zoned, nu)
         elif o.cell == GRU:
             if floating is float:
                 gru_bwd_f32(nu, grow, H, <const float*>v.h_prev + k, dt + k, NULL, dh_next + k,
@@ -646,7 +661,8 @@ cdef void backward_cells(const floating* x, const Opts* o, const Ptrs* p, const 
             else:
                 gru_bwd_f64(nu, grow, H, <const double*>v.h_prev + k, dt + k, NULL,
                             dh_next + k, aux + k, <double*>v.wrow + b * GH + u0)
-            mul(dh_next + k, dd + k, NULL, nu, True)
+            if zoned:
+                mul(dh_next + k, dd + k, NULL, nu, True)
         else:
             for j in range(nu):
                 val = grow[j]
@@ -654,7 +670,7 @@ cdef void backward_cells(const floating* x, const Opts* o, const Ptrs* p, const 
                     grow[j] = dt[k + j] if val > 0 else 0
                 else:
                     grow[j] = dt[k + j] * (1 - val * val)
-            memcpy(dh_next + k, dd + k, nu * sizeof(floating))
+            direct(dh_next + k, dd + k, zoned, nu)
 
 
 cdef void backward_ln_cell(const floating* x, const Opts* o, const Ptrs* p, const BStep* v,
@@ -671,6 +687,7 @@ cdef void backward_ln_cell(const floating* x, const Opts* o, const Ptrs* p, cons
     cdef floating* dcl = <floating*>v.dcl
     cdef floating* dc = <floating*>p.dc
     cdef floating* dcd = <floating*>p.dcd
+    cdef bint zoned_c = v.zc != NULL or o.zc_c > 0
     for b in range(b0, b1):
         if not is_active(p.lengths, b, t):
             continue
@@ -685,7 +702,8 @@ cdef void backward_ln_cell(const floating* x, const Opts* o, const Ptrs* p, cons
         else:
             lstm_ln_back2_f64(nu, <double*>v.g + b * GH + u0, H, <const double*>v.c_prev + k,
                               dcl + k, dc + k)
-        mul(dc + k, dcd + k, NULL, nu, True)
+        if zoned_c:
+            mul(dc + k, dcd + k, NULL, nu, True)
 
 
 cdef void backward_ln_product(const floating* x, const Opts* o, const Ptrs* p,
@@ -772,14 +790,18 @@ cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexc
                 b1 = B * (part + 1) // nthreads
                 for s in range(T + 1):
                     if s > 0:
-                        # dh(s) += mask * (dR[t(s-1)] @ W_hh) for these rows
+                        # dh(s) += mask * (dR[t(s-1)] @ W_hh) for these rows (without a
+                        # mask straight into dh, which holds its direct part)
                         for grp in range(n_groups(o.nub, gs)):
                             gemm_panels(b1 - b0, GH,
                                         dR + (step_time(T - s, T, o.reverse) * B + b0) * GH,
                                         GH, panels + grp * gs * GH * NR,
                                         group_panels(grp, o.nub, gs), p.col0 + grp * gs,
-                                        p.width + grp * gs, scr + b0 * H, H, False)
-                        add_product(bufs[s & 1], scr, rmask, b0, b1, H, 0, H)
+                                        p.width + grp * gs,
+                                        (scr if rmask != NULL else bufs[s & 1]) + b0 * H, H,
+                                        rmask == NULL)
+                        if rmask != NULL:
+                            add_product(bufs[s & 1], scr, rmask, b0, b1, H, 0, H)
                     if s < T:
                         v = bstep_view(o, p, step_time(T - 1 - s, T, o.reverse), <floating*>NULL)
                         backward_step(x, o, p, &v, b0, b1, 0, H, bufs[s & 1],
@@ -796,8 +818,11 @@ cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexc
                             gemm_panels(B, GH, dR + step_time(T - s, T, o.reverse) * B * GH,
                                         GH, panels + grp * gs * GH * NR,
                                         group_panels(grp, o.nub, gs), p.col0 + grp * gs,
-                                        p.width + grp * gs, scr, H, False)
-                            add_product(bufs[s & 1], scr, rmask, 0, B, H, u0, nu)
+                                        p.width + grp * gs,
+                                        scr if rmask != NULL else bufs[s & 1], H,
+                                        rmask == NULL)
+                            if rmask != NULL:
+                                add_product(bufs[s & 1], scr, rmask, 0, B, H, u0, nu)
                         if s < T:
                             v = bstep_view(o, p, step_time(T - 1 - s, T, o.reverse), <floating*>NULL)
                             # the GRU has no cell normalization: its phases are 0, 2
@@ -881,7 +906,7 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
     cs = ws_empty((T + 1 if training else 2, B, H), dtype) if cell == LSTM else None
     aux = ws_empty((nkeep, B, H), dtype) if cell in (LSTM, GRU) else None
     cn = ws_empty((nkeep, B, H), dtype) if (o.ln and cell == LSTM) else None
-    hm = np.empty((2, B, H), dtype) if rmask is not None else None
+    hm = ws_empty((T + 1 if training else 2, B, H), dtype) if rmask is not None else None
     scr = np.empty((B, GH), dtype) if (o.ln and cell == GRU) else None
     units_ln = o.ln and not o.by_rows
     hraw = np.empty((B, GH), dtype) if units_ln else None
@@ -930,8 +955,8 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
             forward_kernel(<const double*>xp, &o, &p)
     ws_release((panels,), extra_refs=1)
     if training:
-        return y, hT, cT, (xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn)
-    ws_release((xg, gates, hhat, hs, cs, aux, cn), extra_refs=1)
+        return y, hT, cT, (xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn, hm)
+    ws_release((xg, gates, hhat, hs, cs, aux, cn, hm), extra_refs=1)
     return y, hT, cT, None
 
 
@@ -944,7 +969,7 @@ def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh
                             True, nthreads, by_rows, clip)
     cdef Ptrs p
     cdef Py_ssize_t T = o.T, B = o.B, H = o.H, GH = o.G * o.H
-    xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn = saved
+    xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn, hm = saved
     dtype = x.dtype
     NR = 16 if dtype == np.float32 else 8
     col0, width, nub = unit_block_layout(1, H, dtype)
@@ -952,14 +977,12 @@ def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh
     if not o.by_rows:
         o.nthreads = min(o.nthreads, nub)
     panels = ws_empty((nub, GH, NR), dtype)
-    hprev = hs[1:] if reverse else hs[:T]
-    if rmask is not None:
-        hprev = hprev * rmask
+    states = hs if hm is None else hm              # what entered the recurrent product
+    hprev = states[1:] if reverse else states[:T]
     dh0 = np.empty((B, H), dtype)
     work = np.empty((B, H), dtype)
     dc = np.empty((B, H), dtype) if cell == LSTM else None
     scr = np.empty((B, H), dtype)
-    dt = np.empty((B, H), dtype)
     dd = np.empty((B, H), dtype)
     dcd = np.empty((B, H), dtype) if cell == LSTM else None
     wscr = np.empty((B, GH), dtype) if (o.ln and cell == GRU) else None
@@ -1003,7 +1026,6 @@ def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh
     p.dh0 = data_or_null(dh0)
     p.work = data_or_null(work)
     p.dc = data_or_null(dc)
-    p.dt = data_or_null(dt)
     p.dd = data_or_null(dd)
     p.dcd = data_or_null(dcd)
     p.wscr = data_or_null(wscr)
