@@ -30,7 +30,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
-from fastrnn.engine.activations cimport relu, sigmoid_v, tanh_v
+from fastrnn.engine.activations cimport relu, tanh_v
 from fastrnn.engine.blas cimport gemm_split
 from fastrnn.engine.common cimport (GROUP, INFER_ROWS, _check_double, chunk_projection,
                                     clamp_units, column_sums, copy_or_zero, cur_slot,
