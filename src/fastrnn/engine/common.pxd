@@ -99,8 +99,17 @@ cdef inline void column_sums(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
                              const floating* a, floating* out, int nthreads) noexcept nogil:
     """out (cols,) = a[:, :cols].sum(axis=0) for a (rows, ld); each column summed in row
     order by one thread (the result does not depend on nthreads)."""
+    column_dots(rows, cols, ld, a, NULL, out, nthreads)
+
+
+cdef inline void column_dots(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
+                             const floating* a, const floating* b, floating* out,
+                             int nthreads) noexcept nogil:
+    """out (cols,) = (a * b)[:, :cols].sum(axis=0) for a, b (rows, ld), or of a alone when b
+    is NULL; each column summed in row order by one thread."""
     cdef Py_ssize_t part, r, j, j0, j1
     cdef const floating* row
+    cdef const floating* brow
     if nthreads > cols:
         nthreads = <int>cols
     with parallel(num_threads=nthreads):
@@ -110,8 +119,13 @@ cdef inline void column_sums(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
             memset(out + j0, 0, (j1 - j0) * sizeof(floating))
             for r in range(rows):
                 row = a + r * ld
-                for j in range(j0, j1):
-                    out[j] += row[j]
+                if b == NULL:
+                    for j in range(j0, j1):
+                        out[j] += row[j]
+                else:
+                    brow = b + r * ld
+                    for j in range(j0, j1):
+                        out[j] += row[j] * brow[j]
 
 
 cdef inline void input_side_grads(Py_ssize_t rows, Py_ssize_t I, Py_ssize_t GH,

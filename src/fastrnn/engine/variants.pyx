@@ -33,7 +33,8 @@ from cython.parallel cimport parallel, prange
 from fastrnn.engine.activations cimport relu, tanh_v
 from fastrnn.engine.blas cimport gemm_split
 from fastrnn.engine.common cimport (GROUP, INFER_ROWS, _check_double, chunk_projection,
-                                    clamp_units, column_sums, copy_or_zero, cur_slot,
+                                    clamp_units, column_dots, column_sums, copy_or_zero,
+                                    cur_slot,
                                     data_or_null, gemm_panels, group_panels, group_size,
                                     group_units, input_side_grads, is_active, n_groups,
                                     pack_panels, panel_cols, prev_slot, step_time)
@@ -218,23 +219,6 @@ cdef inline void ln_back(const floating* d, const floating* gain, floating* xhat
     cdef floating m1, m2
     ln_means(d, gain, xhat, n, &m1, &m2)
     ln_back_apply(d, gain, xhat, xhat, n, r, m1, m2, NULL, NULL)
-
-
-cdef void column_dots(Py_ssize_t rows, Py_ssize_t cols, const floating* a, const floating* b,
-                      floating* out, int nthreads) noexcept nogil:
-    """out (cols,) = (a * b).sum(axis=0) for a, b (rows, cols); each column summed in row
-    order by one thread."""
-    cdef Py_ssize_t part, r, j, j0, j1
-    if nthreads > cols:
-        nthreads = <int>cols
-    with parallel(num_threads=nthreads):
-        for part in prange(nthreads, schedule="static"):
-            j0 = cols * part // nthreads
-            j1 = cols * (part + 1) // nthreads
-            memset(out + j0, 0, (j1 - j0) * sizeof(floating))
-            for r in range(rows):
-                for j in range(j0, j1):
-                    out[j] += a[r * cols + j] * b[r * cols + j]
 
 
 # ---- one step's buffers -------------------------------------------------------------------
@@ -840,7 +824,7 @@ cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexc
     # then the gradient through the normalization (in place of the normalized input)
     column_sums(T * B, GH, GH, gates, <floating*>p.db, nthreads)
     if o.ln:
-        column_dots(T * B, GH, gates, xg, <floating*>p.acc_gh + B * GH, nthreads)
+        column_dots(T * B, GH, GH, gates, xg, <floating*>p.acc_gh + B * GH, nthreads)
         with parallel(num_threads=nthreads):
             for r in prange(T * B, schedule="static"):
                 ln_back(gates + r * GH, <const floating*>p.ln, xg + r * GH,
@@ -872,6 +856,34 @@ cdef Opts make_opts(int cell, x, Py_ssize_t H, bint ln, double eps, double zh_c,
     o.nthreads = max(1, min(nthreads, o.B)) if o.by_rows else max(1, nthreads)
     o.chunk = o.T if keep else max(1, min(o.T, INFER_ROWS // o.B))
     return o
+
+
+cdef void set_common(Ptrs* p, w_ih, w_hh, ln, rmask, zh, zc, lengths, col0, width, panels,
+                     saved):
+    """The pointers forward and backward share: the arguments, and the buffers forward saves
+    (xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn, hm: arrays or None)."""
+    xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn, hm = saved
+    p.w_ih = data_or_null(w_ih)
+    p.w_hh = data_or_null(w_hh)
+    p.ln = data_or_null(ln)
+    p.rmask = data_or_null(rmask)
+    p.zh = <unsigned char*>data_or_null(zh)
+    p.zc = <unsigned char*>data_or_null(zc)
+    p.lengths = <int64_t*>data_or_null(lengths)
+    p.col0 = <Py_ssize_t*>data_or_null(col0)
+    p.width = <int*>data_or_null(width)
+    p.panels = data_or_null(panels)
+    p.xg = data_or_null(xg)
+    p.gates = data_or_null(gates)
+    p.hhat = data_or_null(hhat)
+    p.rstd_x = data_or_null(rstd_x)
+    p.rstd_h = data_or_null(rstd_h)
+    p.rstd_c = data_or_null(rstd_c)
+    p.hs = data_or_null(hs)
+    p.cs = data_or_null(cs)
+    p.aux = data_or_null(aux)
+    p.cn = data_or_null(cn)
+    p.hm = data_or_null(hm)
 
 
 def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
@@ -914,31 +926,12 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
     y = np.empty((T, B, H), dtype)
     hT = np.empty((B, H), dtype)
     cT = np.empty((B, H), dtype) if cell == LSTM else None
-    p.w_ih = data_or_null(w_ih)
-    p.w_hh = data_or_null(w_hh)
+    set_common(&p, w_ih, w_hh, ln, rmask, zh, zc, lengths, col0, width, panels,
+               (xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn, hm))
     p.bias = data_or_null(bias)
     p.b_hn = data_or_null(b_hn)
-    p.ln = data_or_null(ln)
-    p.rmask = data_or_null(rmask)
-    p.zh = <unsigned char*>data_or_null(zh)
-    p.zc = <unsigned char*>data_or_null(zc)
     p.h0 = data_or_null(h0)
     p.c0 = data_or_null(c0)
-    p.lengths = <int64_t*>data_or_null(lengths)
-    p.col0 = <Py_ssize_t*>data_or_null(col0)
-    p.width = <int*>data_or_null(width)
-    p.panels = data_or_null(panels)
-    p.xg = data_or_null(xg)
-    p.gates = data_or_null(gates)
-    p.hhat = data_or_null(hhat)
-    p.rstd_x = data_or_null(rstd_x)
-    p.rstd_h = data_or_null(rstd_h)
-    p.rstd_c = data_or_null(rstd_c)
-    p.hs = data_or_null(hs)
-    p.cs = data_or_null(cs)
-    p.aux = data_or_null(aux)
-    p.cn = data_or_null(cn)
-    p.hm = data_or_null(hm)
     p.scr = data_or_null(scr)
     p.hraw = data_or_null(hraw)
     p.ctil = data_or_null(ctil)
@@ -998,26 +991,7 @@ def backward(int cell, dy, dhT, dcT, x, w_ih, w_hh, ln, rmask, zh, zc, double zh
     dw_ih = np.empty_like(w_ih)
     dw_hh = np.empty_like(w_hh)
     db = np.empty(GH, dtype)
-    p.w_ih = data_or_null(w_ih)
-    p.w_hh = data_or_null(w_hh)
-    p.ln = data_or_null(ln)
-    p.rmask = data_or_null(rmask)
-    p.zh = <unsigned char*>data_or_null(zh)
-    p.zc = <unsigned char*>data_or_null(zc)
-    p.lengths = <int64_t*>data_or_null(lengths)
-    p.col0 = <Py_ssize_t*>data_or_null(col0)
-    p.width = <int*>data_or_null(width)
-    p.panels = data_or_null(panels)
-    p.xg = data_or_null(xg)
-    p.gates = data_or_null(gates)
-    p.hhat = data_or_null(hhat)
-    p.rstd_x = data_or_null(rstd_x)
-    p.rstd_h = data_or_null(rstd_h)
-    p.rstd_c = data_or_null(rstd_c)
-    p.hs = data_or_null(hs)
-    p.cs = data_or_null(cs)
-    p.aux = data_or_null(aux)
-    p.cn = data_or_null(cn)
+    set_common(&p, w_ih, w_hh, ln, rmask, zh, zc, lengths, col0, width, panels, saved)
     p.scr = data_or_null(scr)
     p.dy = data_or_null(dy)
     p.dhT = data_or_null(dhT)
