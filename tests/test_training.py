@@ -153,6 +153,9 @@ def test_nan_loss_stops_before_the_update_and_names_the_step():
 def test_ctrl_c_stops_after_the_current_step():
     x, y = regression_data(64)
     model = small_model()
+    # what fit must restore: Python's default handler, or SIG_IGN when this process was
+    # started as a background job of a non-interactive shell
+    handler = signal.getsignal(signal.SIGINT)
 
     class Interrupt(callbacks.Callback):
         def on_batch_end(self, step, logs=None):
@@ -164,7 +167,7 @@ def test_ctrl_c_stops_after_the_current_step():
     assert h.interrupted and "epoch 1, step 2" in h.stop_reason
     assert len(h.epoch) == 1
     assert all(np.all(np.isfinite(v)) for v in model.parameters().values())
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler
 
 
 def test_stateful_model_keeps_batches_in_order_and_resets_each_epoch():
