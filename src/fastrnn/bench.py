@@ -196,10 +196,10 @@ def torch_regularized_runner(torch, cell, p, mode):
         ys = []
         if what == "layer_norm":
             G = GATES[cell]
-            ax = f.layer_norm(xs @ ln_w(0).T, (G * H,), ln[0], ln[1]) + t["b_ih"]
+            ax = f.layer_norm(xs @ t["w_ih"].T, (G * H,), ln[0], ln[1]) + t["b_ih"]
         for step in range(T):
             if what == "layer_norm":
-                a = ax[step] + f.layer_norm(h @ ln_w(1).T, (G * H,), ln[2], ln[3]) + t["b_hh"]
+                a = ax[step] + f.layer_norm(h @ t["w_hh"].T, (G * H,), ln[2], ln[3]) + t["b_hh"]
                 if base == "lstm":
                     i, fg, g, o = a.chunk(4, 1)
                     c = torch.sigmoid(fg) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -239,8 +239,6 @@ def torch_regularized_runner(torch, cell, p, mode):
             ys.append(h)
         return torch.stack(ys)
 
-    def ln_w(i):
-        return (t["w_ih"], t["w_hh"])[i]
     if not train:
         def infer():
             with torch.inference_mode():

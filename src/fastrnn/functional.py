@@ -743,10 +743,10 @@ def _variant_gru_check(reset_after, what):
                          f"variant here")
 
 
-def _check_eps(eps):
+def _check_eps(eps, name="eps"):
     if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real) \
             or not np.isfinite(eps) or eps <= 0:
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+        raise ValueError(f"{name} must be a positive finite number, got {eps!r}")
     return float(eps)
 
 

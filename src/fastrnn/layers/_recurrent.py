@@ -138,10 +138,7 @@ class _Recurrent(Layer):
                            weight_drop, zoneout):
         cls = type(self).__name__
         self.layer_norm = check_bool("layer_norm", layer_norm)
-        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) \
-                or not np.isfinite(eps) or eps <= 0:
-            raise ValueError(f"layer_norm_eps must be a positive finite number, got {eps!r}")
-        self.layer_norm_eps = float(eps)
+        self.layer_norm_eps = F._check_eps(eps, "layer_norm_eps")
         self.input_dropout = check_prob("input_dropout", input_dropout)
         self.recurrent_dropout = check_prob("recurrent_dropout", recurrent_dropout)
         self.weight_drop = check_prob("weight_drop", weight_drop)
