@@ -230,14 +230,17 @@ def restore_num_threads():
 PLANS = [(1, "rows"), (1, "units"), (2, "units"), (3, "units"), (2, "rows"), (3, "rows")]
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["blas", "fused"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_results_do_not_depend_on_thread_count_or_scheme(cell, dtype, restore_num_threads,
-                                                         monkeypatch):
+def test_results_do_not_depend_on_thread_count_or_scheme(cell, dtype, fused,
+                                                         restore_num_threads, monkeypatch):
     """Bit-identical on 1, 2 and 3 threads, the batch split (9 rows as 4+5, 3+3+3) or the
     hidden units (with LayerNorm: two or three barriers a step), H = 40 (several panel blocks, the
-    last partial), lengths, both directions, training and inference."""
+    last partial), lengths, both directions, training and inference; the input projection
+    by BLAS or fused into the kernel (packed W_ih)."""
     fastrnn = restore_num_threads
+    monkeypatch.setattr(F, "_force_fused", fused)
     results = {}
     lengths = [7, 1, 3, 7, 5, 2, 6, 4, 7]
     for n, scheme in PLANS:
@@ -255,6 +258,27 @@ def test_results_do_not_depend_on_thread_count_or_scheme(cell, dtype, restore_nu
     for plan in PLANS[1:]:
         for a, b in zip(results[plan], results[PLANS[0]]):
             np.testing.assert_array_equal(a, b, err_msg=f"{plan} vs one thread")
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_and_blas_input_projections_agree(cell, reverse, monkeypatch):
+    """The input projection fused into the kernel and made by BLAS give the reference's
+    results, in training and in inference over several chunks of steps (T*B > 1024 rows),
+    with every option at once and ragged lengths."""
+    T, B = 300, 5
+    p, masks = problem(cell, T=T, B=B, I=4, H=7, seed=8)
+    lengths = [T, 1, 170, T - 1, 257]
+    kw = dict(options(cell, masks)["all"], lengths=lengths, reverse=reverse)
+    want = ref(cell, p, **kw)
+    for fused in (False, True):
+        monkeypatch.setattr(F, "_force_fused", fused)
+        for training in (True, False):
+            got = fwd(cell, p, training=training, **kw)
+            for a, b in zip(got[:3], want[:3]):
+                if a is not None:
+                    np.testing.assert_allclose(a, b, **TOL[np.float64],
+                                               err_msg=f"fused={fused} training={training}")
 
 
 def test_empty_inputs():

@@ -805,7 +805,7 @@ def _variant_forward(kind, cell, x, states, w_ih, w_hh, b_ih, b_hh, ln, eps,
             y, hT, cT, saved = _variants.forward(
                 variant.cell, x, w_ih, w_hh, bias, b_hn, packed, eps, rmask, zh, zc, zh_c,
                 zc_c, *(s for s in states), *([None] if len(states) == 1 else []), lengths,
-                reverse, training, nthreads, by_rows)
+                reverse, training, nthreads, by_rows, _fuse_input(w_ih, w_hh))
         finals = _cast(out_dtype, hT, cT)[:len(states)]
         y, = _cast(out_dtype, y)
     cache = Cache(kind, variant, x, w_ih, w_hh, lengths, reverse, saved, b_ih is not None,

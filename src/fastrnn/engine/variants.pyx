@@ -37,7 +37,7 @@ from fastrnn.engine.common cimport (GROUP, INFER_ROWS, _check_double, chunk_proj
                                     cur_slot,
                                     data_or_null, gemm_panels, group_panels, group_size,
                                     group_units, input_side_grads, is_active, n_groups,
-                                    pack_panels, panel_cols, prev_slot, step_time)
+                                    pack_panels, panel_cols, prev_slot, step_input, step_time)
 from fastrnn.engine.simd cimport (gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64,
                                   ln_apply_f32, ln_apply_f64, ln_back_apply_f32,
                                   ln_back_apply_f64, ln_gates_f32, ln_gates_f64, ln_means_f32,
@@ -66,7 +66,7 @@ cdef struct Opts:
     int cell
     Py_ssize_t T, B, n_in, H, G, nub, chunk
     int nthreads
-    bint ln, reverse, keep, by_rows
+    bint ln, reverse, keep, by_rows, fused
     double eps, zh_c, zc_c, clip
 
 
@@ -86,6 +86,7 @@ cdef struct Ptrs:
     const Py_ssize_t* col0
     const int* width
     void* panels
+    void* panels_x          # fused input projection: W_ih packed like W_hh, or NULL
     # saved by forward for backward (see forward())
     void* xg
     void* gates
@@ -475,6 +476,23 @@ cdef void forward_step(const floating* x, const Opts* o, const Ptrs* p, const St
         forward_ln_cell(x, o, p, v, b0, b1, u0, nu)
 
 
+cdef void project_fused(const floating* x, const Opts* o, const Ptrs* p, Py_ssize_t s0,
+                        Py_ssize_t n, Py_ssize_t t_lo, Py_ssize_t b0, Py_ssize_t b1,
+                        Py_ssize_t ub0, Py_ssize_t ub1) noexcept nogil:
+    """The fused input projection of steps s0 .. s0+n-1 into xg (time t at row block
+    t - t_lo): rows b0 .. b1-1, the gates of unit blocks ub0 .. ub1-1 (+ the input-side bias
+    unless LayerNorm follows).  The same dot products as any other split of the work."""
+    cdef Py_ssize_t s, t, B = o.B, I = o.n_in, G = o.G, GH = o.G * o.H, NR = panel_cols(x)
+    cdef floating* xg = <floating*>p.xg
+    for s in range(s0, s0 + n):
+        t = step_time(s, o.T, o.reverse)
+        step_input(b1 - b0, I, x + (t * B + b0) * I,
+                   <const floating*>p.panels_x + G * ub0 * I * NR, G * (ub1 - ub0),
+                   p.col0 + G * ub0, p.width + G * ub0,
+                   NULL if o.ln else <const floating*>p.bias, xg + ((t - t_lo) * B + b0) * GH,
+                   GH)
+
+
 cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexcept nogil:
     cdef Py_ssize_t T = o.T, B = o.B, I = o.n_in, H = o.H, GH = o.G * o.H, BH = o.B * o.H
     cdef Py_ssize_t s0, n, s, t, t_lo, part, b0, b1, r, grp, first
@@ -490,6 +508,9 @@ cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexce
     s = t = r = 0
     pack_panels(<const floating*>p.w_hh, H, True, H, o.G * o.nub, p.col0, p.width,
                 <floating*>p.panels)
+    if o.fused:
+        pack_panels(<const floating*>p.w_ih, I, True, I, o.G * o.nub, p.col0, p.width,
+                    <floating*>p.panels_x)
     first = T if (o.reverse and o.keep) else 0
     copy_or_zero(hs + first * BH, <const floating*>p.h0, BH)
     if rmask != NULL:
@@ -499,9 +520,18 @@ cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexce
     s0 = 0
     while s0 < T:
         n = min(o.chunk, T - s0)
-        t_lo = chunk_projection(s0, n, T, o.reverse, B, I, GH, x, <const floating*>p.w_ih,
-                                NULL if o.ln else <const floating*>p.bias, xg, nthreads)
-        if o.ln:
+        if o.fused:
+            t_lo = T - s0 - n if o.reverse else s0
+            if not o.by_rows:
+                # each thread: the gates of its groups of unit blocks, every row and step
+                with parallel(num_threads=nthreads):
+                    for grp in prange(n_groups(o.nub, gs), schedule="static"):
+                        project_fused(x, o, p, s0, n, t_lo, 0, B, grp * gs,
+                                      grp * gs + group_panels(grp, o.nub, gs))
+        else:
+            t_lo = chunk_projection(s0, n, T, o.reverse, B, I, GH, x, <const floating*>p.w_ih,
+                                    NULL if o.ln else <const floating*>p.bias, xg, nthreads)
+        if o.ln and not (o.fused and o.by_rows):
             with parallel(num_threads=nthreads):
                 for r in prange(n * B, schedule="static"):
                     rstd_x[r] = ln_normalize(xg + r * GH, GH, o.eps)
@@ -511,6 +541,13 @@ cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexce
                 for part in prange(nthreads, schedule="static"):
                     b0 = B * part // nthreads
                     b1 = B * (part + 1) // nthreads
+                    if o.fused:
+                        # its rows' input projections (and their normalization) first
+                        project_fused(x, o, p, s0, n, t_lo, b0, b1, 0, o.nub)
+                        if o.ln:
+                            for s in range(n):
+                                for r in range(s * B + b0, s * B + b1):
+                                    rstd_x[r] = ln_normalize(xg + r * GH, GH, o.eps)
                     for s in range(s0, s0 + n):
                         v = step_view(x, o, p, s, step_time(s, T, o.reverse), t_lo)
                         forward_step(x, o, p, &v, b0, b1, 0, o.nub, -1)
@@ -841,6 +878,7 @@ cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexc
 cdef Opts make_opts(int cell, x, Py_ssize_t H, bint ln, double eps, double zh_c, double zc_c,
                     bint reverse, bint keep, int nthreads, bint by_rows, double clip):
     cdef Opts o
+    o.fused = False
     o.cell = cell
     o.T, o.B, o.n_in = x.shape[0], x.shape[1], x.shape[2]
     o.H = H
@@ -888,14 +926,16 @@ cdef void set_common(Ptrs* p, w_ih, w_hh, ln, rmask, zh, zc, lengths, col0, widt
 
 def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
             double zh_c, double zc_c, h0, c0, lengths, bint reverse, bint training,
-            int nthreads=1, bint by_rows=True):
+            int nthreads=1, bint by_rows=True, bint fused=False):
     """y (T,B,H), hT, cT (None unless LSTM), saved (None unless training).
 
     cell: CELLS[name]; bias: input-side bias (GH,) (for the GRU b_hr, b_hz joined in) or
     None; b_hn: GRU's (H,) or None; ln: packed LayerNorm parameters or None; rmask (B, H)
     or None; zh, zc: (T, B, H) uint8 keep masks (1: keep the old value) or None, zh_c, zc_c: evaluation-mode zoneout
     probabilities (used when the masks are None).  by_rows: the threads split the batch,
-    else the hidden units (see common.pxd; with LayerNorm two or three barriers a step)."""
+    else the hidden units (see common.pxd; with LayerNorm two or three barriers a step).
+    fused: the input projection with packed W_ih panels in the kernel's parallel region
+    instead of BLAS (functional._fuse_input: small layers)."""
     cdef Opts o = make_opts(cell, x, w_hh.shape[1], ln is not None, eps, zh_c, zc_c, reverse,
                             training, nthreads, by_rows, 0)
     cdef Ptrs p
@@ -905,9 +945,11 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
     NR = 16 if dtype == np.float32 else 8
     col0, width, nub = unit_block_layout(o.G, H, dtype)
     o.nub = nub
+    o.fused = fused
     if not o.by_rows:
         o.nthreads = min(o.nthreads, nub)
     panels = ws_empty((o.G * nub, H, NR), dtype)
+    panels_x = ws_empty((o.G * nub, o.n_in, NR), dtype) if fused else None
     xg = ws_empty((o.chunk, B, GH), dtype)
     gates = ws_empty((nkeep, B, GH), dtype) if o.ln else None
     hhat = ws_empty((nkeep, B, GH), dtype) if (o.ln or cell == GRU) else None
@@ -928,6 +970,7 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
     cT = np.empty((B, H), dtype) if cell == LSTM else None
     set_common(&p, w_ih, w_hh, ln, rmask, zh, zc, lengths, col0, width, panels,
                (xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn, hm))
+    p.panels_x = data_or_null(panels_x)
     p.bias = data_or_null(bias)
     p.b_hn = data_or_null(b_hn)
     p.h0 = data_or_null(h0)
@@ -946,7 +989,7 @@ def forward(int cell, x, w_ih, w_hh, bias, b_hn, ln, double eps, rmask, zh, zc,
         _check_double(x)
         with nogil:
             forward_kernel(<const double*>xp, &o, &p)
-    ws_release((panels,), extra_refs=1)
+    ws_release((panels, panels_x), extra_refs=1)
     if training:
         return y, hT, cT, (xg, gates, hhat, rstd_x, rstd_h, rstd_c, hs, cs, aux, cn, hm)
     ws_release((xg, gates, hhat, hs, cs, aux, cn, hm), extra_refs=1)
