@@ -2,9 +2,10 @@
  * (src/fastrnn/engine/variants.pyx), compiled for each SIMD level and chosen at run time with
  * the level fr_simd.c uses.  See fr_simd.h for the contracts.
  *
- * Row sums run in double, in FR_LANES interleaved accumulators combined in a fixed order:
- * the loops vectorize without reassociation, and the result depends only on the data (not
- * on the thread count, nor on the SIMD level).
+ * Row sums: FR_LANES interleaved partial sums per row, in the data's type, combined by a
+ * fixed tree, FR_ROWS rows at a time (independent chains that hide the add latency, which
+ * limits a single row).  A row's result depends only on its data: not on which rows share
+ * its group, nor on the thread count.
  */
 #include "fr_simd.h"
 
@@ -25,57 +26,113 @@
 #endif
 
 #define FR_LANES 16
+#define FR_ROWS 4
 
 /* FR_DEFINE_NORM(SUFFIX, ATTR, T): the row functions for one type and target. */
 #define FR_DEFINE_NORM(SUFFIX, ATTR, T)                                                      \
-    /* sum_j (a[j] - shift) * (b ? b[j] - shift : 1) */                                      \
-    ATTR static double rsum_##SUFFIX(const T *a, const T *b, double shift, ptrdiff_t n)      \
+    ATTR static inline T tree_##SUFFIX(T *acc)                                               \
     {                                                                                        \
-        double acc[FR_LANES] = {0}, tail = 0;                                                \
+        for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];                                    \
+        for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];                                    \
+        for (int l = 0; l < 2; l++) acc[l] += acc[l + 2];                                    \
+        return acc[0] + acc[1];                                                              \
+    }                                                                                        \
+    /* out[r] = sum_j (a[r][j] - shift[r]) * (sq ? a[r][j] - shift[r] : 1), FR_ROWS rows */   \
+    ATTR static void rsum4_##SUFFIX(const T *const *a, int sq, const T *shift, ptrdiff_t n,  \
+                                    double *out)                                             \
+    {                                                                                        \
+        T acc[FR_ROWS][FR_LANES] = {{0}}, tail[FR_ROWS] = {0};                               \
+        const T *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];                              \
+        const T s0 = shift[0], s1 = shift[1], s2 = shift[2], s3 = shift[3];                  \
         ptrdiff_t j = 0;                                                                     \
-        if (b) {                                                                             \
+        if (sq) {                                                                            \
             for (; j + FR_LANES <= n; j += FR_LANES)                                         \
-                for (int l = 0; l < FR_LANES; l++)                                           \
-                    acc[l] += ((double)a[j + l] - shift) * ((double)b[j + l] - shift);       \
-            for (; j < n; j++) tail += ((double)a[j] - shift) * ((double)b[j] - shift);      \
+                for (int l = 0; l < FR_LANES; l++) {                                         \
+                    T d0 = a0[j + l] - s0, d1 = a1[j + l] - s1;                              \
+                    T d2 = a2[j + l] - s2, d3 = a3[j + l] - s3;                              \
+                    acc[0][l] += d0 * d0;                                                    \
+                    acc[1][l] += d1 * d1;                                                    \
+                    acc[2][l] += d2 * d2;                                                    \
+                    acc[3][l] += d3 * d3;                                                    \
+                }                                                                            \
+            for (; j < n; j++)                                                               \
+                for (int r = 0; r < FR_ROWS; r++) {                                          \
+                    T d = a[r][j] - shift[r];                                                \
+                    tail[r] += d * d;                                                        \
+                }                                                                            \
         } else {                                                                             \
             for (; j + FR_LANES <= n; j += FR_LANES)                                         \
-                for (int l = 0; l < FR_LANES; l++) acc[l] += (double)a[j + l] - shift;       \
-            for (; j < n; j++) tail += (double)a[j] - shift;                                 \
+                for (int l = 0; l < FR_LANES; l++) {                                         \
+                    acc[0][l] += a0[j + l] - s0;                                             \
+                    acc[1][l] += a1[j + l] - s1;                                             \
+                    acc[2][l] += a2[j + l] - s2;                                             \
+                    acc[3][l] += a3[j + l] - s3;                                             \
+                }                                                                            \
+            for (; j < n; j++)                                                               \
+                for (int r = 0; r < FR_ROWS; r++) tail[r] += a[r][j] - shift[r];             \
         }                                                                                    \
-        for (int w = FR_LANES / 2; w > 0; w /= 2)                                            \
-            for (int l = 0; l < w; l++) acc[l] += acc[l + w];                                \
-        return acc[0] + tail;                                                                \
+        for (int r = 0; r < FR_ROWS; r++)                                                    \
+            out[r] = (double)tree_##SUFFIX(acc[r]) + tail[r];                                \
     }                                                                                        \
-    /* sum_j a[j] * b[j] * c[j] */                                                           \
-    ATTR static double rsum3_##SUFFIX(const T *a, const T *b, const T *c, ptrdiff_t n)       \
+    /* FR_ROWS rows' pointers from row0 (ld apart), the last real row repeated */            \
+    ATTR static inline void group_##SUFFIX(const T *row0, ptrdiff_t ld, ptrdiff_t nr,        \
+                                           const T **rows)                                   \
     {                                                                                        \
-        double acc[FR_LANES] = {0}, tail = 0;                                                \
-        ptrdiff_t j = 0;                                                                     \
-        for (; j + FR_LANES <= n; j += FR_LANES)                                             \
-            for (int l = 0; l < FR_LANES; l++)                                               \
-                acc[l] += (double)a[j + l] * b[j + l] * c[j + l];                            \
-        for (; j < n; j++) tail += (double)a[j] * b[j] * c[j];                               \
-        for (int w = FR_LANES / 2; w > 0; w /= 2)                                            \
-            for (int l = 0; l < w; l++) acc[l] += acc[l + w];                                \
-        return acc[0] + tail;                                                                \
+        for (int r = 0; r < FR_ROWS; r++) rows[r] = row0 + (r < nr ? r : nr - 1) * ld;      \
     }                                                                                        \
-    ATTR static T ln_stats_##SUFFIX(const T *v, ptrdiff_t n, double eps, T *mean)          \
+    ATTR static void ln_stats_rows_##SUFFIX(const T *v, ptrdiff_t ld, ptrdiff_t rows,       \
+                                            ptrdiff_t n, double eps, T *mean, T *rstd)       \
     {                                                                                        \
-        double m = rsum_##SUFFIX(v, NULL, 0, n) / n;                                         \
-        double var = rsum_##SUFFIX(v, v, m, n) / n;                                          \
-        *mean = (T)m;                                                                        \
-        return (T)(1.0 / sqrt(var + eps));                                                   \
+        for (ptrdiff_t b = 0; b < rows; b += FR_ROWS) {                                      \
+            ptrdiff_t nr = rows - b < FR_ROWS ? rows - b : FR_ROWS;                          \
+            const T *a[FR_ROWS];                                                             \
+            T zero[FR_ROWS] = {0}, m[FR_ROWS];                                               \
+            double sum[FR_ROWS];                                                             \
+            group_##SUFFIX(v + b * ld, ld, nr, a);                                           \
+            rsum4_##SUFFIX(a, 0, zero, n, sum);                                              \
+            for (int r = 0; r < FR_ROWS; r++) m[r] = (T)(sum[r] / n);                        \
+            rsum4_##SUFFIX(a, 1, m, n, sum);                                                 \
+            for (ptrdiff_t r = 0; r < nr; r++) {                                             \
+                mean[b + r] = m[r];                                                          \
+                rstd[b + r] = (T)(1.0 / sqrt(sum[r] / n + eps));                             \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    /* m1 = mean(d*gain), m2 = mean(d*gain*xhat) of rows of d (ldd apart) and xhat (ldx) */  \
+    ATTR static void ln_means_rows_##SUFFIX(const T *d, ptrdiff_t ldd, const T *gain,        \
+                                            const T *xhat, ptrdiff_t ldx, ptrdiff_t rows,    \
+                                            ptrdiff_t n, T *m1, T *m2)                       \
+    {                                                                                        \
+        for (ptrdiff_t b = 0; b < rows; b += FR_ROWS) {                                      \
+            ptrdiff_t nr = rows - b < FR_ROWS ? rows - b : FR_ROWS;                          \
+            const T *dr[FR_ROWS], *xr[FR_ROWS];                                              \
+            T p[FR_ROWS][FR_LANES] = {{0}}, q[FR_ROWS][FR_LANES] = {{0}};                    \
+            T tp[FR_ROWS] = {0}, tq[FR_ROWS] = {0};                                          \
+            group_##SUFFIX(d + b * ldd, ldd, nr, dr);                                        \
+            group_##SUFFIX(xhat + b * ldx, ldx, nr, xr);                                     \
+            ptrdiff_t j = 0;                                                                 \
+            for (; j + FR_LANES <= n; j += FR_LANES)                                         \
+                for (int r = 0; r < FR_ROWS; r++)                                            \
+                    for (int l = 0; l < FR_LANES; l++) {                                     \
+                        T u = dr[r][j + l] * gain[j + l];                                    \
+                        p[r][l] += u;                                                        \
+                        q[r][l] += u * xr[r][j + l];                                         \
+                    }                                                                        \
+            for (; j < n; j++)                                                               \
+                for (int r = 0; r < FR_ROWS; r++) {                                          \
+                    T u = dr[r][j] * gain[j];                                                \
+                    tp[r] += u;                                                              \
+                    tq[r] += u * xr[r][j];                                                   \
+                }                                                                            \
+            for (ptrdiff_t r = 0; r < nr; r++) {                                             \
+                m1[b + r] = (T)(((double)tree_##SUFFIX(p[r]) + tp[r]) / n);                  \
+                m2[b + r] = (T)(((double)tree_##SUFFIX(q[r]) + tq[r]) / n);                  \
+            }                                                                                \
+        }                                                                                    \
     }                                                                                        \
     ATTR static void ln_apply_##SUFFIX(const T *v, T *out, ptrdiff_t n, T mean, T r)         \
     {                                                                                        \
         FR_IVDEP for (ptrdiff_t j = 0; j < n; j++) out[j] = (v[j] - mean) * r;               \
-    }                                                                                        \
-    ATTR static void ln_means_##SUFFIX(const T *d, const T *gain, const T *xhat,             \
-                                       ptrdiff_t n, T *m1, T *m2)                            \
-    {                                                                                        \
-        *m1 = (T)(rsum_##SUFFIX(d, gain, 0, n) / n);                                         \
-        *m2 = (T)(rsum3_##SUFFIX(d, gain, xhat, n) / n);                                     \
     }                                                                                        \
     ATTR static void ln_back_apply_##SUFFIX(const T *d, const T *gain, const T *xhat, T *out, \
                                             ptrdiff_t n, T r, T m1, T m2, T *acc_g,          \
@@ -206,9 +263,10 @@ FR_DEFINE_NORM_ALL(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx5
 /* ---- dispatch (the level fr_simd.c selected) ------------------------------------------ */
 
 #define FR_NORM_FIELDS(SUF, T)                                                               \
-    T (*ln_stats_##SUF)(const T *, ptrdiff_t, double, T *);                                  \
+    void (*ln_stats_rows_##SUF)(const T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, double, T *, T *); \
     void (*ln_apply_##SUF)(const T *, T *, ptrdiff_t, T, T);                                 \
-    void (*ln_means_##SUF)(const T *, const T *, const T *, ptrdiff_t, T *, T *);            \
+    void (*ln_means_rows_##SUF)(const T *, ptrdiff_t, const T *, const T *, ptrdiff_t,       \
+                                ptrdiff_t, ptrdiff_t, T *, T *);                             \
     void (*ln_back_apply_##SUF)(const T *, const T *, const T *, T *, ptrdiff_t, T, T, T,    \
                                 T *, T *);                                                   \
     void (*ln_gates_##SUF)(ptrdiff_t, T *, const T *, const T *, const T *, ptrdiff_t,       \
@@ -227,7 +285,7 @@ typedef struct {
     FR_NORM_FIELDS(f64, double)
 } fr_norm_table;
 
-#define FR_NORM_ROW(S) ln_stats_##S, ln_apply_##S, ln_means_##S, ln_back_apply_##S,         \
+#define FR_NORM_ROW(S) ln_stats_rows_##S, ln_apply_##S, ln_means_rows_##S, ln_back_apply_##S,         \
                        ln_gates_##S, lstm_cand_##S, lstm_lnc_##S, lstm_ln_out_##S,           \
                        lstm_ln_back1_##S, lstm_ln_back2_##S, zone_##S, zone_back_##S, mul_##S
 #define FR_NORM_TABLE(SUFFIX) {FR_NORM_ROW(f32_##SUFFIX), FR_NORM_ROW(f64_##SUFFIX)}
@@ -243,18 +301,19 @@ static const fr_norm_table fr_norm_tables[] = {
 #define FR_NORM (&fr_norm_tables[fr_simd_level()])
 
 #define FR_NORM_PUBLIC(SUF, T)                                                               \
-    T fr_ln_stats_##SUF(const T *v, ptrdiff_t n, double eps, T *mean)                        \
+    void fr_ln_stats_rows_##SUF(const T *v, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t n,       \
+                                double eps, T *mean, T *rstd)                                \
     {                                                                                        \
-        return FR_NORM->ln_stats_##SUF(v, n, eps, mean);                                     \
+        FR_NORM->ln_stats_rows_##SUF(v, ld, rows, n, eps, mean, rstd);                       \
     }                                                                                        \
     void fr_ln_apply_##SUF(const T *v, T *out, ptrdiff_t n, T mean, T r)                     \
     {                                                                                        \
         FR_NORM->ln_apply_##SUF(v, out, n, mean, r);                                         \
     }                                                                                        \
-    void fr_ln_means_##SUF(const T *d, const T *gain, const T *xhat, ptrdiff_t n, T *m1,     \
-                           T *m2)                                                            \
+    void fr_ln_means_rows_##SUF(const T *d, ptrdiff_t ldd, const T *gain, const T *xhat,     \
+                                ptrdiff_t ldx, ptrdiff_t rows, ptrdiff_t n, T *m1, T *m2)    \
     {                                                                                        \
-        FR_NORM->ln_means_##SUF(d, gain, xhat, n, m1, m2);                                   \
+        FR_NORM->ln_means_rows_##SUF(d, ldd, gain, xhat, ldx, rows, n, m1, m2);              \
     }                                                                                        \
     void fr_ln_back_apply_##SUF(const T *d, const T *gain, const T *xhat, T *out,            \
                                 ptrdiff_t n, T r, T m1, T m2, T *acc_g, T *acc_b)            \

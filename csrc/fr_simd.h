@@ -83,8 +83,10 @@ void fr_gemm_panels_f64(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda
                         const int *width, double *C, ptrdiff_t ldc, int accumulate);
 
 /* LayerNorm rows and the regularized recurrences' elementwise passes (fr_norm.c).
- * ln_stats: 1/sqrt(var + eps) of v[:n] (and *mean); ln_apply: out = (v - mean) * r.
- * ln_means: m1 = mean(d*gain), m2 = mean(d*gain*xhat); ln_back_apply: out = r*(d*gain - m1 -
+ * ln_stats_rows: for `rows` rows of n values (ld apart) their means and 1/sqrt(var + eps);
+ *   ln_apply: out = (v - mean) * r.
+ * ln_means_rows: m1 = mean(d*gain), m2 = mean(d*gain*xhat) for rows of d (ldd apart) and
+ *   xhat (ldx apart); ln_back_apply: out = r*(d*gain - m1 -
  *   xhat*m2), the gradient w.r.t. the LN input from d, the gradient w.r.t. xhat*gain + bias
  *   (out may be xhat); acc_g += d*xhat, acc_b += d when not NULL.
  * ln_gates: g = xh*g_x + b_x [+ hh*g_h + b_h] + bias over n gates; with hh_out the
@@ -97,10 +99,11 @@ void fr_gemm_panels_f64(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda
  * zone_back: dt -> dd (to the previous state) and dt (to the candidate).
  * mul: dst = a*m (m NULL: a), or dst += a*m (a) when add. */
 #define FR_NORM_DECL(SUF, T)                                                                 \
-    T fr_ln_stats_##SUF(const T *v, ptrdiff_t n, double eps, T *mean);                       \
+    void fr_ln_stats_rows_##SUF(const T *v, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t n,       \
+                                double eps, T *mean, T *rstd);                               \
     void fr_ln_apply_##SUF(const T *v, T *out, ptrdiff_t n, T mean, T r);                    \
-    void fr_ln_means_##SUF(const T *d, const T *gain, const T *xhat, ptrdiff_t n, T *m1,     \
-                           T *m2);                                                           \
+    void fr_ln_means_rows_##SUF(const T *d, ptrdiff_t ldd, const T *gain, const T *xhat,     \
+                                ptrdiff_t ldx, ptrdiff_t rows, ptrdiff_t n, T *m1, T *m2);   \
     void fr_ln_back_apply_##SUF(const T *d, const T *gain, const T *xhat, T *out,            \
                                 ptrdiff_t n, T r, T m1, T m2, T *acc_g, T *acc_b);           \
     void fr_ln_gates_##SUF(ptrdiff_t n, T *g, const T *xh, const T *hh, const T *ln,         \

@@ -843,9 +843,10 @@ def _variant_backward(kind, cache, grads, clip_hidden_grad):
     db_ih, db_hh = _bias_grads(cache, db_ih, db_hh)
     out = [dx, *d0, dw_ih, dw_hh, db_ih, db_hh]
     if dln is not None:
-        G, H = cache.w_hh.shape[0] // cache.w_hh.shape[1], cache.w_hh.shape[1]
-        sizes = [G * H] * 4 + ([H, H] if lstm else [])
-        out += np.split(dln, np.cumsum(sizes)[:-1])
+        GH, H = cache.w_hh.shape
+        out += [dln[k * GH:(k + 1) * GH] for k in range(4)]
+        if lstm:
+            out += [dln[4 * GH:4 * GH + H], dln[4 * GH + H:]]
     return _cast(cache.out_dtype, *out)
 
 

@@ -47,11 +47,12 @@ cdef float xent_f32(const float* z, Py_ssize_t C, Py_ssize_t target, float eps, 
 cdef double xent_f64(const double* z, Py_ssize_t C, Py_ssize_t target, double eps,
                      double scale, double* d) noexcept nogil
 # LayerNorm rows and the regularized recurrences' passes (csrc/fr_norm.c; see fr_simd.h)
-cdef float ln_stats_f32(const float* v, Py_ssize_t n, double eps, float* mean) noexcept nogil
+cdef void ln_stats_rows_f32(const float* v, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n,
+        double eps, float* mean, float* rstd) noexcept nogil
 cdef void ln_apply_f32(const float* v, float* out, Py_ssize_t n, float mean,
         float r) noexcept nogil
-cdef void ln_means_f32(const float* d, const float* gain, const float* xhat, Py_ssize_t n,
-        float* m1, float* m2) noexcept nogil
+cdef void ln_means_rows_f32(const float* d, Py_ssize_t ldd, const float* gain, const float* xhat,
+        Py_ssize_t ldx, Py_ssize_t rows, Py_ssize_t n, float* m1, float* m2) noexcept nogil
 cdef void ln_back_apply_f32(const float* d, const float* gain, const float* xhat, float* out,
         Py_ssize_t n, float r, float m1, float m2, float* acc_g, float* acc_b) noexcept nogil
 cdef void ln_gates_f32(Py_ssize_t n, float* g, const float* xh, const float* hh,
@@ -70,12 +71,12 @@ cdef void zone_back_f32(float* dt, float* dd, const unsigned char* keep, double 
         Py_ssize_t n) noexcept nogil
 cdef void mul_f32(float* dst, const float* a, const float* m, Py_ssize_t n,
         int add) noexcept nogil
-cdef double ln_stats_f64(const double* v, Py_ssize_t n, double eps,
-        double* mean) noexcept nogil
+cdef void ln_stats_rows_f64(const double* v, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n,
+        double eps, double* mean, double* rstd) noexcept nogil
 cdef void ln_apply_f64(const double* v, double* out, Py_ssize_t n, double mean,
         double r) noexcept nogil
-cdef void ln_means_f64(const double* d, const double* gain, const double* xhat, Py_ssize_t n,
-        double* m1, double* m2) noexcept nogil
+cdef void ln_means_rows_f64(const double* d, Py_ssize_t ldd, const double* gain, const double* xhat,
+        Py_ssize_t ldx, Py_ssize_t rows, Py_ssize_t n, double* m1, double* m2) noexcept nogil
 cdef void ln_back_apply_f64(const double* d, const double* gain, const double* xhat,
         double* out, Py_ssize_t n, double r, double m1, double m2, double* acc_g,
         double* acc_b) noexcept nogil

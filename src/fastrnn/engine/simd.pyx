@@ -52,10 +52,11 @@ cdef extern from "fr_simd.h":
                       float scale, float* d) nogil
     double fr_xent_f64(const double* z, Py_ssize_t C, Py_ssize_t target, double eps,
                        double scale, double* d) nogil
-    float fr_ln_stats_f32(const float* v, Py_ssize_t n, double eps, float* mean) nogil
+    void fr_ln_stats_rows_f32(const float* v, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n,
+        double eps, float* mean, float* rstd) nogil
     void fr_ln_apply_f32(const float* v, float* out, Py_ssize_t n, float mean, float r) nogil
-    void fr_ln_means_f32(const float* d, const float* gain, const float* xhat, Py_ssize_t n,
-        float* m1, float* m2) nogil
+    void fr_ln_means_rows_f32(const float* d, Py_ssize_t ldd, const float* gain, const float* xhat,
+        Py_ssize_t ldx, Py_ssize_t rows, Py_ssize_t n, float* m1, float* m2) nogil
     void fr_ln_back_apply_f32(const float* d, const float* gain, const float* xhat, float* out,
         Py_ssize_t n, float r, float m1, float m2, float* acc_g, float* acc_b) nogil
     void fr_ln_gates_f32(Py_ssize_t n, float* g, const float* xh, const float* hh,
@@ -73,11 +74,12 @@ cdef extern from "fr_simd.h":
     void fr_zone_back_f32(float* dt, float* dd, const unsigned char* keep, double k,
         Py_ssize_t n) nogil
     void fr_mul_f32(float* dst, const float* a, const float* m, Py_ssize_t n, int add) nogil
-    double fr_ln_stats_f64(const double* v, Py_ssize_t n, double eps, double* mean) nogil
+    void fr_ln_stats_rows_f64(const double* v, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n,
+        double eps, double* mean, double* rstd) nogil
     void fr_ln_apply_f64(const double* v, double* out, Py_ssize_t n, double mean,
         double r) nogil
-    void fr_ln_means_f64(const double* d, const double* gain, const double* xhat, Py_ssize_t n,
-        double* m1, double* m2) nogil
+    void fr_ln_means_rows_f64(const double* d, Py_ssize_t ldd, const double* gain, const double* xhat,
+        Py_ssize_t ldx, Py_ssize_t rows, Py_ssize_t n, double* m1, double* m2) nogil
     void fr_ln_back_apply_f64(const double* d, const double* gain, const double* xhat,
         double* out, Py_ssize_t n, double r, double m1, double m2, double* acc_g,
         double* acc_b) nogil
@@ -355,8 +357,9 @@ def _gemm_unit_blocks(a, packed, Py_ssize_t G, Py_ssize_t H):
 
 # LayerNorm rows and the regularized recurrences' passes (csrc/fr_norm.c)
 
-cdef float ln_stats_f32(const float* v, Py_ssize_t n, double eps, float* mean) noexcept nogil:
-    return fr_ln_stats_f32(v, n, eps, mean)
+cdef void ln_stats_rows_f32(const float* v, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n,
+        double eps, float* mean, float* rstd) noexcept nogil:
+    fr_ln_stats_rows_f32(v, ld, rows, n, eps, mean, rstd)
 
 
 cdef void ln_apply_f32(const float* v, float* out, Py_ssize_t n, float mean,
@@ -364,9 +367,9 @@ cdef void ln_apply_f32(const float* v, float* out, Py_ssize_t n, float mean,
     fr_ln_apply_f32(v, out, n, mean, r)
 
 
-cdef void ln_means_f32(const float* d, const float* gain, const float* xhat, Py_ssize_t n,
-        float* m1, float* m2) noexcept nogil:
-    fr_ln_means_f32(d, gain, xhat, n, m1, m2)
+cdef void ln_means_rows_f32(const float* d, Py_ssize_t ldd, const float* gain, const float* xhat,
+        Py_ssize_t ldx, Py_ssize_t rows, Py_ssize_t n, float* m1, float* m2) noexcept nogil:
+    fr_ln_means_rows_f32(d, ldd, gain, xhat, ldx, rows, n, m1, m2)
 
 
 cdef void ln_back_apply_f32(const float* d, const float* gain, const float* xhat, float* out,
@@ -414,9 +417,9 @@ cdef void mul_f32(float* dst, const float* a, const float* m, Py_ssize_t n,
     fr_mul_f32(dst, a, m, n, add)
 
 
-cdef double ln_stats_f64(const double* v, Py_ssize_t n, double eps,
-        double* mean) noexcept nogil:
-    return fr_ln_stats_f64(v, n, eps, mean)
+cdef void ln_stats_rows_f64(const double* v, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n,
+        double eps, double* mean, double* rstd) noexcept nogil:
+    fr_ln_stats_rows_f64(v, ld, rows, n, eps, mean, rstd)
 
 
 cdef void ln_apply_f64(const double* v, double* out, Py_ssize_t n, double mean,
@@ -424,9 +427,9 @@ cdef void ln_apply_f64(const double* v, double* out, Py_ssize_t n, double mean,
     fr_ln_apply_f64(v, out, n, mean, r)
 
 
-cdef void ln_means_f64(const double* d, const double* gain, const double* xhat, Py_ssize_t n,
-        double* m1, double* m2) noexcept nogil:
-    fr_ln_means_f64(d, gain, xhat, n, m1, m2)
+cdef void ln_means_rows_f64(const double* d, Py_ssize_t ldd, const double* gain, const double* xhat,
+        Py_ssize_t ldx, Py_ssize_t rows, Py_ssize_t n, double* m1, double* m2) noexcept nogil:
+    fr_ln_means_rows_f64(d, ldd, gain, xhat, ldx, rows, n, m1, m2)
 
 
 cdef void ln_back_apply_f64(const double* d, const double* gain, const double* xhat,

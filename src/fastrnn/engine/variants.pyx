@@ -40,8 +40,9 @@ from fastrnn.engine.common cimport (GROUP, INFER_ROWS, _check_double, chunk_proj
                                     pack_panels, panel_cols, prev_slot, step_input, step_time)
 from fastrnn.engine.simd cimport (gru_bwd_f32, gru_bwd_f64, gru_fwd_f32, gru_fwd_f64,
                                   ln_apply_f32, ln_apply_f64, ln_back_apply_f32,
-                                  ln_back_apply_f64, ln_gates_f32, ln_gates_f64, ln_means_f32,
-                                  ln_means_f64, ln_stats_f32, ln_stats_f64, lstm_bwd_f32,
+                                  ln_back_apply_f64, ln_gates_f32, ln_gates_f64,
+                                  ln_means_rows_f32, ln_means_rows_f64, ln_stats_rows_f32,
+                                  ln_stats_rows_f64, lstm_bwd_f32,
                                   lstm_bwd_f64, lstm_cand_f32, lstm_cand_f64, lstm_fwd_f32,
                                   lstm_fwd_f64, lstm_ln_back1_f32, lstm_ln_back1_f64,
                                   lstm_ln_back2_f32, lstm_ln_back2_f64, lstm_ln_out_f32,
@@ -131,13 +132,18 @@ cdef struct Ptrs:
 
 # ---- row helpers (csrc/fr_norm.c, dispatched for the CPU) ---------------------------------
 
-cdef inline floating ln_stats(const floating* v, Py_ssize_t n, double eps,
-                              floating* mean) noexcept nogil:
-    """1 / sqrt(var + eps) of v[:n], and its mean."""
+cdef enum:
+    ROWS = 4        # the row statistics are computed this many rows at a time (fr_norm.c)
+
+
+cdef inline void ln_stats_rows(const floating* v, Py_ssize_t ld, Py_ssize_t rows,
+                               Py_ssize_t n, double eps, floating* mean,
+                               floating* rstd) noexcept nogil:
+    """For rows v[b*ld : b*ld+n], b < rows: the mean and 1 / sqrt(var + eps)."""
     if floating is float:
-        return ln_stats_f32(v, n, eps, mean)
+        ln_stats_rows_f32(v, ld, rows, n, eps, mean, rstd)
     else:
-        return ln_stats_f64(v, n, eps, mean)
+        ln_stats_rows_f64(v, ld, rows, n, eps, mean, rstd)
 
 
 cdef inline void ln_apply(const floating* v, floating* out, Py_ssize_t n, floating mean,
@@ -148,20 +154,29 @@ cdef inline void ln_apply(const floating* v, floating* out, Py_ssize_t n, floati
         ln_apply_f64(v, out, n, mean, r)
 
 
-cdef inline floating ln_normalize(floating* v, Py_ssize_t n, double eps) noexcept nogil:
-    """v <- (v - mean) / sqrt(var + eps) in place; returns 1 / sqrt(var + eps)."""
-    cdef floating mean
-    cdef floating r = ln_stats(v, n, eps, &mean)
-    ln_apply(v, v, n, mean, r)
-    return r
+cdef inline void ln_normalize(floating* v, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n,
+                              double eps, floating* rstd) noexcept nogil:
+    """Rows v[b*ld : b*ld+n] <- (v - mean) / sqrt(var + eps) in place, rstd[b] the
+    1 / sqrt(var + eps) of each."""
+    cdef floating mean[ROWS]
+    cdef Py_ssize_t b, i, nr
+    b = 0
+    while b < rows:
+        nr = min(<Py_ssize_t>ROWS, rows - b)
+        ln_stats_rows(v + b * ld, ld, nr, n, eps, mean, rstd + b)
+        for i in range(nr):
+            ln_apply(v + (b + i) * ld, v + (b + i) * ld, n, mean[i], rstd[b + i])
+        b += nr
 
 
-cdef inline void ln_means(const floating* d, const floating* gain, const floating* xhat,
-                          Py_ssize_t n, floating* m1, floating* m2) noexcept nogil:
+cdef inline void ln_means_rows(const floating* d, Py_ssize_t ldd, const floating* gain,
+                               const floating* xhat, Py_ssize_t ldx, Py_ssize_t rows,
+                               Py_ssize_t n, floating* m1, floating* m2) noexcept nogil:
+    """For each row b < rows: m1 = mean(d*gain), m2 = mean(d*gain*xhat) over n values."""
     if floating is float:
-        ln_means_f32(d, gain, xhat, n, m1, m2)
+        ln_means_rows_f32(d, ldd, gain, xhat, ldx, rows, n, m1, m2)
     else:
-        ln_means_f64(d, gain, xhat, n, m1, m2)
+        ln_means_rows_f64(d, ldd, gain, xhat, ldx, rows, n, m1, m2)
 
 
 cdef inline void ln_back_apply(const floating* d, const floating* gain, const floating* xhat,
@@ -214,12 +229,22 @@ cdef inline void mul(floating* dst, const floating* a, const floating* m, Py_ssi
         mul_f64(dst, a, m, n, add)
 
 
-cdef inline void ln_back(const floating* d, const floating* gain, floating* xhat, floating r,
+cdef inline void ln_back(const floating* d, const floating* gain, floating* xhat,
+                         const floating* rstd, Py_ssize_t ld, Py_ssize_t rows,
                          Py_ssize_t n) noexcept nogil:
-    """xhat (LN's normalized input) <- the gradient w.r.t. LN's input, from d."""
-    cdef floating m1, m2
-    ln_means(d, gain, xhat, n, &m1, &m2)
-    ln_back_apply(d, gain, xhat, xhat, n, r, m1, m2, NULL, NULL)
+    """Rows of xhat (LN's normalized input, ld apart like d's) <- the gradient w.r.t. LN's
+    input, from d."""
+    cdef floating m1[ROWS]
+    cdef floating m2[ROWS]
+    cdef Py_ssize_t b, i, nr
+    b = 0
+    while b < rows:
+        nr = min(<Py_ssize_t>ROWS, rows - b)
+        ln_means_rows(d + b * ld, ld, gain, xhat + b * ld, ld, nr, n, m1, m2)
+        for i in range(nr):
+            ln_back_apply(d + (b + i) * ld, gain, xhat + (b + i) * ld, xhat + (b + i) * ld, n,
+                          rstd[b + i], m1[i], m2[i], NULL, NULL)
+        b += nr
 
 
 # ---- one step's buffers -------------------------------------------------------------------
@@ -376,6 +401,8 @@ cdef void forward_ln_gates(const floating* x, const Opts* o, const Ptrs* p, cons
     cdef Py_ssize_t H = o.H, G = o.G, GH = o.G * o.H
     cdef Py_ssize_t b, k, q, c0
     cdef floating mean, r
+    cdef floating means[ROWS]
+    cdef floating rstds[ROWS]
     cdef const floating* ln = <const floating*>p.ln
     cdef const floating* bias = <const floating*>p.bias
     cdef const floating* b_hn = <const floating*>p.b_hn
@@ -384,13 +411,17 @@ cdef void forward_ln_gates(const floating* x, const Opts* o, const Ptrs* p, cons
     cdef floating* hrow
     cdef floating* grow
     for b in range(b0, b1):
+        if (b - b0) % ROWS == 0:
+            ln_stats_rows(<const floating*>v.raw + b * GH, GH, min(<Py_ssize_t>ROWS, b1 - b),
+                          GH, o.eps, means, rstds)
+        mean = means[(b - b0) % ROWS]
+        r = rstds[(b - b0) % ROWS]
         k = b * H + u0
         if pass_inactive(o, p, v, <floating*>NULL, b, k, nu):
             continue
         raw = <const floating*>v.raw + b * GH
         hrow = <floating*>v.hh + b * GH
         grow = <floating*>v.g + b * GH
-        r = ln_stats(raw, GH, o.eps, &mean)
         if u0 == 0:
             (<floating*>v.rh)[b] = r
         for q in range(G):
@@ -428,16 +459,22 @@ cdef void forward_ln_cell(const floating* x, const Opts* o, const Ptrs* p, const
     cdef Py_ssize_t H = o.H, GH = o.G * o.H
     cdef Py_ssize_t b, k
     cdef floating mean, r
+    cdef floating means[ROWS]
+    cdef floating rstds[ROWS]
     cdef const floating* ln = <const floating*>p.ln
     cdef const floating* ctil
     cdef floating* c_cur = <floating*>v.c_cur
     cdef floating* cn = <floating*>v.cn
     for b in range(b0, b1):
+        if (b - b0) % ROWS == 0:
+            ln_stats_rows(<const floating*>v.ctil + b * H, H, min(<Py_ssize_t>ROWS, b1 - b), H,
+                          o.eps, means, rstds)
+        mean = means[(b - b0) % ROWS]
+        r = rstds[(b - b0) % ROWS]
         k = b * H + u0
         if not is_active(p.lengths, b, v.t):
             continue
         ctil = <const floating*>v.ctil + b * H
-        r = ln_stats(ctil, H, o.eps, &mean)
         if u0 == 0:
             (<floating*>v.rc)[b] = r
         ln_apply(ctil + u0, cn + k, nu, mean, r)
@@ -533,8 +570,9 @@ cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexce
                                     NULL if o.ln else <const floating*>p.bias, xg, nthreads)
         if o.ln and not (o.fused and o.by_rows):
             with parallel(num_threads=nthreads):
-                for r in prange(n * B, schedule="static"):
-                    rstd_x[r] = ln_normalize(xg + r * GH, GH, o.eps)
+                for r in prange((n * B + ROWS - 1) // ROWS, schedule="static"):
+                    ln_normalize(xg + r * ROWS * GH, GH, min(<Py_ssize_t>ROWS, n * B - r * ROWS),
+                                 GH, o.eps, rstd_x + r * ROWS)
         if o.by_rows:
             # each thread: its rows through every step, all units, no barrier
             with parallel(num_threads=nthreads):
@@ -546,8 +584,8 @@ cdef void forward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexce
                         project_fused(x, o, p, s0, n, t_lo, b0, b1, 0, o.nub)
                         if o.ln:
                             for s in range(n):
-                                for r in range(s * B + b0, s * B + b1):
-                                    rstd_x[r] = ln_normalize(xg + r * GH, GH, o.eps)
+                                ln_normalize(xg + (s * B + b0) * GH, GH, b1 - b0, GH, o.eps,
+                                             rstd_x + s * B + b0)
                     for s in range(s0, s0 + n):
                         v = step_view(x, o, p, s, step_time(s, T, o.reverse), t_lo)
                         forward_step(x, o, p, &v, b0, b1, 0, o.nub, -1)
@@ -701,7 +739,8 @@ cdef void backward_ln_cell(const floating* x, const Opts* o, const Ptrs* p, cons
     units, computed alike by every thread), then the i, f, g gates' gradients and dc."""
     cdef Py_ssize_t B = o.B, H = o.H, GH = o.G * o.H
     cdef Py_ssize_t b, k, t = v.t
-    cdef floating m1, m2
+    cdef floating m1[ROWS]
+    cdef floating m2[ROWS]
     cdef const floating* gc = <const floating*>p.ln + 4 * GH
     cdef floating* tc = <floating*>v.aux
     cdef floating* cn = <floating*>v.cn
@@ -710,12 +749,15 @@ cdef void backward_ln_cell(const floating* x, const Opts* o, const Ptrs* p, cons
     cdef floating* dcd = <floating*>p.dcd
     cdef bint zoned_c = v.zc != NULL or o.zc_c > 0
     for b in range(b0, b1):
+        if (b - b0) % ROWS == 0:
+            ln_means_rows(tc + b * H, H, gc, cn + b * H, H, min(<Py_ssize_t>ROWS, b1 - b), H,
+                          m1, m2)
         if not is_active(p.lengths, b, t):
             continue
         k = b * H + u0
-        ln_means(tc + b * H, gc, cn + b * H, H, &m1, &m2)
         ln_back_apply(tc + k, gc + u0, cn + k, dcl + k, nu,
-                      (<floating*>p.rstd_c)[t * B + b], m1, m2, <floating*>p.acc_gc + k,
+                      (<floating*>p.rstd_c)[t * B + b], m1[(b - b0) % ROWS],
+                      m2[(b - b0) % ROWS], <floating*>p.acc_gc + k,
                       <floating*>p.acc_bc + k)
         if floating is float:
             lstm_ln_back2_f32(nu, <float*>v.g + b * GH + u0, H, <const float*>v.c_prev + k,
@@ -736,15 +778,20 @@ cdef void backward_ln_product(const floating* x, const Opts* o, const Ptrs* p,
     cdef Py_ssize_t B = o.B, H = o.H, G = o.G, GH = o.G * o.H
     cdef Py_ssize_t b, q, c0, t = v.t
     cdef floating m1, m2, r
+    cdef floating m1s[ROWS]
+    cdef floating m2s[ROWS]
     cdef const floating* gh = <const floating*>p.ln + 2 * GH
     cdef const floating* d
     cdef const floating* hhat
     for b in range(b0, b1):
-        if not is_active(p.lengths, b, t):
-            continue
         d = (<const floating*>v.wrow if o.cell == GRU else <const floating*>v.g) + b * GH
         hhat = <const floating*>v.hh + b * GH
-        ln_means(d, gh, hhat, GH, &m1, &m2)
+        if (b - b0) % ROWS == 0:
+            ln_means_rows(d, GH, gh, hhat, GH, min(<Py_ssize_t>ROWS, b1 - b), GH, m1s, m2s)
+        m1 = m1s[(b - b0) % ROWS]
+        m2 = m2s[(b - b0) % ROWS]
+        if not is_active(p.lengths, b, t):
+            continue
         r = (<floating*>p.rstd_h)[t * B + b]
         for q in range(G):
             c0 = q * H + u0
@@ -863,9 +910,10 @@ cdef void backward_kernel(const floating* x, const Opts* o, const Ptrs* p) noexc
     if o.ln:
         column_dots(T * B, GH, GH, gates, xg, <floating*>p.acc_gh + B * GH, nthreads)
         with parallel(num_threads=nthreads):
-            for r in prange(T * B, schedule="static"):
-                ln_back(gates + r * GH, <const floating*>p.ln, xg + r * GH,
-                        (<floating*>p.rstd_x)[r], GH)
+            for r in prange((T * B + ROWS - 1) // ROWS, schedule="static"):
+                ln_back(gates + r * ROWS * GH, <const floating*>p.ln, xg + r * ROWS * GH,
+                        <floating*>p.rstd_x + r * ROWS, GH, min(<Py_ssize_t>ROWS, T * B - r * ROWS),
+                        GH)
         input_side_grads(T * B, o.n_in, GH, x, <const floating*>p.w_ih, xg, <floating*>p.dx,
                          <floating*>p.dw_ih, NULL, nthreads)
     else:
