@@ -779,7 +779,7 @@ def _variant_forward(kind, cell, x, states, w_ih, w_hh, b_ih, b_hh, ln, eps,
         _prepare_forward(G, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    eps = _check_eps(eps)
+    eps = _check_eps(eps) if ln is not None else eps
     packed = None
     if ln is not None:
         sizes = {"ln_c_weight": H, "ln_c_bias": H}

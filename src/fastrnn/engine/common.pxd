@@ -18,6 +18,7 @@ from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel, prange
 from fastrnn.engine.blas cimport gemm_split
+from fastrnn.engine.simd cimport mul_f32, mul_f64
 
 # Inference computes input projections this many rows at a time (bounded workspace).
 cdef enum:
@@ -107,7 +108,7 @@ cdef inline void column_dots(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
                              int nthreads) noexcept nogil:
     """out (cols,) = (a * b)[:, :cols].sum(axis=0) for a, b (rows, ld), or of a alone when b
     is NULL; each column summed in row order by one thread."""
-    cdef Py_ssize_t part, r, j, j0, j1
+    cdef Py_ssize_t part, r, j0, j1
     cdef const floating* row
     cdef const floating* brow
     if nthreads > cols:
@@ -119,13 +120,11 @@ cdef inline void column_dots(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
             memset(out + j0, 0, (j1 - j0) * sizeof(floating))
             for r in range(rows):
                 row = a + r * ld
-                if b == NULL:
-                    for j in range(j0, j1):
-                        out[j] += row[j]
+                brow = (b + r * ld + j0) if b != NULL else NULL
+                if floating is float:
+                    mul_f32(out + j0, row + j0, brow, j1 - j0, True)
                 else:
-                    brow = b + r * ld
-                    for j in range(j0, j1):
-                        out[j] += row[j] * brow[j]
+                    mul_f64(out + j0, row + j0, brow, j1 - j0, True)
 
 
 cdef inline void input_side_grads(Py_ssize_t rows, Py_ssize_t I, Py_ssize_t GH,
