@@ -255,15 +255,38 @@ def cmd_train(args):
             return 2
     if args.threads is not None:
         fastrnn.set_num_threads(args.threads)
+    ctx = None
+    if args.distributed:
+        try:
+            from fastrnn import distributed
+            ctx = distributed.init()
+        except ImportError as exc:
+            print(f"fastrnn train: {exc}", file=sys.stderr)
+            return 2
+    where = f"fastrnn train (rank {ctx.rank})" if ctx is not None and ctx.size > 1 \
+        else "fastrnn train"
     try:
         task = tasks.get_task(args.task, **options)
         verbose = 0 if args.quiet else (2 if args.json else 1)
         result, _, _ = tasks.run(task, dtype=np.dtype(args.dtype), seed=args.seed,
                                  verbose=verbose, save=args.save,
-                                 stop_at_target=not args.keep_going)
+                                 stop_at_target=not args.keep_going,
+                                 distributed=ctx is not None)
     except (ValueError, OSError) as exc:
-        print(f"fastrnn train: {exc}", file=sys.stderr)
+        # before training every rank meets the same error; after it, only rank 0 saves
+        if ctx is None or ctx.rank == 0 or not isinstance(exc, ValueError):
+            print(f"{where}: {exc}", file=sys.stderr)
         return 2
+    except BaseException:
+        if ctx is None or ctx.size == 1:
+            raise
+        # any other error on one rank would leave the others waiting forever: end the job
+        import traceback
+        traceback.print_exc()
+        sys.stderr.flush()
+        ctx.abort(1)
+    if ctx is not None and ctx.rank != 0:
+        return 0
     attention = result.pop("_attention", None)
     if args.plot is not None and attention is not None:
         plot.attention_map(*attention, path=args.plot,
@@ -347,6 +370,10 @@ def build_parser():
     t.add_argument("--plot", default=None, metavar="PATH",
                    help="attention task: save the attention weights of a few validation "
                         "sequences as a PNG (needs matplotlib: pip install fastrnn[plot])")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of an MPI job: mpiexec -n 2 fastrnn "
+                        "train --distributed (the batch is split over the ranks; needs pip "
+                        "install \"fastrnn[mpi]\")")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     t.add_argument("--json", action="store_true",
                    help="print the final metrics as one JSON object on the last line")

@@ -119,6 +119,8 @@ class ModelCheckpoint(Callback):
     improved with ``save_best_only``.  `path` may contain ``{epoch}`` and any logged name,
     e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.fastrnn"`` (epoch counted from 1)."""
 
+    rank0_only = True       # distributed training: only rank 0 writes
+
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
         self.path = os.fspath(path)
         self.save_best_only = bool(save_best_only)
@@ -146,6 +148,8 @@ class ModelCheckpoint(Callback):
 class CSVLogger(Callback):
     """Write one CSV row per epoch (epoch, then the logged values) to `path`; `append`
     keeps an existing file's rows."""
+
+    rank0_only = True       # distributed training: only rank 0 writes
 
     def __init__(self, path, append=False, separator=","):
         self.path = os.fspath(path)

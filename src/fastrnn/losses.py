@@ -61,6 +61,7 @@ class Loss:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
         self._cache = None
+        self.total_weight = 0.0     # the last forward's denominator (reduction="mean")
 
     def __call__(self, pred, target, mask=None):
         return self.forward(pred, target, mask)
@@ -75,6 +76,7 @@ class Loss:
             total = float(w.sum()) * (per.size / w.size) if w.size else 0.0
         else:
             total = float(per.size)
+        self.total_weight = total
         if self.reduction == "none":
             self._cache = dper
             return per
@@ -183,6 +185,7 @@ class CrossEntropy(Loss):
             w *= np.broadcast_to(m.reshape(m.shape + (1,) * (len(lead) - m.ndim)),
                                  lead).reshape(-1)
         total = float(w.sum())
+        self.total_weight = total
         scale = 1.0
         if self.reduction == "mean":
             scale = 1.0 / total if total else 0.0

@@ -24,7 +24,8 @@ class Model(Layer):
 
     def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
             validation_data=None, clip_norm=None, clip_value=None, shuffle=True, callbacks=(),
-            seed=None, verbose=1, metrics=(), validation_batch_size=None, stream=None):
+            seed=None, verbose=1, metrics=(), validation_batch_size=None, stream=None,
+            distributed=None):
         """Train on (x, y) with mini-batches; returns a ``History``.
 
         x, y: sample-major arrays (``x[i]`` is sample i; x may be a list of variable-length
@@ -39,12 +40,16 @@ class Model(Layer):
         (default stderr).  Stateful models get their batches in order (no shuffling, a final partial
         batch dropped) and reset_states() at each epoch end.  Ctrl-C stops after the current
         step; a non-finite loss or gradient stops before its update, with a warning naming
-        the step (``History.stop_reason``)."""
+        the step (``History.stop_reason``).  distributed: True (or a
+        ``fastrnn.distributed.Context``) to train data-parallel over the MPI job's ranks, each
+        its slice of every global batch of ``batch_size`` samples per rank (see
+        ``fastrnn.distributed``; needs ``pip install "fastrnn[mpi]"``)."""
         return _training.fit(self, x, y, loss=loss, optimizer=optimizer, epochs=epochs,
                    batch_size=batch_size, lengths=lengths, validation_data=validation_data,
                    clip_norm=clip_norm, clip_value=clip_value, shuffle=shuffle,
                    callbacks=callbacks, seed=seed, verbose=verbose, metrics=metrics,
-                   validation_batch_size=validation_batch_size, stream=stream)
+                   validation_batch_size=validation_batch_size, stream=stream,
+                   distributed=distributed)
 
     def evaluate(self, x, y, *, loss=None, lengths=None, batch_size=None, metrics=()):
         """Mean loss and metrics over (x, y) in eval mode: a dict.  batch_size: default

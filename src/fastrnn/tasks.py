@@ -428,9 +428,13 @@ class _StopAtTarget(Callback):
 
 
 def run(task, *, dtype=np.float32, seed=0, verbose=1, save=None, stream=None,
-        stop_at_target=True):
+        stop_at_target=True, distributed=False):
     """Train `task` (a Task) and return ``(result dict, model, history)``.  Training stops
-    after the first epoch that meets the target unless ``stop_at_target=False``."""
+    after the first epoch that meets the target unless ``stop_at_target=False``.
+
+    distributed: data-parallel over the MPI job's ranks (fastrnn.distributed): the task's
+    batch is the global batch, split evenly, so the run makes the same steps as one process;
+    only rank 0 saves."""
     import time
 
     from fastrnn import optim
@@ -438,6 +442,14 @@ def run(task, *, dtype=np.float32, seed=0, verbose=1, save=None, stream=None,
     if task.cell not in _CELLS:
         raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {task.cell!r}")
     t0 = time.perf_counter()
+    ctx, ranks = None, 1
+    if distributed:
+        from fastrnn import distributed as _dist
+        ctx = _dist.init()
+        ranks = ctx.size
+        if task.batch_size % ranks:
+            raise ValueError(f"the batch size {task.batch_size} does not split evenly over "
+                             f"{ranks} ranks; pass --batch-size, a multiple of {ranks}")
     rng = np.random.default_rng(seed)
     data = task.data(rng, dtype)
     if isinstance(task, CharLM):
@@ -450,9 +462,9 @@ def run(task, *, dtype=np.float32, seed=0, verbose=1, save=None, stream=None,
     history = model.fit(
         data["x"], data["y"], loss=task.loss, optimizer=opt, epochs=task.epochs(),
         callbacks=[stopper] if stop_at_target and task.stop_at_target else [],
-        batch_size=task.batch_size, validation_data=data["val"],
+        batch_size=task.batch_size // ranks, validation_data=data["val"],
         validation_batch_size=data.get("val_batch"), clip_norm=task.clip_norm or None,
-        metrics=task.metrics, seed=seed, verbose=verbose, stream=stream)
+        metrics=task.metrics, seed=seed, verbose=verbose, stream=stream, distributed=ctx)
     result = task.report(model, history, data)
     steps = history.steps
     if stopper.reached_at is not None:
@@ -467,7 +479,9 @@ def run(task, *, dtype=np.float32, seed=0, verbose=1, save=None, stream=None,
     if isinstance(task, CharLM) and task.options["sample"]:
         prime, text = task.generate_text(model, data, rng)
         result["sample_prime"], result["sample"] = prime, text
-    if save:
+    if distributed:
+        result["ranks"] = ranks
+    if save and (ctx is None or ctx.rank == 0):
         save_model(model, save)
         result["saved"] = str(save)
     result["wall_time_s"] = round(time.perf_counter() - t0, 2)

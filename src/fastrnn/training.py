@@ -276,10 +276,97 @@ class _StopOnCtrlC:
 # ----------------------------------------------------------------------------------------
 # fit / evaluate / predict
 
+def _take_rows(ctx, xb, yb, lb):
+    """This rank's contiguous rows of a global batch (rank r of n: rows len*r//n ..)."""
+    n = len(xb)
+    lo, hi = n * ctx.rank // ctx.size, n * (ctx.rank + 1) // ctx.size
+    return xb[lo:hi], None if yb is None else yb[lo:hi], None if lb is None else lb[lo:hi]
+
+
+class _Shard:
+    """Data-parallel training (fastrnn.distributed): this rank's slice of every global batch
+    and the step's one allreduce.  Without a context (one process) it passes through."""
+
+    def __init__(self, ctx, loss_fn, grads):
+        self.ctx = ctx
+        self.rank, self.size = (ctx.rank, ctx.size) if ctx else (0, 1)
+        self.loss_fn = loss_fn
+        self.reducer = None
+        if ctx is not None:
+            from fastrnn.distributed import GradientReducer
+            self.reducer = GradientReducer(ctx, list(grads.values()), 4)
+
+    def take(self, xb, yb, lb):
+        return (xb, yb, lb) if self.ctx is None else _take_rows(self.ctx, xb, yb, lb)
+
+    def reduce(self, value, finite, nb, stop):
+        """The global step: (loss, samples, any loss non-finite, any Ctrl-C).  Gradients
+        become the weighted mean over the ranks (the plain sum for reduction="sum"), so the
+        step equals one process's on the global batch."""
+        if self.ctx is None:
+            return value, nb, not finite, stop
+        mean = self.loss_fn.reduction == "mean"
+        w = (self.loss_fn.total_weight if mean else 1.0) if (nb and finite) else 0.0
+        _, lw, n, bad, halt = self.reducer.reduce(
+            w, [value * w if finite else 0.0, nb, 0.0 if finite else 1.0, float(stop)],
+            average=mean)
+        total_w = self.reducer.buf[self.reducer.n]
+        glob = lw / total_w if (mean and total_w > 0) else (lw if not mean else 0.0)
+        return float(glob), int(round(n)), bad > 0, halt > 0
+
+    def sum_metrics(self, metric_objs):
+        """Each metric's counts summed over the ranks."""
+        if self.ctx is None or not metric_objs:
+            return
+        sums = self.ctx.sum([v for m in metric_objs for v in (m.total, m.count)])
+        for i, m in enumerate(metric_objs):
+            m.total, m.count = float(sums[2 * i]), float(sums[2 * i + 1])
+
+    def any(self, flag):
+        return bool(flag) if self.ctx is None else self.ctx.sum([float(bool(flag))])[0] > 0
+
+
+def _distributed_setup(distributed, model, opt, seed):
+    """The Context (or None) and the shuffle seed every rank shares; rank 0's parameters,
+    optimizer state and seed go to every rank."""
+    if distributed is None or distributed is False:
+        return None, seed
+    from fastrnn import distributed as _dist
+    ctx = _dist.as_context(distributed)
+    if ctx.rank == 0:
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            seed = int(as_generator(seed).integers(2**63))   # a generator or None: draw one
+        seed = int(seed)
+    seed = ctx.bcast_object(seed if ctx.rank == 0 else None, 0)
+    _dist.broadcast_parameters(model, 0, ctx)
+    _dist.broadcast_optimizer_state(opt, 0, ctx)
+    _dist.decorrelate_masks(model, ctx)
+    return ctx, seed
+
+
 def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
         validation_data=None, clip_norm=None, clip_value=None, shuffle=True, callbacks=(),
-        seed=None, verbose=1, metrics=(), validation_batch_size=None, stream=None):
+        seed=None, verbose=1, metrics=(), validation_batch_size=None, stream=None,
+        distributed=None):
     """Train `model` on (x, y); see ``Model.fit``."""
+    if distributed is not None and distributed is not False:
+        from fastrnn import distributed as _dist
+        ctx = _dist.as_context(distributed)
+        from fastrnn.engine.threads import _fixed_threads, using
+        if _fixed_threads is None:
+            with using(ctx.threads_per_rank()):
+                return _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths,
+                            validation_data, clip_norm, clip_value, shuffle, callbacks, seed,
+                            verbose, metrics, validation_batch_size, stream, ctx)
+        distributed = ctx
+    return _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths, validation_data,
+                clip_norm, clip_value, shuffle, callbacks, seed, verbose, metrics,
+                validation_batch_size, stream, distributed)
+
+
+def _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths, validation_data,
+         clip_norm, clip_value, shuffle, callbacks, seed, verbose, metrics,
+         validation_batch_size, stream, distributed):
     x, y, lengths = _check_data(x, y, lengths)
     epochs = check_int("epochs", epochs, 0)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -301,15 +388,21 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
             raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, "
                              "lengths_val)")
     stream = stream or sys.stderr
-    rng = as_generator(seed)
     stateful = _is_stateful(model)
+    ctx, seed = _distributed_setup(distributed, model, opt, seed)
+    if ctx is not None and ctx.rank != 0:
+        verbose = 0
+        callbacks = [cb for cb in callbacks if not getattr(cb, "rank0_only", False)]
+    rng = as_generator(seed)
+    size = 1 if ctx is None else ctx.size
+    global_batch = batch_size * size
     n = len(x)
-    steps = n // batch_size if stateful else math.ceil(n / batch_size)
+    steps = n // global_batch if stateful else math.ceil(n / global_batch)
     if steps == 0:
-        raise ValueError(f"a stateful model needs at least batch_size = {batch_size} samples, "
-                         f"got {n}")
+        raise ValueError(f"a stateful model needs at least batch_size = {global_batch} "
+                         f"samples{' (over all ranks)' if size > 1 else ''}, got {n}")
     if stateful:
-        check_stream_batch_size(x, y, batch_size)
+        check_stream_batch_size(x, y, global_batch)
         model._stream_batch_size = batch_size       # evaluate/predict's default
     layout = _Layout(model, _sample_shape(x))
     progress = _Progress(verbose, epochs, steps, stream)
@@ -322,6 +415,7 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
     t_start = time.perf_counter()
     model.train()
     grads = model.grads         # live arrays, the same for the model's life: collected once
+    shard = _Shard(ctx, loss_fn, grads)
     with _StopOnCtrlC(stream) as ctrl_c:
         for epoch in range(epochs):
             for cb in callbacks:
@@ -330,22 +424,34 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
                 m.reset()
             progress.begin(epoch)
             total, count, step = 0.0, 0, 0
-            for xb, yb, lb in batches(x, y, batch_size, lengths,
+            for xb, yb, lb in batches(x, y, global_batch, lengths,
                                       shuffle=shuffle and not stateful, seed=rng,
                                       drop_last=stateful):
                 step += 1
                 model.zero_grad()
-                out = _forward(model, layout.x(xb), lb)
-                target = layout.y(yb)
-                mask = layout.mask(lb, out)
-                value = loss_fn.forward(out, target, mask)
-                if not np.isfinite(value):
-                    history.stop_reason = (f"non-finite loss ({value}) at epoch {epoch + 1}, "
+                xb, yb, lb = shard.take(xb, yb, lb)
+                nb = len(xb)
+                value, finite, out = 0.0, True, None
+                if nb:
+                    out = _forward(model, layout.x(xb), lb)
+                    target = layout.y(yb)
+                    mask = layout.mask(lb, out)
+                    value = loss_fn.forward(out, target, mask)
+                    finite = bool(np.isfinite(value))
+                    if finite:
+                        model.backward(loss_fn.backward())
+                local_value = value
+                value, nb_all, bad, stop = shard.reduce(value, finite, nb, ctrl_c.requested)
+                if stop:
+                    ctrl_c.requested = True
+                if bad:
+                    shown = local_value if not finite else value
+                    history.stop_reason = (f"non-finite loss ({shown}) at epoch {epoch + 1}, "
                                            f"step {step}; the model keeps the weights from "
                                            f"before this step")
                     warnings.warn(history.stop_reason, RuntimeWarning, stacklevel=3)
+                    model.zero_grad()
                     break
-                model.backward(loss_fn.backward())
                 if clip_value is not None:
                     _clip.clip_grad_value(grads, clip_value)
                 # the global norm (which clipping needs anyway) guards the update: a step
@@ -361,18 +467,19 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
                     break
                 opt.step(grads)
                 history.steps += 1
-                nb = len(xb)
-                total += value * nb
-                count += nb
-                for m in metric_objs:
-                    m.update(out, target, mask)
-                progress.update(step, nb, total / count)
+                total += value * nb_all
+                count += nb_all
+                if nb:
+                    for m in metric_objs:
+                        m.update(out, target, mask)
+                progress.update(step, nb_all, total / count)
                 for cb in callbacks:
                     cb.on_batch_end(step, {"loss": value})
                 if ctrl_c.requested:
                     break
             if count == 0:
                 break
+            shard.sum_metrics(metric_objs)
             logs = {"loss": total / count}
             logs.update({m.name: m.result() for m in metric_objs})
             if ctrl_c.requested or history.stop_reason:
@@ -391,8 +498,8 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
                 lv = validation_data[2] if len(validation_data) == 3 else None
                 val = evaluate(model, xv, yv, loss=loss_fn, lengths=lv,
                                batch_size=validation_batch_size or (None if stateful
-                                                                    else batch_size),
-                               metrics=[copy.copy(m) for m in metric_objs])
+                                                                    else global_batch),
+                               metrics=[copy.copy(m) for m in metric_objs], _ctx=ctx)
                 logs.update({f"val_{k}": v for k, v in val.items()})
                 model.train()
             logs["lr"] = opt.lr
@@ -400,6 +507,9 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
             progress.end(logs)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
+            if ctx is not None:
+                # a callback's stop on any rank stops every rank (none is left waiting)
+                model.stop_training = shard.any(model.stop_training)
             if model.stop_training:
                 history.stop_reason = history.stop_reason or f"stopped by a callback after " \
                                                              f"epoch {epoch + 1}"
@@ -437,8 +547,11 @@ def _eval_batch_size(model, x, y, batch_size, stateful):
     return found
 
 
-def evaluate(model, x, y, *, loss=None, lengths=None, batch_size=None, metrics=()):
-    """Mean loss (when `loss` is given) and metrics over (x, y), in eval mode; a dict."""
+def evaluate(model, x, y, *, loss=None, lengths=None, batch_size=None, metrics=(),
+             _ctx=None):
+    """Mean loss (when `loss` is given) and metrics over (x, y), in eval mode; a dict.
+    (_ctx: fit's distributed context: each rank its slice of every batch, then the sums
+    over the ranks.)"""
     x, y, lengths = _check_data(x, y, lengths)
     batch_size = _eval_batch_size(model, x, y, batch_size, _is_stateful(model))
     x, lengths = _pad_ragged(x, lengths)
@@ -458,6 +571,10 @@ def evaluate(model, x, y, *, loss=None, lengths=None, batch_size=None, metrics=(
         if stateful and prev_b is not None and len(xb) != prev_b:
             _reset_states(model)
         prev_b = len(xb)
+        if _ctx is not None:
+            xb, yb, lb = _take_rows(_ctx, xb, yb, lb)
+            if not len(xb):
+                continue
         out = _forward(model, layout.x(xb), lb)
         target, mask = layout.y(yb), layout.mask(lb, out)
         if loss_fn is not None:
@@ -468,6 +585,11 @@ def evaluate(model, x, y, *, loss=None, lengths=None, batch_size=None, metrics=(
             m.update(out, target, mask)
     if stateful:
         _reset_states(model)
+    if _ctx is not None:
+        sums = _ctx.sum([total, count] + [v for m in metric_objs for v in (m.total, m.count)])
+        total, count = float(sums[0]), float(sums[1])
+        for i, m in enumerate(metric_objs):
+            m.total, m.count = float(sums[2 + 2 * i]), float(sums[3 + 2 * i])
     out = {}
     if loss_fn is not None:
         out["loss"] = total / count if count else float("nan")
