@@ -192,3 +192,18 @@ def test_cli_without_mpi4py_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setattr("fastrnn.distributed._context", None)
     assert main(["train", "adding", "--distributed", "--steps", "5"]) == 2
     assert "fastrnn[mpi]" in capsys.readouterr().err
+
+
+@needs_mpi
+def test_the_distributed_example_runs(tmp_path):
+    script = os.path.join(HERE, "..", "examples", "distributed_classify.py")
+    if not os.path.exists(script):
+        pytest.skip("examples/ is not shipped with installed packages")
+    proc = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", script,
+                           "--quick"], capture_output=True, text=True, timeout=TIMEOUT,
+                          cwd=tmp_path, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("ranks: 2") == 1
+    acc = float(proc.stdout.split("validation accuracy")[1].split()[0])
+    assert acc > 0.8
+    assert (tmp_path / "distributed_classifier.fastrnn").exists()

@@ -20,10 +20,13 @@ __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "CSVLogger"]
 
 class Callback:
     """Base of fit's callbacks: override the ``on_*`` hooks you need; ``self.model`` and
-    ``self.optimizer`` are set before training starts."""
+    ``self.optimizer`` are set before training starts.  ``rank0_only = True``: in
+    distributed training (``fit(distributed=True)``) only rank 0 runs it (for callbacks that
+    write files)."""
 
     model = None
     optimizer = None
+    rank0_only = False
 
     def set_context(self, model, optimizer):
         """Called by fit before training: the model and the optimizer it drives."""

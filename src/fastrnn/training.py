@@ -352,13 +352,12 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
     if distributed is not None and distributed is not False:
         from fastrnn import distributed as _dist
         ctx = _dist.as_context(distributed)
-        from fastrnn.engine.threads import _fixed_threads, using
-        if _fixed_threads is None:
-            with using(ctx.threads_per_rank()):
-                return _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths,
-                            validation_data, clip_norm, clip_value, shuffle, callbacks, seed,
-                            verbose, metrics, validation_batch_size, stream, ctx)
-        distributed = ctx
+        from fastrnn.engine.threads import _fixed_threads, get_num_threads, using
+        share = ctx.threads_per_rank() if _fixed_threads is None else get_num_threads()
+        with using(share), _dist.limit_blas_threads(share):
+            return _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths,
+                        validation_data, clip_norm, clip_value, shuffle, callbacks, seed,
+                        verbose, metrics, validation_batch_size, stream, ctx)
     return _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths, validation_data,
                 clip_norm, clip_value, shuffle, callbacks, seed, verbose, metrics,
                 validation_batch_size, stream, distributed)
