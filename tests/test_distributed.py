@@ -207,3 +207,32 @@ def test_the_distributed_example_runs(tmp_path):
     acc = float(proc.stdout.split("validation accuracy")[1].split()[0])
     assert acc > 0.8
     assert (tmp_path / "distributed_classifier.fastrnn").exists()
+
+
+@needs_mpi
+def test_ctrl_c_stops_every_rank_at_the_same_step():
+    """Ctrl-C to mpiexec reaches every rank; the flag rides in the step's allreduce, so all
+    ranks stop after the same step and rank 0 reports it (exit status 0, no rank left
+    waiting)."""
+    import signal
+    proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-m", "fastrnn", "train",
+                             "adding", "--distributed", "--keep-going", "--steps", "100000",
+                             "--seq-len", "20", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    try:
+        while True:                      # wait for the first epoch's line (rank 0's)
+            line = proc.stderr.readline()
+            assert line, "the job ended before training"
+            if line.startswith("Epoch 1/"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["stop_reason"].startswith("interrupted (Ctrl-C)")
+    assert result["steps"] < 100000
+    assert err.count("Ctrl-C: stopping after this step") == 1

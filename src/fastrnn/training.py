@@ -391,6 +391,7 @@ def _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths, validation_d
     ctx, seed = _distributed_setup(distributed, model, opt, seed)
     if ctx is not None and ctx.rank != 0:
         verbose = 0
+        stream = io.StringIO()          # rank 0 alone speaks (progress, Ctrl-C)
         callbacks = [cb for cb in callbacks if not getattr(cb, "rank0_only", False)]
     rng = as_generator(seed)
     size = 1 if ctx is None else ctx.size
