@@ -403,7 +403,7 @@ def _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths, validation_d
                          f"samples{' (over all ranks)' if size > 1 else ''}, got {n}")
     if stateful:
         check_stream_batch_size(x, y, global_batch)
-        model._stream_batch_size = batch_size       # evaluate/predict's default
+        model._stream_batch_size = global_batch     # evaluate/predict's default: all streams
     layout = _Layout(model, _sample_shape(x))
     progress = _Progress(verbose, epochs, steps, stream)
     history = History()

@@ -20,6 +20,12 @@ whole row itself, in the same order.  The statistics and each element are comput
 in both schemes, so the results do not depend on the scheme or the thread count.  Sums over
 rows (the gains' gradients) are kept per row and added up in row order at the end.
 
+The input projection W_ih x is made before the steps of each chunk: by BLAS, or, for small
+layers (functional._fuse_input, a choice by shape only), with packed W_ih panels inside the
+kernel's parallel region (each thread its rows, or its unit blocks then a barrier), which
+saves a BLAS call and a parallel pass over short calls.  Row statistics are computed
+csrc/fr_norm.c's ROWS rows at a time (independent sums), each row's alike in any group.
+
 Python entry points `forward` and `backward` take arrays validated by fastrnn.functional;
 see common.pxd for the slot and length conventions.
 """
