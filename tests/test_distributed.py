@@ -219,7 +219,9 @@ def test_ctrl_c_stops_every_rank_at_the_same_step():
                              "adding", "--distributed", "--keep-going", "--steps", "100000",
                              "--seq-len", "20", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+                            env=_env(),
+                            # a job started with SIGINT ignored (nohup, CI) passes that on
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         while True:                      # wait for the first epoch's line (rank 0's)
             line = proc.stderr.readline()
