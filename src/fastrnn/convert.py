@@ -17,8 +17,8 @@ PyTorch modules converted:
   names are ``"<index>.<name>"`` over the converted chain: torch's own for a flat
   ``nn.Sequential`` without ``nn.Identity`` (which is dropped) or nested Sequentials.
 
-Not yet converted: Keras models (``from_keras``), custom ``nn.Module`` classes; nor ONNX
-export and import.
+Not yet converted: Keras models (``from_keras``) and custom ``nn.Module`` classes; ONNX
+files are written by ``fastrnn.onnx.export`` (reading them back is still to come).
 """
 import numpy as np
 

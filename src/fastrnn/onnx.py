@@ -1,0 +1,246 @@
+"""Models out to ONNX: ``fastrnn.onnx.export(model, path)`` writes a standard ONNX graph of a
+``Sequential`` (ONNX's ``LSTM`` / ``GRU`` / ``RNN`` operators with ``sequence_lens``,
+``Gather`` for embeddings, ``MatMul`` + ``Add`` for dense layers, ...) that ONNX Runtime runs
+to the same outputs as ``model.forward`` in evaluation mode.
+
+Needs the ``onnx`` package (``pip install "fastrnn[onnx]"``: onnx and onnxruntime); fastrnn
+imports this module only when asked (``from fastrnn import onnx``).  ONNX Runtime's CPU
+recurrent operators run float32 only: a float64 model exports as a valid graph of doubles
+that other runtimes may run.
+
+The graph's inputs: ``x`` in the model's layout (int64 token ids when the first layer is an
+``Embedding``), and ``lengths`` (B,) int64 when ``lengths=True``; its output ``y``.
+Layers exported: ``Embedding``, ``RNN`` / ``LSTM`` (peepholes included) / ``GRU`` (either
+``reset_after``) with any ``num_layers``, ``bidirectional`` (``merge_mode`` concat, sum,
+ave or mul), ``return_sequences``; ``Dense`` (with its activation), ``Tanh``, ``ReLU``,
+``Sigmoid``, ``Softmax`` (last axis), ``Dropout`` (the identity), ``LastStep``.  Refused with
+a ValueError naming the layer: what ONNX's operators cannot express (LayerNorm, zoneout,
+``proj_size``, ``go_backwards``, stateful layers) and the layers without an export yet
+(``Pool``, ``Attention``).
+"""
+import numpy as np
+
+from fastrnn import _onnx
+from fastrnn import layers as L
+
+__all__ = ["export"]
+
+_KIND = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+
+
+def _onnx_modules():
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ImportError('ONNX export needs the onnx package: pip install "fastrnn[onnx]" '
+                          '(or pip install onnx)') from None
+    return onnx, TensorProto, helper, numpy_helper
+
+
+class _Graph:
+    """Nodes and initializers under construction, with fresh names."""
+
+    def __init__(self, helper, numpy_helper, dtype):
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.dtype = dtype
+        self.nodes, self.inits = [], []
+        self.count = 0
+
+    def name(self, base):
+        self.count += 1
+        return f"{base}_{self.count}"
+
+    def const(self, base, value, dtype=None):
+        arr = np.array(value, dtype=dtype or self.dtype)         # 0-d stays 0-d
+        n = self.name(base)
+        self.inits.append(self.numpy_helper.from_array(arr, n))
+        return n
+
+    def op(self, op_type, inputs, n_out=1, **attrs):
+        outs = [self.name(op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), outs, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+
+def _refuse(index, layer, what):
+    raise ValueError(f"fastrnn.onnx.export: layer {index} ({type(layer).__name__}) {what}")
+
+
+def _recurrent(g, index, layer, x, seq_lens, time_major):
+    """The layer's ONNX nodes on x (time-major inside); returns (output, time_major)."""
+    kind = _KIND[type(layer).__name__]
+    for attr, what in (("layer_norm", "uses layer_norm"), ("go_backwards", "has go_backwards"),
+                       ("stateful", "is stateful")):
+        if getattr(layer, attr, False):
+            _refuse(index, layer, f"{what}, which ONNX's {kind.upper()} operator cannot "
+                                  f"express")
+    if getattr(layer, "zoneout_h", 0) or getattr(layer, "zoneout_c", 0):
+        _refuse(index, layer, "uses zoneout, which ONNX's operators cannot express")
+    if getattr(layer, "proj_size", 0):
+        _refuse(index, layer, "has proj_size, which ONNX's LSTM operator does not have")
+    if layer.bidirectional and layer.merge_mode not in ("concat", "sum", "ave", "mul"):
+        _refuse(index, layer, f"has merge_mode={layer.merge_mode!r}")
+    if not time_major:
+        x = g.op("Transpose", [x], perm=[1, 0, 2])
+    params = layer.parameters()
+    H = layer.hidden_size
+    D = 2 if layer.bidirectional else 1
+    suffixes = [""] + (["_reverse"] if D == 2 else [])
+    for lay in range(layer.num_layers):
+        Ws, Rs, Bs, Ps = [], [], [], []
+        for sfx in suffixes:
+            p = lambda n: params.get(f"{n}_l{lay}{sfx}")       # noqa: E731
+            W, R, B = _onnx.onnx_weights(kind, p("weight_ih"), p("weight_hh"), p("bias_ih"),
+                                         p("bias_hh"), g.dtype)
+            Ws.append(W[0]), Rs.append(R[0]), Bs.append(B[0])
+            if p("weight_peep") is not None:
+                Ps.append(_onnx.onnx_peepholes(p("weight_peep"), g.dtype)[0])
+        inputs = [x, g.const("W", np.stack(Ws)), g.const("R", np.stack(Rs)),
+                  g.const("B", np.stack(Bs)), seq_lens or ""]
+        attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+        if kind == "lstm" and Ps:
+            inputs += ["", "", g.const("P", np.stack(Ps))]
+        if kind == "gru":
+            attrs["linear_before_reset"] = 1 if layer.reset_after else 0
+        if kind == "rnn":
+            attrs["activations"] = ["Relu" if layer.nonlinearity == "relu" else "Tanh"] * D
+        n_out = 3 if kind == "lstm" else 2
+        outs = g.op(_onnx._OP[kind], inputs, n_out=n_out, **attrs)
+        y, y_h = outs[0], outs[1]                  # Y (T, D, B, H), Y_h (D, B, H)
+        last = lay == layer.num_layers - 1
+        if last and not layer.return_sequences:
+            return _merge(g, layer, y_h, D, H, axis=0), None
+        y = g.op("Transpose", [y], perm=[0, 2, 1, 3])         # (T, B, D, H)
+        if last:
+            x = _merge(g, layer, y, D, H, axis=2)
+        else:
+            x = g.op("Reshape", [y, g.const("shape", [0, 0, D * H], np.int64)])
+    return x, True
+
+
+def _merge(g, layer, y, D, H, axis):
+    """Directions (at `axis`) merged as the layer does: concat, sum, ave or mul."""
+    if D == 1:
+        return g.op("Squeeze", [y, g.const("axes", [axis], np.int64)])
+    if layer.merge_mode == "concat":
+        if axis == 0:                                          # (D, B, H) -> (B, D*H)
+            y = g.op("Transpose", [y], perm=[1, 0, 2])
+            return g.op("Reshape", [y, g.const("shape", [0, D * H], np.int64)])
+        return g.op("Reshape", [y, g.const("shape", [0, 0, D * H], np.int64)])
+    op = {"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}[layer.merge_mode]
+    if op == "ReduceSum":
+        return g.op(op, [y, g.const("axes", [axis], np.int64)], keepdims=0)
+    return g.op(op, [y], axes=[axis], keepdims=0)
+
+
+def _last_step(g, index, y, lengths, time_major):
+    """y (T, B, F) or (B, T, F) -> (B, F): each row's last valid step."""
+    t_axis = 0 if time_major else 1
+    if lengths is None:
+        last = g.op("Gather", [y, g.const("last", -1, np.int64)], axis=t_axis)
+        return last
+    if time_major:
+        y = g.op("Transpose", [y], perm=[1, 0, 2])              # (B, T, F)
+    idx = g.op("Sub", [lengths, g.const("one", [1], np.int64)])
+    idx = g.op("Reshape", [idx, g.const("shape", [-1, 1, 1], np.int64)])
+    shape = g.op("Shape", [y])
+    b_f = g.op("Gather", [shape, g.const("bf", [0, 2], np.int64)])
+    one = g.const("one", [1], np.int64)
+    target = g.op("Concat", [g.op("Slice", [b_f, g.const("s", [0], np.int64),
+                                             g.const("e", [1], np.int64)]),
+                             one,
+                             g.op("Slice", [b_f, g.const("s", [1], np.int64),
+                                            g.const("e", [2], np.int64)])], axis=0)
+    idx = g.op("Expand", [idx, target])
+    out = g.op("GatherElements", [y, idx], axis=1)            # (B, 1, F)
+    return g.op("Squeeze", [out, g.const("axes", [1], np.int64)])
+
+
+def export(model, path=None, *, lengths=False, opset=17):
+    """Write `model` (a ``fastrnn.Sequential``) as an ONNX file at `path` (or only build it)
+    and return the ``onnx.ModelProto``.  ``lengths=True`` adds an int64 (B,) graph input
+    for the rows' valid lengths, used as the recurrent operators' ``sequence_lens`` and by
+    ``LastStep``, as ``model.forward(x, lengths=...)`` does."""
+    onnx, TensorProto, helper, numpy_helper = _onnx_modules()
+    from fastrnn.models import Sequential
+    if not isinstance(model, Sequential):
+        raise TypeError(f"fastrnn.onnx.export takes a fastrnn.Sequential, got "
+                        f"{type(model).__name__}")
+    layers = model.layers if hasattr(model, "layers") else list(model._layers.values())
+    if not layers:
+        raise ValueError("fastrnn.onnx.export: the model has no layers")
+    dtypes = {np.dtype(p.dtype) for p in model.parameters().values()} or {np.dtype(np.float32)}
+    if len(dtypes) > 1:
+        raise ValueError(f"fastrnn.onnx.export: the model mixes dtypes {sorted(map(str, dtypes))}")
+    dtype = dtypes.pop()
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    g = _Graph(helper, numpy_helper, dtype)
+    batch_first = next((lay.batch_first for lay in layers
+                        if isinstance(lay, (L.RNN, L.LSTM, L.GRU))), True)
+    time_major = not batch_first
+    first = layers[0]
+    x = "x"
+    if isinstance(first, L.Embedding):
+        x_info = helper.make_tensor_value_info("x", TensorProto.INT64,
+                                               ["B", "T"] if batch_first else ["T", "B"])
+    else:
+        feat = getattr(first, "input_size", getattr(first, "in_features", None))
+        x_info = helper.make_tensor_value_info(
+            "x", elem, (["B", "T"] if batch_first else ["T", "B"]) + [feat])
+    inputs = [x_info]
+    len_name = seq_lens = None
+    if lengths:
+        inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT64, ["B"]))
+        len_name = "lengths"
+        seq_lens = g.op("Cast", [len_name], to=TensorProto.INT32)
+    seq = True                                   # x still has a time axis
+    for i, layer in enumerate(layers):
+        name = type(layer).__name__
+        if isinstance(layer, L.Embedding):
+            x = g.op("Gather", [g.const("embedding", layer.parameters()["weight"]), x], axis=0)
+        elif isinstance(layer, (L.RNN, L.LSTM, L.GRU)):
+            if layer.batch_first != batch_first:
+                _refuse(i, layer, "has another batch_first than the model's first recurrent "
+                                  "layer")
+            x, tm = _recurrent(g, i, layer, x, seq_lens, time_major)
+            if tm is None:
+                seq = False
+            elif not time_major:
+                x = g.op("Transpose", [x], perm=[1, 0, 2])
+        elif isinstance(layer, L.Dense):
+            p = layer.parameters()
+            x = g.op("MatMul", [x, g.const("weight_t", p["weight"].T)])
+            if "bias" in p:
+                x = g.op("Add", [x, g.const("bias", p["bias"])])
+            if layer.activation not in (None, "linear"):
+                x = g.op({"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid",
+                          "softmax": "Softmax"}[layer.activation], [x],
+                         **({"axis": -1} if layer.activation == "softmax" else {}))
+        elif name in ("Tanh", "ReLU", "Sigmoid"):
+            x = g.op({"Tanh": "Tanh", "ReLU": "Relu", "Sigmoid": "Sigmoid"}[name], [x])
+        elif name == "Softmax":
+            if layer.axis != -1:
+                _refuse(i, layer, f"is over axis {layer.axis}; the export handles the last")
+            x = g.op("Softmax", [x], axis=-1)
+        elif name == "Dropout":
+            continue
+        elif name == "LastStep":
+            if not seq:
+                _refuse(i, layer, "follows a layer without a time axis")
+            x = _last_step(g, i, x, len_name, time_major)
+            seq = False
+        else:
+            _refuse(i, layer, "has no ONNX export yet (see fastrnn.onnx)")
+    g.nodes.append(helper.make_node("Identity", [x], ["y"]))
+    graph = helper.make_graph(g.nodes, "fastrnn", inputs,
+                              [helper.make_tensor_value_info(
+                                  "y", elem, [f"y{k}" for k in range(3 if seq else 2)])],
+                              g.inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="fastrnn")
+    proto.ir_version = min(proto.ir_version, 10)
+    onnx.checker.check_model(proto)
+    if path is not None:
+        onnx.save(proto, str(path))
+    return proto
