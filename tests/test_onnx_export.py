@@ -105,3 +105,86 @@ def test_refusals_name_the_layer():
             fonnx.export(model)
     with pytest.raises(TypeError, match="takes a fastrnn.Sequential"):
         fonnx.export(L.LSTM(3, 4))
+
+
+torch = None
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+TORCH_MODELS = [
+    ("lstm-2-bi-bf", lambda nn: nn.LSTM(3, 5, num_layers=2, bidirectional=True,
+                                        batch_first=True)),
+    ("lstm-tm", lambda nn: nn.LSTM(3, 4)),
+    ("gru-bi", lambda nn: nn.GRU(3, 4, bidirectional=True, batch_first=True)),
+    ("gru-2", lambda nn: nn.GRU(3, 4, num_layers=2)),
+    ("rnn-relu-bf", lambda nn: nn.RNN(3, 4, nonlinearity="relu", batch_first=True)),
+]
+
+
+@pytest.mark.parametrize("name,make", TORCH_MODELS, ids=[n for n, _ in TORCH_MODELS])
+def test_load_reads_what_torch_onnx_export_writes(name, make, tmp_path):
+    """torch.onnx.export of an nn.LSTM / GRU / RNN -> fastrnn.onnx.load -> the same outputs
+    as torch (and as ONNX Runtime on the file), with the weights exact."""
+    import warnings
+    torch = _torch()
+    torch.manual_seed(0)
+    module = make(torch.nn).eval()
+    shape = (2, 6, 3) if module.batch_first else (6, 2, 3)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    path = tmp_path / "t.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.from_numpy(x),), str(path), dynamo=False,
+                          input_names=["x"], output_names=["y"])
+    model = fonnx.load(path)
+    (layer,) = model.layers
+    assert type(layer).__name__ == type(module).__name__
+    assert (layer.num_layers, layer.bidirectional, layer.batch_first) == \
+        (module.num_layers, module.bidirectional, module.batch_first)
+    for k, v in module.state_dict().items():
+        np.testing.assert_array_equal(layer.parameters()[k], v.numpy(), err_msg=k)
+    with torch.no_grad():
+        want = module(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(model.eval().forward(x), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run(__import__("onnx").load(str(path)), {"x": x}), want,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_export_then_load_round_trip(tmp_path):
+    model = fastrnn.Sequential([L.Embedding(12, 4, seed=0),
+                                L.GRU(4, 5, num_layers=2, bidirectional=True, batch_first=True,
+                                      seed=1),
+                                L.Dense(10, 3, activation="relu", seed=2), L.Softmax()])
+    fonnx.export(model, tmp_path / "m.onnx", lengths=True)
+    back = fonnx.load(tmp_path / "m.onnx")
+    assert [type(a).__name__ for a in back.layers] == ["Embedding", "GRU", "Dense", "ReLU",
+                                                       "Softmax"]
+    for (k, a), (k2, b) in zip(model.parameters().items(), back.parameters().items()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+    ids = np.random.default_rng(3).integers(0, 12, (3, 7))
+    lengths = [7, 2, 5]
+    np.testing.assert_allclose(back.eval().forward(ids, lengths=lengths),
+                               model.eval().forward(ids, lengths=lengths), rtol=1e-6)
+
+
+def test_load_refuses_what_it_cannot_express(tmp_path):
+    model = fastrnn.Sequential([L.LSTM(3, 4, batch_first=True, seed=0), L.LastStep()])
+    fonnx.export(model, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match=r"\(Gather\)|no fastrnn equivalent"):
+        fonnx.load(tmp_path / "m.onnx")
+
+
+def test_load_refuses_a_graph_that_starts_from_its_input_state(tmp_path):
+    import warnings
+    torch = _torch()
+    module = torch.nn.GRU(3, 4).eval()
+    x, h0 = torch.zeros(5, 2, 3), torch.zeros(1, 2, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x, h0), str(tmp_path / "g.onnx"), dynamo=False,
+                          input_names=["x", "h0"], output_names=["y", "h"])
+    with pytest.raises(ValueError, match="starts from a state that is not zeros"):
+        fonnx.load(tmp_path / "g.onnx")

@@ -10,6 +10,12 @@ that other runtimes may run.
 
 The graph's inputs: ``x`` in the model's layout (int64 token ids when the first layer is an
 ``Embedding``), and ``lengths`` (B,) int64 when ``lengths=True``; its output ``y``.
+``fastrnn.onnx.load(path)`` reads such graphs back as a ``Sequential``, and the graphs
+``torch.onnx.export`` writes for ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` models: the main data
+path from the first input to the first output, through ``Gather`` (embedding), the
+recurrent operators (stacked ones become one multi-layer layer), ``MatMul`` / ``Add`` /
+``Gemm`` (dense), activations and the layout glue (``Transpose``, ``Reshape``, ``Squeeze``).
+
 Layers exported: ``Embedding``, ``RNN`` / ``LSTM`` (peepholes included) / ``GRU`` (either
 ``reset_after``) with any ``num_layers``, ``bidirectional`` (``merge_mode`` concat, sum,
 ave or mul), ``return_sequences``; ``Dense`` (with its activation), ``Tanh``, ``ReLU``,
@@ -23,7 +29,7 @@ import numpy as np
 from fastrnn import _onnx
 from fastrnn import layers as L
 
-__all__ = ["export"]
+__all__ = ["export", "load"]
 
 _KIND = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 
@@ -244,3 +250,227 @@ def export(model, path=None, *, lengths=False, opset=17):
     if path is not None:
         onnx.save(proto, str(path))
     return proto
+
+
+# ---- import ------------------------------------------------------------------------------
+
+def _from_onnx_gates(cell, a):
+    """The inverse of _onnx.to_onnx_gates: ONNX gate blocks (axis 0) to PyTorch's order."""
+    order = _onnx._ORDER[cell]
+    blocks = np.split(np.asarray(a), len(order), axis=0)
+    out = [None] * len(order)
+    for pos, k in enumerate(order):
+        out[k] = blocks[pos]
+    return np.concatenate(out, axis=0)
+
+
+def _attrs(node, helper):
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def load(path):
+    """The ``Sequential`` an ONNX file's graph computes (see the module's docstring), with
+    its weights.  Raises ValueError naming the first node on the data path that fastrnn
+    cannot express."""
+    onnx, TensorProto, helper, numpy_helper = _onnx_modules()
+    from fastrnn.models import Sequential
+    proto = onnx.load(str(path)) if not hasattr(path, "graph") else path
+    graph = proto.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant":
+            value = _attrs(n, helper).get("value")
+            if value is not None:
+                consts[n.output[0]] = numpy_helper.to_array(value)
+    inputs = [i.name for i in graph.input if i.name not in consts]
+    if not inputs:
+        raise ValueError("fastrnn.onnx.load: the graph has no data input")
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def is_zero(name, depth=0):
+        """Is tensor `name` provably all zeros (torch writes zero states as ConstantOfShape,
+        then slices and reshapes them)?"""
+        if name in consts:
+            return not np.any(consts[name])
+        n = producer.get(name)
+        if n is None or depth > 20:
+            return False
+        if n.op_type == "ConstantOfShape":
+            value = _attrs(n, helper).get("value")
+            return value is None or not np.any(numpy_helper.to_array(value))
+        if n.op_type in ("Slice", "Reshape", "Unsqueeze", "Squeeze", "Expand", "Identity",
+                         "Transpose", "Cast"):
+            return is_zero(n.input[0], depth + 1)
+        if n.op_type == "Concat":
+            return all(is_zero(i, depth + 1) for i in n.input)
+        return False
+
+    def refuse(n, what):
+        raise ValueError(f"fastrnn.onnx.load: node {n.name or n.output[0]!r} ({n.op_type}) "
+                         f"{what}")
+
+    main, layout = inputs[0], "in"          # in: the input's own layout; t: transposed
+    lengths_name = inputs[1] if len(inputs) > 1 else None
+    specs = []                               # [kind, dict] in order
+    for n in graph.node:
+        if main not in n.input:
+            continue
+        a = _attrs(n, helper)
+        op = n.op_type
+        if op in ("Shape", "Size"):
+            continue                          # a side branch (e.g. torch's zero states)
+        if op in ("RNN", "LSTM", "GRU"):
+            if a.get("layout", 0) != 0:
+                refuse(n, "has layout=1")
+            W, R = consts.get(n.input[1]), consts.get(n.input[2])
+            B = consts.get(n.input[3]) if len(n.input) > 3 and n.input[3] else None
+            if W is None or R is None or (len(n.input) > 3 and n.input[3] and B is None):
+                refuse(n, "takes weights computed in the graph, not constants")
+            for k in (5, 6):
+                if len(n.input) > k and n.input[k] and not is_zero(n.input[k]):
+                    refuse(n, "starts from a state that is not zeros (a fastrnn model's "
+                              "starts from zeros unless given one)")
+            if len(n.input) > 4 and n.input[4] and lengths_name is None:
+                refuse(n, "takes sequence_lens that are not a graph input")
+            if op == "LSTM" and a.get("input_forget", 0):
+                refuse(n, "uses input_forget")
+            if "clip" in a:
+                refuse(n, "clips its cell (clip)")
+            kind = op.lower()
+            direction = a.get("direction", b"forward")
+            direction = direction.decode() if isinstance(direction, bytes) else direction
+            if direction == "reverse":
+                refuse(n, "runs in reverse only")
+            acts = [x.decode() if isinstance(x, bytes) else x for x in a.get("activations", [])]
+            P = consts.get(n.input[7]) if op == "LSTM" and len(n.input) > 7 and n.input[7] \
+                else None
+            spec = dict(kind=kind, H=int(a["hidden_size"]), D=W.shape[0], W=W, R=R, B=B, P=P,
+                        relu=bool(acts) and acts[0].lower() == "relu",
+                        lbr=int(a.get("linear_before_reset", 0)),
+                        batch_first=layout == "t")
+            if kind == "lstm" and acts and [x.lower() for x in acts[:3]] != \
+                    ["sigmoid", "tanh", "tanh"]:
+                refuse(n, f"uses activations {acts}")
+            if kind == "gru" and acts and [x.lower() for x in acts[:2]] != ["sigmoid", "tanh"]:
+                refuse(n, f"uses activations {acts}")
+            prev = specs[-1] if specs else None
+            if prev is not None and prev[0] == "rnn_stack" and prev[1]["open"] and \
+                    all(prev[1]["layers"][0][k] == spec[k] for k in ("kind", "H", "D", "relu",
+                                                                    "lbr")):
+                prev[1]["layers"].append(spec)
+            else:
+                specs.append(["rnn_stack", {"layers": [spec], "open": True,
+                                            "batch_first": layout == "t"}])
+            main, layout = n.output[0], "y4"                   # (T, D, B, H)
+        elif op == "Transpose":
+            perm = list(a.get("perm", []))
+            if layout in ("in", "t") and perm == [1, 0, 2]:
+                layout = "t" if layout == "in" else "in"
+            elif layout == "y4" and perm == [0, 2, 1, 3]:
+                layout = "y4t"                                 # (T, B, D, H)
+            else:
+                refuse(n, f"transposes with perm {perm} where fastrnn's layout cannot")
+            main = n.output[0]
+        elif op in ("Reshape", "Squeeze") and layout in ("y4", "y4t"):
+            if layout == "y4" and op == "Reshape":
+                refuse(n, "mixes the directions' outputs")
+            if op == "Squeeze" and layout == "y4":
+                axes = consts.get(n.input[1]) if len(n.input) > 1 else a.get("axes")
+                if axes is None or list(np.atleast_1d(axes)) != [1]:
+                    refuse(n, "squeezes an axis other than the direction's")
+            layout = "t" if specs[-1][1]["batch_first"] else "in"
+            main = n.output[0]
+        elif op == "Gather" and n.input[1] == main and n.input[0] in consts \
+                and a.get("axis", 0) == 0 and consts[n.input[0]].ndim == 2:
+            specs.append(["embedding", consts[n.input[0]]])
+            main = n.output[0]
+        elif op == "MatMul" and n.input[0] == main and n.input[1] in consts:
+            specs.append(["dense", {"W": consts[n.input[1]].T, "b": None}])
+            main = n.output[0]
+        elif op == "Gemm" and n.input[0] == main and n.input[1] in consts:
+            if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+                refuse(n, "uses transA, alpha or beta")
+            Wg = consts[n.input[1]]
+            specs.append(["dense", {"W": Wg if a.get("transB", 0) else Wg.T,
+                                    "b": consts.get(n.input[2]) if len(n.input) > 2 else None}])
+            main = n.output[0]
+        elif op == "Add" and specs and specs[-1][0] == "dense" and specs[-1][1]["b"] is None \
+                and (set(n.input) - {main}) <= set(consts):
+            other = [i for i in n.input if i != main][0]
+            specs[-1][1]["b"] = consts[other].reshape(-1)
+            main = n.output[0]
+        elif op in ("Relu", "Tanh", "Sigmoid", "Softmax"):
+            if op == "Softmax" and a.get("axis", -1) not in (-1,):
+                refuse(n, f"is over axis {a.get('axis')}")
+            specs.append([op.lower(), None])
+            main = n.output[0]
+        elif op in ("Identity", "Dropout"):
+            main = n.output[0]
+        else:
+            refuse(n, "is on the data path and has no fastrnn equivalent")
+        if specs and specs[-1][0] == "rnn_stack" and op not in ("RNN", "LSTM", "GRU",
+                                                                 "Transpose", "Reshape",
+                                                                 "Squeeze"):
+            specs[-1][1]["open"] = False
+    if main != graph.output[0].name:
+        raise ValueError("fastrnn.onnx.load: the graph's first output is not the end of its "
+                         "data path from the first input")
+    if layout in ("y4", "y4t"):
+        raise ValueError("fastrnn.onnx.load: the graph outputs the recurrent operator's "
+                         "(T, directions, B, H) tensor, which fastrnn's layers do not")
+    if layout == "t":
+        raise ValueError("fastrnn.onnx.load: the graph's output is in another layout (time- "
+                         "or batch-major) than its input, which a fastrnn chain keeps")
+    return Sequential(_build(specs, layout))
+
+
+def _build(specs, layout):
+    layers = []
+    for kind, spec in specs:
+        if kind == "embedding":
+            w = spec
+            layer = L.Embedding(w.shape[0], w.shape[1], dtype=_float(w))
+            layer.load_state_dict({"weight": w})
+        elif kind == "dense":
+            W, b = spec["W"], spec["b"]
+            layer = L.Dense(W.shape[1], W.shape[0], bias=b is not None, dtype=_float(W))
+            layer.load_state_dict({"weight": W, **({"bias": b} if b is not None else {})})
+        elif kind in ("relu", "tanh", "sigmoid", "softmax"):
+            layer = {"relu": L.ReLU, "tanh": L.Tanh, "sigmoid": L.Sigmoid,
+                     "softmax": L.Softmax}[kind]()
+        else:
+            layer = _build_recurrent(spec)
+        layers.append(layer)
+    return layers
+
+
+def _float(a):
+    return np.float64 if a.dtype == np.float64 else np.float32
+
+
+def _build_recurrent(stack):
+    first = stack["layers"][0]
+    kind, H, D = first["kind"], first["H"], first["D"]
+    dtype = _float(first["W"])
+    kw = dict(num_layers=len(stack["layers"]), batch_first=stack["batch_first"],
+              bidirectional=D == 2, dtype=dtype)
+    I = first["W"].shape[2]
+    if kind == "rnn":
+        layer = L.RNN(I, H, nonlinearity="relu" if first["relu"] else "tanh", **kw)
+    elif kind == "lstm":
+        layer = L.LSTM(I, H, peephole=first["P"] is not None, **kw)
+    else:
+        layer = L.GRU(I, H, reset_after=bool(first["lbr"]), **kw)
+    state = {}
+    GH = first["W"].shape[1]
+    for k, spec in enumerate(stack["layers"]):
+        for d, sfx in enumerate(["", "_reverse"][:D]):
+            B = spec["B"][d] if spec["B"] is not None else np.zeros(2 * GH, dtype)
+            state[f"weight_ih_l{k}{sfx}"] = _from_onnx_gates(kind, spec["W"][d])
+            state[f"weight_hh_l{k}{sfx}"] = _from_onnx_gates(kind, spec["R"][d])
+            state[f"bias_ih_l{k}{sfx}"] = _from_onnx_gates(kind, B[:GH])
+            state[f"bias_hh_l{k}{sfx}"] = _from_onnx_gates(kind, B[GH:])
+            if spec["P"] is not None:
+                state[f"weight_peep_l{k}{sfx}"] = _onnx.from_onnx_peepholes(spec["P"][d])
+    layer.load_state_dict(state)
+    return layer
