@@ -13,11 +13,11 @@ _cpu.choose_blas_core()          # before anything loads SciPy's BLAS
 from fastrnn import clip, data, functional, init, layers, losses, optim  # noqa: E402
 from fastrnn._io import ModelFileError, load, save  # noqa: E402
 from fastrnn.models import Model, Sequential  # noqa: E402
-from fastrnn.convert import from_torch  # noqa: E402
+from fastrnn.convert import from_keras, from_torch  # noqa: E402
 from fastrnn._config import config, show_config  # noqa: E402
 from fastrnn.engine.threads import get_num_threads, set_num_threads  # noqa: E402
 
 from fastrnn._version import __version__  # noqa: E402
 __all__ = ["functional", "layers", "losses", "init", "optim", "clip", "data", "Model", "Sequential", "save", "load",
-           "ModelFileError", "from_torch", "get_num_threads", "set_num_threads", "config", "show_config",
+           "ModelFileError", "from_keras", "from_torch", "get_num_threads", "set_num_threads", "config", "show_config",
            "__version__"]

@@ -1,4 +1,5 @@
-"""Whole models in from other frameworks: ``fastrnn.from_torch(module)``.
+"""Whole models in from other frameworks: ``fastrnn.from_torch(module)`` and
+``fastrnn.from_keras(model)``.
 
 The converted model has the original's architecture and weights (copied), and gives the same
 outputs; a module fastrnn has no equivalent for is refused with an error naming it.  torch
@@ -17,15 +18,24 @@ PyTorch modules converted:
   names are ``"<index>.<name>"`` over the converted chain: torch's own for a flat
   ``nn.Sequential`` without ``nn.Identity`` (which is dropped) or nested Sequentials.
 
-Not yet converted: Keras models (``from_keras``) and custom ``nn.Module`` classes; ONNX
-files are written by ``fastrnn.onnx.export`` (reading them back is still to come).
+Keras 3 models converted (``keras.Sequential``, or one layer): ``InputLayer`` (dropped),
+``SimpleRNN`` (tanh or relu), ``LSTM``, ``GRU`` (either ``reset_after``), ``Bidirectional``
+of those (each ``merge_mode``), ``Dense`` and ``TimeDistributed(Dense)`` with their
+activations, ``Activation``, ``Dropout``, ``Embedding``.  Keras's sequences are batch-major,
+so the recurrent layers get ``batch_first=True``; ``dropout`` / ``recurrent_dropout`` become
+``input_dropout`` / ``recurrent_dropout`` (training only, as in Keras).  Refused with the
+layer's name, for now: masks (``Masking``, ``Embedding(mask_zero=True)``), ``go_backwards``,
+``stateful`` and other activations, whose Keras semantics differ from fastrnn's.
+
+Not converted: custom ``nn.Module`` classes and Keras functional models that are not a
+chain.  ONNX files: ``fastrnn.onnx.export`` and ``fastrnn.onnx.load``.
 """
 import numpy as np
 
 from fastrnn import layers as L
 from fastrnn.models import Sequential
 
-__all__ = ["from_torch"]
+__all__ = ["from_torch", "from_keras"]
 
 
 def _dtype(module, name):
@@ -118,3 +128,132 @@ def from_torch(module):
         return layer.train() if module.training else layer.eval()
     model = Sequential(_convert(module, kind))
     return model.train() if module.training else model.eval()
+
+
+
+# ---- Keras -------------------------------------------------------------------------------
+
+_KERAS_ACT = {"linear": None, "tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid",
+              "softmax": "softmax"}
+
+
+def _keras_refuse(layer, what):
+    raise TypeError(f"from_keras: layer {layer.name!r} ({type(layer).__name__}) {what}")
+
+
+def _keras_act(layer, name):
+    name = name if isinstance(name, str) else getattr(name, "__name__", str(name))
+    if name not in _KERAS_ACT:
+        _keras_refuse(layer, f"uses the activation {name!r}")
+    return _KERAS_ACT[name]
+
+
+def _keras_dtype(layer):
+    w = layer.get_weights()
+    return np.float64 if w and w[0].dtype == np.float64 else np.float32
+
+
+def _keras_rnn(layer, wrapper=None, merge_mode=None):
+    """A Keras SimpleRNN / LSTM / GRU (inside Bidirectional when `wrapper`) -> a fastrnn
+    recurrent layer with its weights."""
+    kind = type(layer).__name__
+    who = wrapper or layer
+    cfg = layer.get_config()
+    for key, what in (("go_backwards", "runs go_backwards (Keras returns its outputs in "
+                                       "processing order)"),
+                      ("stateful", "is stateful"), ("unroll", None)):
+        if cfg.get(key) and what:
+            _keras_refuse(who, what)
+    if kind == "SimpleRNN":
+        act = _keras_act(who, cfg["activation"])
+        if act not in ("tanh", "relu"):
+            _keras_refuse(who, f"uses activation {cfg['activation']!r}")
+    else:
+        if _keras_act(who, cfg["activation"]) != "tanh" or \
+                _keras_act(who, cfg["recurrent_activation"]) != "sigmoid":
+            _keras_refuse(who, "uses activations other than tanh and sigmoid")
+    weights = (wrapper or layer).get_weights()
+    I = weights[0].shape[0]
+    H = cfg["units"]
+    kw = dict(batch_first=True, bias=cfg["use_bias"], return_sequences=cfg["return_sequences"],
+              dtype=_keras_dtype(wrapper or layer),
+              input_dropout=float(cfg.get("dropout", 0.0)),
+              recurrent_dropout=float(cfg.get("recurrent_dropout", 0.0)))
+    if wrapper is not None:
+        kw.update(bidirectional=True, merge_mode=merge_mode)
+    if kind == "SimpleRNN":
+        out = L.RNN(I, H, nonlinearity=act, **kw)
+    elif kind == "LSTM":
+        out = L.LSTM(I, H, **kw)
+    else:
+        out = L.GRU(I, H, reset_after=cfg["reset_after"], **kw)
+    out.from_keras_weights(weights)
+    return out
+
+
+def _keras_layer(layer):
+    kind = type(layer).__name__
+    if kind == "InputLayer":
+        return []
+    if kind in ("SimpleRNN", "LSTM", "GRU"):
+        return [_keras_rnn(layer)]
+    if kind == "Bidirectional":
+        fwd, bwd = layer.forward_layer, layer.backward_layer
+        if type(fwd) is not type(bwd) or not bwd.get_config().get("go_backwards") or \
+                {k: v for k, v in fwd.get_config().items() if k not in ("name", "go_backwards")} \
+                != {k: v for k, v in bwd.get_config().items() if k not in ("name",
+                                                                            "go_backwards")}:
+            _keras_refuse(layer, "has a backward layer that is not the forward one's mirror")
+        if layer.merge_mode not in ("concat", "sum", "ave", "mul"):
+            _keras_refuse(layer, f"has merge_mode={layer.merge_mode!r}")
+        if type(fwd).__name__ not in ("SimpleRNN", "LSTM", "GRU"):
+            _keras_refuse(layer, f"wraps a {type(fwd).__name__}")
+        return [_keras_rnn(fwd, wrapper=layer, merge_mode=layer.merge_mode)]
+    if kind == "TimeDistributed":
+        if type(layer.layer).__name__ != "Dense":
+            _keras_refuse(layer, f"wraps a {type(layer.layer).__name__}")
+        return _keras_layer(layer.layer)
+    if kind == "Dense":
+        cfg = layer.get_config()
+        w = layer.get_weights()
+        dense = L.Dense(w[0].shape[0], cfg["units"], bias=cfg["use_bias"],
+                        activation=_keras_act(layer, cfg["activation"]),
+                        dtype=_keras_dtype(layer))
+        dense.load_state_dict({"weight": w[0].T, **({"bias": w[1]} if cfg["use_bias"] else {})})
+        return [dense]
+    if kind == "Activation":
+        act = _keras_act(layer, layer.get_config()["activation"])
+        return [] if act is None else [{"tanh": L.Tanh, "relu": L.ReLU, "sigmoid": L.Sigmoid,
+                                         "softmax": L.Softmax}[act]()]
+    if kind == "Dropout":
+        return [L.Dropout(float(layer.get_config()["rate"]))]
+    if kind == "Embedding":
+        cfg = layer.get_config()
+        if cfg.get("mask_zero"):
+            _keras_refuse(layer, "has mask_zero=True (Keras's masks are not converted yet: "
+                                 "pass lengths to the fastrnn model instead)")
+        w = layer.get_weights()[0]
+        emb = L.Embedding(w.shape[0], w.shape[1], dtype=_keras_dtype(layer))
+        emb.load_state_dict({"weight": w})
+        return [emb]
+    _keras_refuse(layer, "has no fastrnn equivalent here (see fastrnn.convert)")
+
+
+def from_keras(model):
+    """The fastrnn ``Sequential`` equivalent of a Keras 3 ``Sequential`` model (or of one
+    layer), with its weights; in evaluation mode.  Raises TypeError naming the first layer
+    it cannot convert."""
+    kind = type(model).__name__
+    if kind == "Sequential":
+        layers = list(model.layers)
+    elif kind in ("Functional", "Model"):
+        raise TypeError("from_keras takes a keras.Sequential model (or a layer); functional "
+                        "models are not converted yet")
+    else:
+        layers = [model]
+    out = []
+    for layer in layers:
+        out += _keras_layer(layer)
+    if not out:
+        raise TypeError("from_keras: the model has no layer to convert")
+    return Sequential(out).eval()
