@@ -273,8 +273,8 @@ def cmd_train(args):
                                  stop_at_target=not args.keep_going,
                                  distributed=ctx is not None)
     except (ValueError, OSError) as exc:
-        # before training every rank meets the same error; after it, only rank 0 saves
-        if ctx is None or ctx.rank == 0 or not isinstance(exc, ValueError):
+        # a bad option fails alike on every rank (rank 0 says it); an OSError is this rank's
+        if ctx is None or ctx.rank == 0 or isinstance(exc, OSError):
             print(f"{where}: {exc}", file=sys.stderr)
         return 2
     except BaseException:

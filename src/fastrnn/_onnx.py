@@ -9,7 +9,7 @@ and r|z|n; PyTorch's GRU is ONNX's ``linear_before_reset=1``.
 """
 import numpy as np
 
-__all__ = ["to_onnx_gates", "onnx_weights", "onnx_peepholes", "from_onnx_peepholes",
+__all__ = ["to_onnx_gates", "from_onnx_gates", "onnx_weights", "onnx_peepholes", "from_onnx_peepholes",
            "single_layer_model"]
 
 # PyTorch gate block k goes to ONNX block ORDER[cell][k]'s position: ONNX blocks listed as
@@ -23,6 +23,16 @@ def to_onnx_gates(cell, a):
     a = np.asarray(a)
     blocks = np.split(a, len(_ORDER[cell]), axis=0)
     return np.concatenate([blocks[k] for k in _ORDER[cell]], axis=0)
+
+
+def from_onnx_gates(cell, a):
+    """The inverse of to_onnx_gates: ONNX's gate blocks (axis 0) in PyTorch's order."""
+    order = _ORDER[cell]
+    blocks = np.split(np.asarray(a), len(order), axis=0)
+    out = [None] * len(order)
+    for pos, k in enumerate(order):
+        out[k] = blocks[pos]
+    return np.concatenate(out, axis=0)
 
 
 def onnx_weights(cell, w_ih, w_hh, b_ih=None, b_hh=None, dtype=np.float32):

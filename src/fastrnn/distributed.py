@@ -61,21 +61,26 @@ class Context:
         self.size = self.comm.Get_size()
         local = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
+        try:
+            mine = frozenset(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            mine = frozenset(range(os.cpu_count() or 1))
+        everyone = local.allgather(mine)       # the CPUs each rank on this host may use
         local.Free()
+        if sum(map(len, everyone)) == len(frozenset().union(*everyone)):
+            self._share = len(mine)            # bound to disjoint CPUs: its own are its share
+        else:
+            self._share = max(1, len(frozenset().union(*everyone)) // self.local_size)
 
     def __repr__(self):
         return (f"<fastrnn.distributed.Context rank {self.rank}/{self.size}, local "
                 f"{self.local_rank}/{self.local_size}>")
 
     def threads_per_rank(self):
-        """This rank's share of its host's CPUs (at least 1): ranks on one host split them,
-        since engine threads beyond the cores run several times slower."""
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cpus = os.cpu_count() or 1
-        # under mpiexec each rank may be bound to its own CPUs already
-        return max(1, cpus // self.local_size if cpus >= self.local_size else 1)
+        """This rank's share of its host's CPUs (at least 1): ranks on one host split the
+        CPUs they may all use, since engine threads beyond the cores run several times
+        slower; a rank that mpiexec bound to CPUs of its own gets those."""
+        return self._share
 
     def allreduce_(self, buf):
         """Sum `buf` (a contiguous ndarray) over the ranks, in place."""
@@ -175,16 +180,9 @@ _BLAS_CALLS = [("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_thr
 
 def _openblas_controls():
     """(set, get) of every OpenBLAS this process has loaded (NumPy's and SciPy's are
-    separate copies), from /proc/self/maps; empty where that is not available."""
-    paths = []
-    try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                path = line.split()[-1] if line.split() else ""
-                if "openblas" in os.path.basename(path).lower() and path not in paths:
-                    paths.append(path)
-    except OSError:
-        return []
+    separate copies)."""
+    from fastrnn.engine.blas import loaded_openblas
+    paths = loaded_openblas()
     out = []
     for path in paths:
         try:
@@ -243,7 +241,7 @@ class GradientReducer:
         buf[self.n + 1:] = scalars
         self.ctx.allreduce_(buf)
         total = float(buf[self.n])
-        scale = 1.0 / total if (average and total > 0) else (1.0 if not average else 0.0)
+        scale = (1.0 / total if total > 0 else 0.0) if average else 1.0
         for g, a, b in zip(self.grads, off[:-1], off[1:]):
             np.multiply(buf[a:b], scale, out=g.reshape(-1), casting="unsafe")
         return buf[self.n:].astype(np.float64)

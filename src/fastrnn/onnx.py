@@ -140,7 +140,7 @@ def _merge(g, layer, y, D, H, axis):
     return g.op(op, [y], axes=[axis], keepdims=0)
 
 
-def _last_step(g, index, y, lengths, time_major):
+def _last_step(g, y, lengths, time_major):
     """y (T, B, F) or (B, T, F) -> (B, F): each row's last valid step."""
     t_axis = 0 if time_major else 1
     if lengths is None:
@@ -173,7 +173,7 @@ def export(model, path=None, *, lengths=False, opset=17):
     if not isinstance(model, Sequential):
         raise TypeError(f"fastrnn.onnx.export takes a fastrnn.Sequential, got "
                         f"{type(model).__name__}")
-    layers = model.layers if hasattr(model, "layers") else list(model._layers.values())
+    layers = model.layers
     if not layers:
         raise ValueError("fastrnn.onnx.export: the model has no layers")
     dtypes = {np.dtype(p.dtype) for p in model.parameters().values()} or {np.dtype(np.float32)}
@@ -234,7 +234,7 @@ def export(model, path=None, *, lengths=False, opset=17):
         elif name == "LastStep":
             if not seq:
                 _refuse(i, layer, "follows a layer without a time axis")
-            x = _last_step(g, i, x, len_name, time_major)
+            x = _last_step(g, x, len_name, time_major)
             seq = False
         else:
             _refuse(i, layer, "has no ONNX export yet (see fastrnn.onnx)")
@@ -253,16 +253,6 @@ def export(model, path=None, *, lengths=False, opset=17):
 
 
 # ---- import ------------------------------------------------------------------------------
-
-def _from_onnx_gates(cell, a):
-    """The inverse of _onnx.to_onnx_gates: ONNX gate blocks (axis 0) to PyTorch's order."""
-    order = _onnx._ORDER[cell]
-    blocks = np.split(np.asarray(a), len(order), axis=0)
-    out = [None] * len(order)
-    for pos, k in enumerate(order):
-        out[k] = blocks[pos]
-    return np.concatenate(out, axis=0)
-
 
 def _attrs(node, helper):
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -466,10 +456,10 @@ def _build_recurrent(stack):
     for k, spec in enumerate(stack["layers"]):
         for d, sfx in enumerate(["", "_reverse"][:D]):
             B = spec["B"][d] if spec["B"] is not None else np.zeros(2 * GH, dtype)
-            state[f"weight_ih_l{k}{sfx}"] = _from_onnx_gates(kind, spec["W"][d])
-            state[f"weight_hh_l{k}{sfx}"] = _from_onnx_gates(kind, spec["R"][d])
-            state[f"bias_ih_l{k}{sfx}"] = _from_onnx_gates(kind, B[:GH])
-            state[f"bias_hh_l{k}{sfx}"] = _from_onnx_gates(kind, B[GH:])
+            state[f"weight_ih_l{k}{sfx}"] = _onnx.from_onnx_gates(kind, spec["W"][d])
+            state[f"weight_hh_l{k}{sfx}"] = _onnx.from_onnx_gates(kind, spec["R"][d])
+            state[f"bias_ih_l{k}{sfx}"] = _onnx.from_onnx_gates(kind, B[:GH])
+            state[f"bias_hh_l{k}{sfx}"] = _onnx.from_onnx_gates(kind, B[GH:])
             if spec["P"] is not None:
                 state[f"weight_peep_l{k}{sfx}"] = _onnx.from_onnx_peepholes(spec["P"][d])
     layer.load_state_dict(state)

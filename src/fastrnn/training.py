@@ -289,7 +289,6 @@ class _Shard:
 
     def __init__(self, ctx, loss_fn, grads):
         self.ctx = ctx
-        self.rank, self.size = (ctx.rank, ctx.size) if ctx else (0, 1)
         self.loss_fn = loss_fn
         self.reducer = None
         if ctx is not None:
@@ -307,12 +306,12 @@ class _Shard:
             return value, nb, not finite, stop
         mean = self.loss_fn.reduction == "mean"
         w = (self.loss_fn.total_weight if mean else 1.0) if (nb and finite) else 0.0
-        _, lw, n, bad, halt = self.reducer.reduce(
+        total_w, lw, n, bad, halt = self.reducer.reduce(
             w, [value * w if finite else 0.0, nb, 0.0 if finite else 1.0, float(stop)],
             average=mean)
-        total_w = self.reducer.buf[self.reducer.n]
-        glob = lw / total_w if (mean and total_w > 0) else (lw if not mean else 0.0)
-        return float(glob), int(round(n)), bad > 0, halt > 0
+        if mean:
+            lw = lw / total_w if total_w > 0 else 0.0
+        return float(lw), int(round(n)), bad > 0, halt > 0
 
     def sum_metrics(self, metric_objs):
         """Each metric's counts summed over the ranks."""
@@ -326,13 +325,12 @@ class _Shard:
         return bool(flag) if self.ctx is None else self.ctx.sum([float(bool(flag))])[0] > 0
 
 
-def _distributed_setup(distributed, model, opt, seed):
-    """The Context (or None) and the shuffle seed every rank shares; rank 0's parameters,
-    optimizer state and seed go to every rank."""
-    if distributed is None or distributed is False:
-        return None, seed
+def _distributed_setup(ctx, model, opt, seed):
+    """The shuffle seed every rank shares; rank 0's parameters, optimizer state and seed go
+    to every rank (ctx: a fastrnn.distributed.Context, or None for one process)."""
+    if ctx is None:
+        return seed
     from fastrnn import distributed as _dist
-    ctx = _dist.as_context(distributed)
     if ctx.rank == 0:
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             seed = int(as_generator(seed).integers(2**63))   # a generator or None: draw one
@@ -341,7 +339,7 @@ def _distributed_setup(distributed, model, opt, seed):
     _dist.broadcast_parameters(model, 0, ctx)
     _dist.broadcast_optimizer_state(opt, 0, ctx)
     _dist.decorrelate_masks(model, ctx)
-    return ctx, seed
+    return seed
 
 
 def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
@@ -349,23 +347,22 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
         seed=None, verbose=1, metrics=(), validation_batch_size=None, stream=None,
         distributed=None):
     """Train `model` on (x, y); see ``Model.fit``."""
-    if distributed is not None and distributed is not False:
-        from fastrnn import distributed as _dist
-        ctx = _dist.as_context(distributed)
-        from fastrnn.engine.threads import _fixed_threads, get_num_threads, using
-        share = ctx.threads_per_rank() if _fixed_threads is None else get_num_threads()
-        with using(share), _dist.limit_blas_threads(share):
-            return _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths,
-                        validation_data, clip_norm, clip_value, shuffle, callbacks, seed,
-                        verbose, metrics, validation_batch_size, stream, ctx)
-    return _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths, validation_data,
-                clip_norm, clip_value, shuffle, callbacks, seed, verbose, metrics,
-                validation_batch_size, stream, distributed)
+    args = (model, x, y, loss, optimizer, epochs, batch_size, lengths, validation_data,
+            clip_norm, clip_value, shuffle, callbacks, seed, verbose, metrics,
+            validation_batch_size, stream)
+    if distributed is None or distributed is False:
+        return _fit(*args, None)
+    from fastrnn import distributed as _dist
+    from fastrnn.engine.threads import _fixed_threads, get_num_threads, using
+    ctx = _dist.as_context(distributed)
+    share = ctx.threads_per_rank() if _fixed_threads is None else get_num_threads()
+    with using(share), _dist.limit_blas_threads(share):
+        return _fit(*args, ctx)
 
 
 def _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths, validation_data,
          clip_norm, clip_value, shuffle, callbacks, seed, verbose, metrics,
-         validation_batch_size, stream, distributed):
+         validation_batch_size, stream, ctx):
     x, y, lengths = _check_data(x, y, lengths)
     epochs = check_int("epochs", epochs, 0)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -388,7 +385,7 @@ def _fit(model, x, y, loss, optimizer, epochs, batch_size, lengths, validation_d
                              "lengths_val)")
     stream = stream or sys.stderr
     stateful = _is_stateful(model)
-    ctx, seed = _distributed_setup(distributed, model, opt, seed)
+    seed = _distributed_setup(ctx, model, opt, seed)
     if ctx is not None and ctx.rank != 0:
         verbose = 0
         stream = io.StringIO()          # rank 0 alone speaks (progress, Ctrl-C)

@@ -19,17 +19,27 @@ cdef enum:
     SPLIT_COL_BLOCKS = 4
 
 
-def _find_blas_library():
-    """Path of the BLAS library scipy.linalg.cython_blas is linked against, or None."""
+def loaded_openblas():
+    """Paths of every OpenBLAS this process has loaded (NumPy and SciPy each bring their
+    own copy), from /proc/self/maps; empty where that is not available."""
+    paths = []
     try:
         with open("/proc/self/maps") as f:
             for line in f:
                 parts = line.split()
                 path = parts[len(parts) - 1] if parts else ""
-                if "openblas" in os.path.basename(path).lower() and "scipy" in path:
-                    return path
+                if "openblas" in os.path.basename(path).lower() and path not in paths:
+                    paths.append(path)
     except OSError:
         pass
+    return paths
+
+
+def _find_blas_library():
+    """Path of the BLAS library scipy.linalg.cython_blas is linked against, or None."""
+    for path in loaded_openblas():
+        if "scipy" in path:
+            return path
     import scipy
     hits = glob.glob(os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)),
                                   "scipy.libs", "*openblas*"))
