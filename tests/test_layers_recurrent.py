@@ -151,6 +151,9 @@ FD_CASES = [
     dict(num_layers=1, go_backwards=True, return_sequences=False),
     dict(num_layers=3, dropout=0.3),
     dict(num_layers=1, bias=False),
+    dict(num_layers=2, zero_output_for_mask=False, batch_first=True),
+    dict(num_layers=1, go_backwards=True, go_backwards_order="full"),
+    dict(num_layers=1, go_backwards=True, zero_output_for_mask=False),
 ]
 
 
@@ -342,6 +345,43 @@ def test_go_backwards_is_reverse_in_processing_order():
     y2, h2 = fwd.forward(xr, lengths=lengths)
     np.testing.assert_allclose(y, y2, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(h, h2, rtol=1e-12, atol=1e-14)
+
+
+def test_keras_padded_step_semantics():
+    """zero_output_for_mask=False repeats a row's last output over its padding;
+    go_backwards_order='full' reverses the whole padded axis (padding first)."""
+    T, B, I, H = 6, 3, 2, 3
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((T, B, I))
+    lengths = np.array([6, 2, 4])
+    base = L.LSTM(I, H, dtype=np.float64, seed=0)
+    y, _ = base.forward(x, lengths=lengths)
+    rep = L.LSTM(I, H, dtype=np.float64, seed=0, zero_output_for_mask=False)
+    y_rep, _ = rep.forward(x, lengths=lengths)
+    for b, n in enumerate(lengths):
+        np.testing.assert_array_equal(y_rep[:n, b], y[:n, b])
+        np.testing.assert_array_equal(y_rep[n:, b], np.broadcast_to(y[n - 1, b], (T - n, H)))
+    back = L.LSTM(I, H, dtype=np.float64, seed=0, go_backwards=True)
+    full = L.LSTM(I, H, dtype=np.float64, seed=0, go_backwards=True,
+                  go_backwards_order="full", zero_output_for_mask=False)
+    y_back, h_back = back.forward(x, lengths=lengths)
+    y_full, h_full = full.forward(x, lengths=lengths)
+    for b, n in enumerate(lengths):
+        np.testing.assert_array_equal(y_full[T - n:, b], y_back[:n, b])
+        assert np.all(y_full[:T - n, b] == 0)
+    np.testing.assert_array_equal(h_full[0], h_back[0])
+    # without lengths both orders are the plain reversal
+    np.testing.assert_array_equal(full.forward(x)[0], back.forward(x)[0])
+
+
+@pytest.mark.parametrize("kw,what", [
+    (dict(bidirectional=True, zero_output_for_mask=False), "one-directional"),
+    (dict(go_backwards_order="full"), "go_backwards=True"),
+    (dict(go_backwards=True, go_backwards_order="reversed"), "'valid' or 'full'"),
+])
+def test_keras_semantics_options_are_checked(kw, what):
+    with pytest.raises(ValueError, match=what):
+        L.GRU(2, 3, **kw)
 
 
 def test_bidirectional_merge_modes():

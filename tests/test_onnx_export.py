@@ -45,6 +45,15 @@ CASES = {
     "lstm-last-state-bi-sum": lambda dt: [L.LSTM(3, 4, bidirectional=True, merge_mode="sum",
                                                  return_sequences=False, batch_first=True,
                                                  dtype=dt, seed=1), L.ReLU()],
+    "go-backwards-2-repeat": lambda dt: [L.GRU(3, 4, num_layers=2, go_backwards=True,
+                                               zero_output_for_mask=False, dtype=dt, seed=1)],
+    "go-backwards-full-then-forward": lambda dt: [
+        L.LSTM(3, 4, go_backwards=True, go_backwards_order="full", batch_first=True, dtype=dt,
+               seed=1),
+        L.RNN(4, 3, go_backwards=True, go_backwards_order="full", batch_first=True, dtype=dt,
+              seed=2),
+        L.GRU(3, 2, go_backwards=True, return_sequences=False, batch_first=True, dtype=dt,
+              seed=3)],
     "lstm-peephole-dropout": lambda dt: [L.LSTM(3, 4, peephole=True, batch_first=True,
                                                 dtype=dt, seed=1), L.Dropout(0.5),
                                          L.Sigmoid()],
@@ -97,7 +106,7 @@ def test_refusals_name_the_layer():
     for layer, what in [(L.LSTM(3, 4, layer_norm=True), "layer_norm"),
                         (L.LSTM(3, 4, proj_size=2), "proj_size"),
                         (L.GRU(3, 4, zoneout=0.1), "zoneout"),
-                        (L.RNN(3, 4, go_backwards=True), "go_backwards"),
+                        (L.RNN(3, 4, stateful=True), "stateful"),
                         (L.Pool(), "no ONNX export yet")]:
         model = fastrnn.Sequential([L.Dense(3, 3), layer] if isinstance(layer, L.Pool)
                                    else [layer])
@@ -170,11 +179,47 @@ def test_export_then_load_round_trip(tmp_path):
                                model.eval().forward(ids, lengths=lengths), rtol=1e-6)
 
 
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "lengths"])
+def test_every_export_loads_back(case, ragged, tmp_path):
+    """export -> load gives the same layers (LastStep, merge modes and return_sequences=False
+    included), exact weights and the same outputs."""
+    model = fastrnn.Sequential(CASES[case](np.float32)).eval()
+    if case == "lstm-peephole-dropout":
+        for name, p in model.parameters().items():
+            if "peep" in name:
+                p[...] = np.random.default_rng(5).standard_normal(p.shape) * 0.5
+    fonnx.export(model, tmp_path / "m.onnx", lengths=ragged)
+    back = fonnx.load(tmp_path / "m.onnx").eval()
+    kinds = []                       # Dense's activation comes back as its own layer
+    for a in model.layers:
+        if type(a).__name__ != "Dropout":
+            kinds.append(type(a).__name__)
+        if getattr(a, "activation", None):
+            kinds.append({"tanh": "Tanh", "relu": "ReLU"}[a.activation])
+    assert [type(a).__name__ for a in back.layers] == kinds
+    for (k, a), (k2, b) in zip(model.parameters().items(), back.parameters().items()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+    bf = model.layers[0].batch_first
+    x = np.random.default_rng(2).standard_normal((3, 6, 3) if bf else (6, 3, 3))
+    x = x.astype(np.float32)
+    lengths = np.array([6, 2, 4]) if ragged else None
+    np.testing.assert_array_equal(back.forward(x, lengths=lengths),
+                                  model.forward(x, lengths=lengths))
+
+
 def test_load_refuses_what_it_cannot_express(tmp_path):
-    model = fastrnn.Sequential([L.LSTM(3, 4, batch_first=True, seed=0), L.LastStep()])
-    fonnx.export(model, tmp_path / "m.onnx")
-    with pytest.raises(ValueError, match=r"\(Gather\)|no fastrnn equivalent"):
-        fonnx.load(tmp_path / "m.onnx")
+    onnx, _, helper, _ = fonnx._onnx_modules()
+    fonnx.export(fastrnn.Sequential([L.LSTM(3, 4, batch_first=True, seed=0)]),
+                 tmp_path / "m.onnx")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    # append a ReduceMax over time (a max-pool, which fastrnn's load does not read)
+    out = proto.graph.output[0].name
+    proto.graph.node.append(helper.make_node("ReduceMax", [out], ["pooled"], axes=[1],
+                                             keepdims=0))
+    proto.graph.output[0].name = "pooled"
+    with pytest.raises(ValueError, match=r"\(ReduceMax\)"):
+        fonnx.load(proto)
 
 
 def test_load_refuses_a_graph_that_starts_from_its_input_state(tmp_path):
@@ -188,3 +233,67 @@ def test_load_refuses_a_graph_that_starts_from_its_input_state(tmp_path):
                           input_names=["x", "h0"], output_names=["y", "h"])
     with pytest.raises(ValueError, match="starts from a state that is not zeros"):
         fonnx.load(tmp_path / "g.onnx")
+
+
+def test_load_reads_a_torch_many_to_one_classifier(tmp_path):
+    """torch's `out[:, -1]` after an nn.LSTM, then nn.Linear: LastStep and Dense."""
+    import warnings
+    torch = _torch()
+
+    class Classifier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(3, 5, num_layers=2, batch_first=True,
+                                      bidirectional=True)
+            self.head = torch.nn.Linear(10, 4)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return torch.softmax(self.head(out[:, -1]), dim=-1)
+
+    torch.manual_seed(1)
+    module = Classifier().eval()
+    x = np.random.default_rng(1).standard_normal((3, 6, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.from_numpy(x),), str(tmp_path / "c.onnx"),
+                          dynamo=False, input_names=["x"], output_names=["y"])
+    model = fonnx.load(tmp_path / "c.onnx").eval()
+    assert [type(a).__name__ for a in model.layers] == ["LSTM", "LastStep", "Dense", "Softmax"]
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("first", ["masking", "mask_zero"])
+def test_masks_export_as_lengths_computed_in_the_graph(first):
+    """Masking / Embedding(mask_zero) set the lengths from x: the graph computes them."""
+    rng = np.random.default_rng(4)
+    lengths = [6, 2, 4]
+    if first == "masking":
+        head = [L.Masking(mask_value=-1.0)]
+        x = rng.standard_normal((3, 6, 3)).astype(np.float32)
+        pad = -1.0
+    else:
+        head = [L.Embedding(9, 3, mask_zero=True, seed=0)]
+        x = rng.integers(1, 9, (3, 6))
+        pad = 0
+    for b, n in enumerate(lengths):
+        x[b, n:] = pad
+    model = fastrnn.Sequential(head + [
+        L.GRU(3, 4, bidirectional=True, batch_first=True, seed=1),
+        L.LSTM(8, 3, batch_first=True, zero_output_for_mask=False, seed=2),
+        L.Dense(3, 2, seed=3)])
+    check(model, x)          # Keras's repeated last outputs at the padded steps included
+    # the model's outputs are its own with those lengths
+    np.testing.assert_array_equal(model.forward(x), fastrnn.Sequential(model.layers[1:]).forward(
+        model.layers[0].forward(x), lengths=lengths))
+
+
+def test_masks_are_refused_where_the_graph_cannot_follow():
+    with pytest.raises(ValueError, match="first layer"):
+        fonnx.export(fastrnn.Sequential([L.Dense(3, 3), L.Masking(),
+                                         L.LSTM(3, 4, batch_first=True)]))
+    with pytest.raises(ValueError, match="without lengths=True"):
+        fonnx.export(fastrnn.Sequential([L.Masking(), L.LSTM(3, 4, batch_first=True)]),
+                     lengths=True)

@@ -18,17 +18,33 @@ PyTorch modules converted:
   names are ``"<index>.<name>"`` over the converted chain: torch's own for a flat
   ``nn.Sequential`` without ``nn.Identity`` (which is dropped) or nested Sequentials.
 
-Keras 3 models converted (``keras.Sequential``, or one layer): ``InputLayer`` (dropped),
-``SimpleRNN`` (tanh or relu), ``LSTM``, ``GRU`` (either ``reset_after``), ``Bidirectional``
-of those (each ``merge_mode``), ``Dense`` and ``TimeDistributed(Dense)`` with their
-activations, ``Activation``, ``Dropout``, ``Embedding``.  Keras's sequences are batch-major,
-so the recurrent layers get ``batch_first=True``; ``dropout`` / ``recurrent_dropout`` become
-``input_dropout`` / ``recurrent_dropout`` (training only, as in Keras).  Refused with the
-layer's name, for now: masks (``Masking``, ``Embedding(mask_zero=True)``), ``go_backwards``,
-``stateful`` and other activations, whose Keras semantics differ from fastrnn's.
+Keras 3 models converted (``keras.Sequential``, a functional ``keras.Model`` that is a
+chain of layers, or one layer): ``InputLayer`` (dropped), ``Masking``, ``Embedding``
+(``mask_zero`` included), ``SimpleRNN`` (tanh or relu), ``LSTM``, ``GRU`` (either
+``reset_after``), ``Bidirectional`` of those (each ``merge_mode``), ``Dense`` and
+``TimeDistributed(Dense)`` with their activations, ``Activation``, ``Dropout``.  Keras's
+sequences are batch-major, so the recurrent layers get ``batch_first=True``; ``dropout`` /
+``recurrent_dropout`` become ``input_dropout`` / ``recurrent_dropout`` (training only, as in
+Keras).  Where Keras's semantics differ from fastrnn's defaults the converted layers keep
+Keras's:
 
-Not converted: custom ``nn.Module`` classes and Keras functional models that are not a
-chain.  ONNX files: ``fastrnn.onnx.export`` and ``fastrnn.onnx.load``.
+- a mask (``Masking``, ``Embedding(mask_zero=True)``) becomes the lengths the later layers
+  use (fastrnn needs each row's padding after its valid steps; other masks are refused when
+  the model runs);
+- a one-directional layer repeats its last valid output at padded steps unless it has
+  ``zero_output_for_mask=True`` (the fastrnn layer gets the same option);
+- a ``go_backwards`` layer returns its outputs in processing order over the whole padded
+  axis (``go_backwards_order="full"``); stacked ``go_backwards`` layers each become one
+  fastrnn layer, so the second walks forward in time as in Keras;
+- each ``Bidirectional`` becomes one single-layer bidirectional fastrnn layer with its own
+  ``merge_mode``, so stacked ``merge_mode="sum"`` layers merge inside every layer as in
+  Keras.
+
+Refused with the layer's name: ``stateful`` layers, other activations and other layers.
+
+Not converted: custom ``nn.Module`` classes and Keras models that are not a chain (several
+inputs or outputs, a layer called on several tensors, custom layers).  ONNX files:
+``fastrnn.onnx.export`` and ``fastrnn.onnx.load``.
 """
 import numpy as np
 
@@ -155,15 +171,13 @@ def _keras_dtype(layer):
 
 def _keras_rnn(layer, wrapper=None, merge_mode=None):
     """A Keras SimpleRNN / LSTM / GRU (inside Bidirectional when `wrapper`) -> a fastrnn
-    recurrent layer with its weights."""
+    recurrent layer with its weights and Keras's padded-step semantics."""
     kind = type(layer).__name__
     who = wrapper or layer
     cfg = layer.get_config()
-    for key, what in (("go_backwards", "runs go_backwards (Keras returns its outputs in "
-                                       "processing order)"),
-                      ("stateful", "is stateful"), ("unroll", None)):
-        if cfg.get(key) and what:
-            _keras_refuse(who, what)
+    if cfg.get("stateful"):
+        _keras_refuse(who, "is stateful (make a fastrnn layer with stateful=True and load the "
+                           "weights with from_keras_weights)")
     if kind == "SimpleRNN":
         act = _keras_act(who, cfg["activation"])
         if act not in ("tanh", "relu"):
@@ -180,7 +194,15 @@ def _keras_rnn(layer, wrapper=None, merge_mode=None):
               input_dropout=float(cfg.get("dropout", 0.0)),
               recurrent_dropout=float(cfg.get("recurrent_dropout", 0.0)))
     if wrapper is not None:
+        # Keras's Bidirectional writes zeros at padded steps and aligns the backward outputs
+        # with time, as fastrnn's bidirectional layers do
         kw.update(bidirectional=True, merge_mode=merge_mode)
+    else:
+        # Keras: padded steps repeat the last output unless zero_output_for_mask, and a
+        # go_backwards layer's outputs come in processing order over the padded axis
+        kw["zero_output_for_mask"] = bool(cfg.get("zero_output_for_mask", False))
+        if cfg.get("go_backwards"):
+            kw.update(go_backwards=True, go_backwards_order="full")
     if kind == "SimpleRNN":
         out = L.RNN(I, H, nonlinearity=act, **kw)
     elif kind == "LSTM":
@@ -195,6 +217,10 @@ def _keras_layer(layer):
     kind = type(layer).__name__
     if kind == "InputLayer":
         return []
+    if kind in ("Sequential", "Functional", "Model"):
+        return [converted for inner in _keras_chain(layer) for converted in _keras_layer(inner)]
+    if kind == "Masking":
+        return [L.Masking(float(layer.get_config()["mask_value"]))]
     if kind in ("SimpleRNN", "LSTM", "GRU"):
         return [_keras_rnn(layer)]
     if kind == "Bidirectional":
@@ -229,31 +255,54 @@ def _keras_layer(layer):
         return [L.Dropout(float(layer.get_config()["rate"]))]
     if kind == "Embedding":
         cfg = layer.get_config()
-        if cfg.get("mask_zero"):
-            _keras_refuse(layer, "has mask_zero=True (Keras's masks are not converted yet: "
-                                 "pass lengths to the fastrnn model instead)")
         w = layer.get_weights()[0]
-        emb = L.Embedding(w.shape[0], w.shape[1], dtype=_keras_dtype(layer))
+        emb = L.Embedding(w.shape[0], w.shape[1], dtype=_keras_dtype(layer),
+                          mask_zero=bool(cfg.get("mask_zero")))
         emb.load_state_dict({"weight": w})
         return [emb]
     _keras_refuse(layer, "has no fastrnn equivalent here (see fastrnn.convert)")
 
 
-def from_keras(model):
-    """The fastrnn ``Sequential`` equivalent of a Keras 3 ``Sequential`` model (or of one
-    layer), with its weights; in evaluation mode.  Raises TypeError naming the first layer
-    it cannot convert."""
+def _keras_chain(model):
+    """The layers of a Keras Sequential model, or of a functional model that is a chain (one
+    input, one output, each layer called once on the previous one's output), in order."""
     kind = type(model).__name__
     if kind == "Sequential":
-        layers = list(model.layers)
-    elif kind in ("Functional", "Model"):
-        raise TypeError("from_keras takes a keras.Sequential model (or a layer); functional "
-                        "models are not converted yet")
-    else:
-        layers = [model]
-    out = []
-    for layer in layers:
-        out += _keras_layer(layer)
+        return list(model.layers)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise TypeError(f"from_keras: model {model.name!r} has {len(model.inputs)} inputs and "
+                        f"{len(model.outputs)} outputs; fastrnn converts chains of layers (one "
+                        f"input, one output)")
+    chain, tensor = [], model.outputs[0]
+    while True:
+        op, node_index, _ = tensor._keras_history
+        if type(op).__name__ == "InputLayer":
+            break
+        node = op._inbound_nodes[node_index]
+        # Keras passes the propagated mask as a keyword tensor: the converted chain carries
+        # it as lengths, so only the other tensors count
+        mask = node.arguments.kwargs.get("mask")
+        tensors = [t for t in node.arguments.keras_tensors if t is not mask]
+        args = node.arguments.args
+        if len(tensors) != 1 or len(args) != 1 or args[0] is not tensors[0]:
+            raise TypeError(f"from_keras: layer {op.name!r} ({type(op).__name__}) takes "
+                            f"{len(tensors)} tensors in model {model.name!r}; fastrnn converts "
+                            f"chains of layers, each called on the previous one's output")
+        chain.append(op)
+        tensor = args[0]
+    if tensor is not model.inputs[0]:
+        raise TypeError(f"from_keras: model {model.name!r} is not a chain from its input")
+    return chain[::-1]
+
+
+def from_keras(model):
+    """The fastrnn ``Sequential`` equivalent of a Keras 3 model (``keras.Sequential``, a
+    functional ``keras.Model`` that is a chain of layers, or one layer), with its weights,
+    in evaluation mode.  Keras's padded-step semantics are kept (``Masking`` and
+    ``Embedding(mask_zero=True)`` set the lengths; see ``zero_output_for_mask`` and
+    ``go_backwards_order`` on the recurrent layers).  Raises TypeError naming the first
+    layer it cannot convert."""
+    out = _keras_layer(model)
     if not out:
         raise TypeError("from_keras: the model has no layer to convert")
     return Sequential(out).eval()

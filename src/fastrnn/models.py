@@ -192,6 +192,7 @@ class Sequential(Model):
         self._output_shapes.clear()
         for name, layer in self._layers.items():
             with _naming(name, layer):
+                lengths = layer.chain_lengths(x, lengths)
                 if training is None:
                     x = layer.chain_forward(x, lengths)
                 else:

@@ -16,13 +16,17 @@ path from the first input to the first output, through ``Gather`` (embedding), t
 recurrent operators (stacked ones become one multi-layer layer), ``MatMul`` / ``Add`` /
 ``Gemm`` (dense), activations and the layout glue (``Transpose``, ``Reshape``, ``Squeeze``).
 
-Layers exported: ``Embedding``, ``RNN`` / ``LSTM`` (peepholes included) / ``GRU`` (either
-``reset_after``) with any ``num_layers``, ``bidirectional`` (``merge_mode`` concat, sum,
-ave or mul), ``return_sequences``; ``Dense`` (with its activation), ``Tanh``, ``ReLU``,
-``Sigmoid``, ``Softmax`` (last axis), ``Dropout`` (the identity), ``LastStep``.  Refused with
-a ValueError naming the layer: what ONNX's operators cannot express (LayerNorm, zoneout,
-``proj_size``, ``go_backwards``, stateful layers) and the layers without an export yet
-(``Pool``, ``Attention``).
+Layers exported: ``Masking`` and ``Embedding`` (``mask_zero`` included) as the first layer
+(the graph computes the lengths from x: it counts each row's valid steps, so a padded step
+before a valid one, which fastrnn refuses, is not detected), ``RNN`` / ``LSTM`` (peepholes
+included) / ``GRU`` (either ``reset_after``) with any ``num_layers``, ``bidirectional``
+(``merge_mode`` concat, sum, ave or mul), ``return_sequences``, ``go_backwards`` (either
+``go_backwards_order``) and ``zero_output_for_mask=False``; ``Dense`` (with its activation),
+``Tanh``, ``ReLU``, ``Sigmoid``, ``Softmax`` (last axis), ``Dropout`` (the identity),
+``LastStep``.  Refused with a ValueError naming the layer: what ONNX's operators cannot
+express (LayerNorm, zoneout, ``proj_size``, stateful layers) and the layers without an
+export yet (``Pool``, ``Attention``).  ``load`` reads back everything ``export`` writes but
+the mask layers (their lengths subgraph).
 """
 import numpy as np
 
@@ -75,9 +79,9 @@ def _refuse(index, layer, what):
 
 def _recurrent(g, index, layer, x, seq_lens, time_major):
     """The layer's ONNX nodes on x (time-major inside); returns (output, time_major)."""
+    from onnx import TensorProto
     kind = _KIND[type(layer).__name__]
-    for attr, what in (("layer_norm", "uses layer_norm"), ("go_backwards", "has go_backwards"),
-                       ("stateful", "is stateful")):
+    for attr, what in (("layer_norm", "uses layer_norm"), ("stateful", "is stateful")):
         if getattr(layer, attr, False):
             _refuse(index, layer, f"{what}, which ONNX's {kind.upper()} operator cannot "
                                   f"express")
@@ -104,7 +108,8 @@ def _recurrent(g, index, layer, x, seq_lens, time_major):
                 Ps.append(_onnx.onnx_peepholes(p("weight_peep"), g.dtype)[0])
         inputs = [x, g.const("W", np.stack(Ws)), g.const("R", np.stack(Rs)),
                   g.const("B", np.stack(Bs)), seq_lens or ""]
-        attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+        attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else
+                     "reverse" if layer.go_backwards else "forward")
         if kind == "lstm" and Ps:
             inputs += ["", "", g.const("P", np.stack(Ps))]
         if kind == "gru":
@@ -120,6 +125,18 @@ def _recurrent(g, index, layer, x, seq_lens, time_major):
         y = g.op("Transpose", [y], perm=[0, 2, 1, 3])         # (T, B, D, H)
         if last:
             x = _merge(g, layer, y, D, H, axis=2)
+            if layer.go_backwards:                 # outputs in processing order
+                if seq_lens is None or layer.go_backwards_order == "full":
+                    x = g.op("Slice", [x, g.const("s", [-1], np.int64),
+                                       g.const("e", [-2**62], np.int64),
+                                       g.const("axes", [0], np.int64),
+                                       g.const("steps", [-1], np.int64)])
+                else:
+                    x = g.op("ReverseSequence", [x, g.op("Cast", [seq_lens], to=TensorProto.INT64)],
+                             time_axis=0, batch_axis=1)
+            if seq_lens is not None and not layer.zero_output_for_mask and not (
+                    layer.go_backwards and layer.go_backwards_order == "full"):
+                x = _repeat_last(g, x, seq_lens)
         else:
             x = g.op("Reshape", [y, g.const("shape", [0, 0, D * H], np.int64)])
     return x, True
@@ -138,6 +155,24 @@ def _merge(g, layer, y, D, H, axis):
     if op == "ReduceSum":
         return g.op(op, [y, g.const("axes", [axis], np.int64)], keepdims=0)
     return g.op(op, [y], axes=[axis], keepdims=0)
+
+
+def _repeat_last(g, y, seq_lens):
+    """y (T, B, F) with each row's last valid step repeated over its padded steps
+    (zero_output_for_mask=False): y[min(t, len - 1), b]."""
+    from onnx import TensorProto
+    shape = g.op("Shape", [y])
+    steps = g.op("Range", [g.const("zero", 0, np.int64),
+                           g.op("Squeeze", [g.op("Slice", [shape, g.const("s", [0], np.int64),
+                                                           g.const("e", [1], np.int64)]),
+                                            g.const("axes", [0], np.int64)]),
+                           g.const("one", 1, np.int64)])
+    last = g.op("Sub", [g.op("Cast", [seq_lens], to=TensorProto.INT64),
+                        g.const("one", [1], np.int64)])
+    idx = g.op("Min", [g.op("Unsqueeze", [steps, g.const("axes", [1], np.int64)]),
+                       g.op("Unsqueeze", [last, g.const("axes", [0], np.int64)])])   # (T, B)
+    idx = g.op("Expand", [g.op("Unsqueeze", [idx, g.const("axes", [2], np.int64)]), shape])
+    return g.op("GatherElements", [y, idx], axis=0)
 
 
 def _last_step(g, y, lengths, time_major):
@@ -191,7 +226,9 @@ def export(model, path=None, *, lengths=False, opset=17):
         x_info = helper.make_tensor_value_info("x", TensorProto.INT64,
                                                ["B", "T"] if batch_first else ["T", "B"])
     else:
-        feat = getattr(first, "input_size", getattr(first, "in_features", None))
+        feat = next((getattr(lay, "input_size", getattr(lay, "in_features", None))
+                     for lay in layers if hasattr(lay, "input_size") or
+                     hasattr(lay, "in_features")), None)
         x_info = helper.make_tensor_value_info(
             "x", elem, (["B", "T"] if batch_first else ["T", "B"]) + [feat])
     inputs = [x_info]
@@ -201,10 +238,37 @@ def export(model, path=None, *, lengths=False, opset=17):
         len_name = "lengths"
         seq_lens = g.op("Cast", [len_name], to=TensorProto.INT32)
     seq = True                                   # x still has a time axis
+    t_axis = 1 if batch_first else 0
     for i, layer in enumerate(layers):
         name = type(layer).__name__
-        if isinstance(layer, L.Embedding):
+        masks = isinstance(layer, L.Masking) or getattr(layer, "mask_zero", False)
+        if masks and (lengths or i):
+            _refuse(i, layer, "sets the lengths from x: export it as the first layer, without "
+                              "lengths=True" if i == 0 else "sets the lengths from x, so it "
+                              "must be the model's first layer")
+        if isinstance(layer, L.Masking):
+            # steps whose features all equal mask_value are padding: zeroed, and counted out
+            # of each row's length (the graph counts them: a padded step before a valid one,
+            # which fastrnn refuses, is not detected)
+            valid = g.op("Not", [g.op("Equal", [x, g.const("mask_value", layer.mask_value,
+                                                           g.dtype)])])
+            count = g.op("ReduceSum", [g.op("Cast", [valid], to=elem),
+                                       g.const("axes", [-1], np.int64)], keepdims=0)
+            keep = g.op("Cast", [g.op("Greater", [count, g.const("zero", 0, g.dtype)])],
+                        to=TensorProto.INT64)                          # (B, T) / (T, B)
+            x = g.op("Mul", [x, g.op("Unsqueeze", [g.op("Cast", [keep], to=elem),
+                                                    g.const("axes", [-1], np.int64)])])
+        elif isinstance(layer, L.Embedding):
+            if layer.mask_zero:
+                keep = g.op("Cast", [g.op("Not", [g.op("Equal", [x, g.const(
+                    "zero_id", 0, np.int64)])])], to=TensorProto.INT64)
             x = g.op("Gather", [g.const("embedding", layer.parameters()["weight"]), x], axis=0)
+        if masks:
+            len_name = g.op("ReduceSum", [keep, g.const("axes", [t_axis], np.int64)],
+                            keepdims=0)
+            seq_lens = g.op("Cast", [len_name], to=TensorProto.INT32)
+        if isinstance(layer, (L.Masking, L.Embedding)):
+            pass                                  # done above
         elif isinstance(layer, (L.RNN, L.LSTM, L.GRU)):
             if layer.batch_first != batch_first:
                 _refuse(i, layer, "has another batch_first than the model's first recurrent "
@@ -295,6 +359,27 @@ def load(path):
             return all(is_zero(i, depth + 1) for i in n.input)
         return False
 
+    def consumers(name):
+        """The nodes that read tensor `name` (the graph's outputs count as readers)."""
+        out = [m for m in graph.node if name in m.input and m.op_type not in ("Shape", "Size")]
+        return out or [o for o in graph.output if o.name == name]
+
+    def producer_chain(name, depth=3):
+        """The op types that make tensor `name`, following first inputs back."""
+        out = []
+        while len(out) < depth and name in producer:
+            out.append(producer[name].op_type)
+            name = producer[name].input[0]
+        return out
+
+    def depends_on(name, source, depth=0):
+        """Is tensor `name` computed from tensor `source`?"""
+        if name == source:
+            return True
+        n = producer.get(name)
+        return n is not None and depth < 30 and any(depends_on(i, source, depth + 1)
+                                                    for i in n.input if i)
+
     def refuse(n, what):
         raise ValueError(f"fastrnn.onnx.load: node {n.name or n.output[0]!r} ({n.op_type}) "
                          f"{what}")
@@ -329,15 +414,13 @@ def load(path):
             kind = op.lower()
             direction = a.get("direction", b"forward")
             direction = direction.decode() if isinstance(direction, bytes) else direction
-            if direction == "reverse":
-                refuse(n, "runs in reverse only")
             acts = [x.decode() if isinstance(x, bytes) else x for x in a.get("activations", [])]
             P = consts.get(n.input[7]) if op == "LSTM" and len(n.input) > 7 and n.input[7] \
                 else None
             spec = dict(kind=kind, H=int(a["hidden_size"]), D=W.shape[0], W=W, R=R, B=B, P=P,
                         relu=bool(acts) and acts[0].lower() == "relu",
                         lbr=int(a.get("linear_before_reset", 0)),
-                        batch_first=layout == "t")
+                        batch_first=layout == "t", back=direction == "reverse")
             if kind == "lstm" and acts and [x.lower() for x in acts[:3]] != \
                     ["sigmoid", "tanh", "tanh"]:
                 refuse(n, f"uses activations {acts}")
@@ -346,12 +429,16 @@ def load(path):
             prev = specs[-1] if specs else None
             if prev is not None and prev[0] == "rnn_stack" and prev[1]["open"] and \
                     all(prev[1]["layers"][0][k] == spec[k] for k in ("kind", "H", "D", "relu",
-                                                                    "lbr")):
+                                                                    "lbr", "back")):
                 prev[1]["layers"].append(spec)
             else:
                 specs.append(["rnn_stack", {"layers": [spec], "open": True,
                                             "batch_first": layout == "t"}])
             main, layout = n.output[0], "y4"                   # (T, D, B, H)
+            if not consumers(n.output[0]) and len(n.output) > 1 and consumers(n.output[1]):
+                # only the final state Y_h (D, B, H) goes on: return_sequences=False
+                specs[-1][1]["return_sequences"] = False
+                main, layout = n.output[1], "yh"
         elif op == "Transpose":
             perm = list(a.get("perm", []))
             if layout in ("in", "t") and perm == [1, 0, 2]:
@@ -361,6 +448,24 @@ def load(path):
             else:
                 refuse(n, f"transposes with perm {perm} where fastrnn's layout cannot")
             main = n.output[0]
+        elif op in ("ReduceSum", "ReduceMean", "ReduceProd") and layout in ("y4t", "yh"):
+            axes = consts.get(n.input[1]) if len(n.input) > 1 and n.input[1] else a.get("axes")
+            want = 2 if layout == "y4t" else 0
+            if axes is None or list(np.atleast_1d(axes)) != [want] or a.get("keepdims", 1):
+                refuse(n, "reduces other than the directions' axis")
+            specs[-1][1]["merge_mode"] = {"ReduceSum": "sum", "ReduceMean": "ave",
+                                          "ReduceProd": "mul"}[op]
+            layout = ("t" if specs[-1][1]["batch_first"] else "in") if layout == "y4t" \
+                else "flat"
+            main = n.output[0]
+        elif op == "Transpose" and layout == "yh" and list(a.get("perm", [])) == [1, 0, 2]:
+            layout, main = "yht", n.output[0]                  # (B, D, H)
+        elif (op == "Squeeze" and layout == "yh") or (op == "Reshape" and layout == "yht"):
+            if op == "Squeeze":
+                axes = consts.get(n.input[1]) if len(n.input) > 1 else a.get("axes")
+                if axes is None or list(np.atleast_1d(axes)) != [0]:
+                    refuse(n, "squeezes an axis other than the direction's")
+            layout, main = "flat", n.output[0]
         elif op in ("Reshape", "Squeeze") and layout in ("y4", "y4t"):
             if layout == "y4" and op == "Reshape":
                 refuse(n, "mixes the directions' outputs")
@@ -394,20 +499,79 @@ def load(path):
                 refuse(n, f"is over axis {a.get('axis')}")
             specs.append([op.lower(), None])
             main = n.output[0]
+        elif op in ("Slice", "ReverseSequence", "GatherElements") and layout in ("in", "t") \
+                and n.input[0] == main and specs and specs[-1][0] == "rnn_stack" and \
+                specs[-1][1].get("return_sequences", True) and (
+                    op != "GatherElements" or producer_chain(n.input[1])[:3] ==
+                    ["Expand", "Unsqueeze", "Min"]):
+            # a go_backwards layer's outputs reversed into processing order (over the whole
+            # axis: Slice with step -1; over each row's valid steps: ReverseSequence), or the
+            # last output repeated over the padding (GatherElements of min(t, len - 1))
+            stack = specs[-1][1]
+            t_axis = 0 if (layout == "in") != stack["batch_first"] else 1
+            if op == "GatherElements":
+                if a.get("axis", 0) != t_axis or stack["layers"][0]["D"] != 1:
+                    refuse(n, "gathers other than a layer's last output over its padding")
+                stack["repeat"] = True
+            else:
+                if not stack["layers"][0]["back"] or stack.get("order") or stack.get("repeat"):
+                    refuse(n, "reverses the outputs of a layer that runs forward")
+                if op == "Slice":
+                    starts, ends, axes, steps = (consts.get(i) for i in n.input[1:5])
+                    if steps is None or list(steps) != [-1] or list(axes) != [t_axis] or \
+                            list(starts) != [-1] or ends[0] > -2**31:
+                        refuse(n, "slices other than a reversal of the time axis")
+                    stack["order"] = "full"
+                else:
+                    if a.get("time_axis", 0) != t_axis:
+                        refuse(n, "reverses along an axis other than time")
+                    stack["order"] = "valid"
+            main = n.output[0]
+        elif op in ("Gather", "GatherElements") and n.input[0] == main \
+                and layout in ("in", "t"):
+            # LastStep: each row's last step (Gather of index -1 on the time axis), or with
+            # lengths its step lengths - 1 (GatherElements, then a Squeeze of that axis)
+            stack = next((sp for sp in reversed(specs) if sp[0] == "rnn_stack"), None)
+            if stack is None:
+                refuse(n, "picks a step of a sequence no recurrent operator made")
+            t_axis = 1 if (layout == "in") == stack[1]["batch_first"] else 0
+            if a.get("axis", 0) != t_axis:
+                refuse(n, "gathers along an axis other than time")
+            if op == "Gather":
+                idx = consts.get(n.input[1])
+                if idx is None or idx.ndim != 0 or int(idx) != -1:
+                    refuse(n, "picks a step other than the last")
+                layout = "flat"
+            else:
+                if lengths_name is None or not depends_on(n.input[1], lengths_name):
+                    refuse(n, "picks steps that do not come from the lengths input")
+                layout = "picked"
+            specs.append(["laststep", None])
+            main = n.output[0]
+        elif op == "Squeeze" and layout == "picked":
+            axes = consts.get(n.input[1]) if len(n.input) > 1 else a.get("axes")
+            if axes is None or list(np.atleast_1d(axes)) != [1]:
+                refuse(n, "squeezes an axis other than the picked step's")
+            layout = "flat"
+            main = n.output[0]
         elif op in ("Identity", "Dropout"):
             main = n.output[0]
         else:
             refuse(n, "is on the data path and has no fastrnn equivalent")
-        if specs and specs[-1][0] == "rnn_stack" and op not in ("RNN", "LSTM", "GRU",
-                                                                 "Transpose", "Reshape",
-                                                                 "Squeeze"):
-            specs[-1][1]["open"] = False
+        if op not in ("RNN", "LSTM", "GRU", "Transpose", "Reshape", "Squeeze") or \
+                layout in ("yh", "yht", "flat"):
+            for sp in specs:
+                if sp[0] == "rnn_stack":
+                    sp[1]["open"] = False
     if main != graph.output[0].name:
         raise ValueError("fastrnn.onnx.load: the graph's first output is not the end of its "
                          "data path from the first input")
-    if layout in ("y4", "y4t"):
+    if layout in ("y4", "y4t", "yh", "yht"):
         raise ValueError("fastrnn.onnx.load: the graph outputs the recurrent operator's "
                          "(T, directions, B, H) tensor, which fastrnn's layers do not")
+    if layout == "picked":
+        raise ValueError("fastrnn.onnx.load: the graph ends on a picked step that keeps its "
+                         "time axis")
     if layout == "t":
         raise ValueError("fastrnn.onnx.load: the graph's output is in another layout (time- "
                          "or batch-major) than its input, which a fastrnn chain keeps")
@@ -428,6 +592,8 @@ def _build(specs, layout):
         elif kind in ("relu", "tanh", "sigmoid", "softmax"):
             layer = {"relu": L.ReLU, "tanh": L.Tanh, "sigmoid": L.Sigmoid,
                      "softmax": L.Softmax}[kind]()
+        elif kind == "laststep":
+            layer = L.LastStep()
         else:
             layer = _build_recurrent(spec)
         layers.append(layer)
@@ -443,7 +609,12 @@ def _build_recurrent(stack):
     kind, H, D = first["kind"], first["H"], first["D"]
     dtype = _float(first["W"])
     kw = dict(num_layers=len(stack["layers"]), batch_first=stack["batch_first"],
-              bidirectional=D == 2, dtype=dtype)
+              bidirectional=D == 2, dtype=dtype, merge_mode=stack.get("merge_mode", "concat"),
+              return_sequences=stack.get("return_sequences", True))
+    if first["back"]:
+        kw.update(go_backwards=True, go_backwards_order=stack.get("order", "valid"))
+    if stack.get("repeat"):
+        kw["zero_output_for_mask"] = False
     I = first["W"].shape[2]
     if kind == "rnn":
         layer = L.RNN(I, H, nonlinearity="relu" if first["relu"] else "tanh", **kw)

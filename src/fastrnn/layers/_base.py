@@ -307,6 +307,11 @@ class Layer:
         (``uses_lengths``); one array out."""
         return self.forward(x)
 
+    def chain_lengths(self, x, lengths):
+        """Sequential's call before ``chain_forward``: the lengths for this layer and the
+        ones after it (the incoming ones; a masking layer computes its own from `x`)."""
+        return lengths
+
     def chain_backward(self, dy):
         """Sequential's call: backward of ``chain_forward``; the input gradient."""
         return self.backward(dy)

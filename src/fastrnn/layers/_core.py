@@ -1,4 +1,4 @@
-"""Non-recurrent layers: Dense, Embedding, Dropout, activations, LastStep, Pool."""
+"""Non-recurrent layers: Dense, Embedding, Masking, Dropout, activations, LastStep, Pool."""
 import numpy as np
 
 from fastrnn import init as _init
@@ -7,8 +7,9 @@ from fastrnn.engine.threads import engine_threads
 from fastrnn.functional import _as_array, _c_array, _prepare_lengths
 from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, check_prob,
                                   float_input, no_cache_error, refuse_sequence_list)
+from fastrnn.layers._recurrent import lengths_from_mask
 
-__all__ = ["Dense", "Embedding", "Dropout", "Tanh", "ReLU", "Sigmoid", "Softmax",
+__all__ = ["Dense", "Embedding", "Masking", "Dropout", "Tanh", "ReLU", "Sigmoid", "Softmax",
            "LastStep", "Pool", "ACTIVATIONS"]
 
 
@@ -231,11 +232,18 @@ class Embedding(Layer):
     """Lookup table: integer ids (any shape) -> vectors (..., embedding_dim), as
     ``torch.nn.Embedding`` (weight (num_embeddings, embedding_dim), N(0, 1) initialization;
     the ``padding_idx`` row starts at zero and gets no gradient).  No input gradient:
-    ``backward`` returns None."""
+    ``backward`` returns None.
+
+    ``mask_zero=True`` (Keras's option): id 0 is padding.  In a Sequential the layer then
+    sets the lengths the layers after it use, from each row's ids != 0 (the layout is the
+    chain's; padding must come after a row's valid steps); ``compute_lengths(ids)`` gives
+    them outside a chain."""
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32, *,
-                 initializer="normal", seed=None):
+                 initializer="normal", seed=None, mask_zero=False):
         super().__init__()
+        self.mask_zero = check_bool("mask_zero", mask_zero)
+        self._inherited_batch_first = False
         self.num_embeddings = check_int("num_embeddings", num_embeddings)
         self.embedding_dim = check_int("embedding_dim", embedding_dim)
         if padding_idx is not None:
@@ -272,6 +280,22 @@ class Embedding(Layer):
         self._cache = ids if training else None
         return self._params["weight"][ids]
 
+    def compute_lengths(self, ids, batch_first=None):
+        """With mask_zero: (B,) lengths from 2-D `ids` ((T, B), or (B, T) with batch_first;
+        None: the Sequential's layout), each row's valid steps being its ids != 0."""
+        if not self.mask_zero:
+            raise ValueError("Embedding.compute_lengths needs mask_zero=True")
+        ids = _as_array("ids", ids)
+        bf = self._inherited_batch_first if batch_first is None else bool(batch_first)
+        if ids.ndim != 2:
+            raise ValueError(f"with mask_zero, ids must be 2-D ({'(B, T)' if bf else '(T, B)'}),"
+                             f" got shape {ids.shape}")
+        T, B = (ids.shape[1], ids.shape[0]) if bf else ids.shape
+        return lengths_from_mask(ids != 0, T, B, bf)
+
+    def chain_lengths(self, x, lengths):
+        return self.compute_lengths(x) if self.mask_zero else lengths
+
     def backward(self, dy):
         """Scatter-add `dy` (..., embedding_dim) into the table's gradient (not the padding
         row); returns None (ids have no gradient)."""
@@ -302,9 +326,79 @@ class Embedding(Layer):
         """Constructor arguments (see ``Layer.get_config``)."""
         cfg = dict(num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim,
                    padding_idx=self.padding_idx, dtype=self.dtype.name)
+        if self.mask_zero:
+            cfg["mask_zero"] = True
         if isinstance(self.initializer, str):
             cfg["initializer"] = self.initializer
         return cfg
+
+
+# ----------------------------------------------------------------------------------------
+# Masking
+
+class Masking(Layer):
+    """Keras's ``Masking``: a step whose features all equal `mask_value` is padding.
+
+    In a Sequential the layer sets the lengths the layers after it use (as Keras's mask;
+    lengths given to the model are replaced), so each row's padded steps must come after
+    its valid ones; its output is x with the padded steps zeroed (as Keras).  x: (T, B, F),
+    or (B, T, F) in the batch-first layout; ``batch_first=None`` (default) takes the
+    Sequential's layout.  ``compute_lengths(x)`` gives the lengths outside a chain."""
+
+    def __init__(self, mask_value=0.0, batch_first=None):
+        super().__init__()
+        if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.number)):
+            raise TypeError(f"mask_value must be a number, got {mask_value!r}")
+        self.mask_value = float(mask_value)
+        self.batch_first = None if batch_first is None else check_bool("batch_first",
+                                                                       batch_first)
+        self._inherited_batch_first = False
+        self._cache = None
+
+    @property
+    def layout_batch_first(self):
+        """The layout in use: ``batch_first``, or the one inherited from a Sequential."""
+        return self._inherited_batch_first if self.batch_first is None else self.batch_first
+
+    def _input(self, x):
+        bf = self.layout_batch_first
+        refuse_sequence_list(x, bf, "F")
+        x = float_input("x", x, None, ndim=3, what="3-D ((B, T, F) with batch_first)"
+                        if bf else "3-D (T, B, F)")
+        return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+    def _mask(self, x):
+        return np.any(x != self.mask_value, axis=-1)
+
+    def compute_lengths(self, x):
+        """(B,) lengths: each row's steps up to its last step with a feature != mask_value
+        (a padded step before a valid one is refused)."""
+        x = self._input(x)
+        bf = self.layout_batch_first
+        T, B = (x.shape[1], x.shape[0]) if bf else x.shape[:2]
+        return lengths_from_mask(self._mask(x), T, B, bf)
+
+    def chain_lengths(self, x, lengths):
+        return self.compute_lengths(x)
+
+    def forward(self, x, *, training=None):
+        """x with its padded steps (all features == mask_value) set to zero."""
+        training = self._is_training(training)
+        x = self._input(x)
+        keep = self._mask(x)[..., None].astype(x.dtype)
+        self._cache = (keep, x.shape) if training else None
+        return x * keep
+
+    def backward(self, dy):
+        """`dy` with the padded steps zeroed."""
+        if self._cache is None:
+            raise no_cache_error(self)
+        (keep, shape), self._cache = self._cache, None
+        return _check_dy(dy, shape, keep.dtype) * keep
+
+    def get_config(self):
+        """Constructor arguments (see ``Layer.get_config``)."""
+        return {"mask_value": self.mask_value, "batch_first": self.batch_first}
 
 
 # ----------------------------------------------------------------------------------------

@@ -77,7 +77,8 @@ class _Recurrent(Layer):
                  kernel_initializer="pytorch", recurrent_initializer="pytorch",
                  bias_initializer="pytorch", unit_forget_bias=False, clip_hidden_grad=None,
                  seed=None, layer_norm=False, layer_norm_eps=1e-5, input_dropout=0.0,
-                 recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0):
+                 recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0,
+                 zero_output_for_mask=True, go_backwards_order="valid"):
         super().__init__()
         self.input_size = check_int("input_size", input_size)
         self.hidden_size = check_int("hidden_size", hidden_size)
@@ -97,6 +98,16 @@ class _Recurrent(Layer):
             raise ValueError("go_backwards=True is for one-directional layers; a "
                              "bidirectional layer already runs both directions")
         self.stateful = check_bool("stateful", stateful)
+        self.zero_output_for_mask = check_bool("zero_output_for_mask", zero_output_for_mask)
+        if not self.zero_output_for_mask and self.bidirectional:
+            raise ValueError("zero_output_for_mask=False is for one-directional layers (Keras's "
+                             "Bidirectional also writes zeros at padded steps)")
+        if go_backwards_order not in ("valid", "full"):
+            raise ValueError(f"go_backwards_order must be 'valid' or 'full', got "
+                             f"{go_backwards_order!r}")
+        if go_backwards_order == "full" and not self.go_backwards:
+            raise ValueError("go_backwards_order='full' is for go_backwards=True layers")
+        self.go_backwards_order = go_backwards_order
         self.unit_forget_bias = check_bool("unit_forget_bias", unit_forget_bias)
         _clip_arg(clip_hidden_grad)
         self.clip_hidden_grad = None if clip_hidden_grad is None else float(clip_hidden_grad)
@@ -302,6 +313,10 @@ class _Recurrent(Layer):
                    dtype=self.dtype.name, merge_mode=self.merge_mode,
                    return_sequences=self.return_sequences, return_state=self.return_state,
                    go_backwards=self.go_backwards, stateful=self.stateful)
+        if not self.zero_output_for_mask:
+            cfg["zero_output_for_mask"] = False
+        if self.go_backwards_order != "valid":
+            cfg["go_backwards_order"] = self.go_backwards_order
         cfg.update({k: v for k, v in self._initializers.items() if isinstance(v, str)})
         if self.unit_forget_bias:
             cfg["unit_forget_bias"] = True
@@ -483,8 +498,7 @@ class _Recurrent(Layer):
             tops = [final_states[0][(L - 1) * D + d] for d in range(D)]
         y = self._merge(tops, inp if self.return_sequences else None)
         if self.return_sequences:
-            if self.go_backwards:
-                y = _flip_prefix(y, lengths)
+            y = self._arrange(y, lengths)
             if self.batch_first:
                 y = y.transpose(1, 0, 2)
         self._cache = None
@@ -496,6 +510,39 @@ class _Recurrent(Layer):
         if self.return_state:
             return y, self._public_state(final_states)
         return y
+
+    def _padding_repeats(self, lengths):
+        """Padded steps repeat the output before them (zero_output_for_mask=False), and the
+        padding is at the end of the output (not at its start, as with go_backwards_order
+        'full')."""
+        return (not self.zero_output_for_mask and lengths is not None
+                and not (self.go_backwards and self.go_backwards_order == "full"))
+
+    def _arrange(self, y, lengths):
+        """The merged time-aligned output sequence (T, B, F) in the layer's output order:
+        go_backwards reverses each row's valid steps ('valid') or the whole padded axis
+        ('full', as Keras); zero_output_for_mask=False repeats each row's last output over
+        its padded steps (as Keras)."""
+        if self.go_backwards:
+            y = (np.ascontiguousarray(y[::-1]) if self.go_backwards_order == "full"
+                 else _flip_prefix(y, lengths))
+        if self._padding_repeats(lengths):
+            t = np.arange(y.shape[0])[:, None]
+            src = np.minimum(t, lengths[None, :] - 1)
+            y = np.take_along_axis(y, src[:, :, None], axis=0)
+        return y
+
+    def _arrange_grad(self, dy, lengths):
+        """The adjoint of ``_arrange``: dy in output order -> time-aligned."""
+        if self._padding_repeats(lengths):
+            pad = (np.arange(dy.shape[0])[:, None] >= lengths[None, :])[:, :, None]
+            folded = np.where(pad, dy, 0).sum(axis=0)
+            dy = np.where(pad, 0, dy).astype(dy.dtype, copy=False)
+            dy[lengths - 1, np.arange(dy.shape[1])] += folded
+        if self.go_backwards:
+            dy = (np.ascontiguousarray(dy[::-1]) if self.go_backwards_order == "full"
+                  else _flip_prefix(dy, lengths))
+        return dy
 
     def _merge(self, tops, concat):
         if len(tops) == 1:
@@ -552,8 +599,7 @@ class _Recurrent(Layer):
         if c["return_sequences"]:
             if c["batch_first"]:
                 dy = dy.transpose(1, 0, 2)
-            if self.go_backwards:
-                dy = _flip_prefix(dy, lengths)
+            dy = self._arrange_grad(dy, lengths)
             d_tops = self._unmerge(dy, c["tops"])
             d_seq = d_tops
         else:
@@ -676,6 +722,17 @@ class _Recurrent(Layer):
         if extra:
             raise ValueError(f"Keras's {type(self).__name__} has no {', '.join(extra)}: this "
                              f"layer's weights have no Keras layout")
+        if self.num_layers > 1 and self.go_backwards:
+            raise ValueError("this layer runs all its num_layers={} layers backwards, but "
+                             "stacked Keras go_backwards layers alternate (the second one's "
+                             "input is already reversed): use one fastrnn layer per Keras "
+                             "layer, as fastrnn.from_keras does".format(self.num_layers))
+        if self.num_layers > 1 and self.bidirectional and self.merge_mode != "concat":
+            raise ValueError(f"stacked Keras Bidirectional layers merge (merge_mode="
+                             f"{self.merge_mode!r}) inside every layer, but this layer "
+                             f"concatenates the directions between its layers and merges only "
+                             f"at the top: use one bidirectional fastrnn layer per Keras "
+                             f"layer, as fastrnn.from_keras does")
 
     def to_keras_weights(self):
         """The layer's weights as Keras 3 ``get_weights()`` lists, concatenated over layers
@@ -757,6 +814,10 @@ class RNN(_Recurrent):
     (kernel_initializer, recurrent_initializer — e.g. "identity" with relu for an IRNN —,
     bias_initializer) and seed.  ``clip_hidden_grad=c`` clamps the gradient carried back
     through time to [-c, c] at every step of backward (see fastrnn.functional.rnn_backward).
+    Padded steps (``lengths``) output zeros; Keras's semantics where they differ:
+    ``zero_output_for_mask=False`` repeats each row's last valid output over its padded steps,
+    and ``go_backwards_order="full"`` returns a go_backwards layer's outputs reversed over the
+    whole padded time axis (padding first) instead of over each row's valid steps.
     Parameter names are PyTorch's.
     """
     _G = 1
