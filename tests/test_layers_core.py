@@ -3,6 +3,7 @@ NumPy / torch references, semantics."""
 import numpy as np
 import pytest
 
+import fastrnn
 from fastrnn import layers as L
 from fastrnn import losses
 from gradcheck import assert_close_fd, check_layer
@@ -321,3 +322,42 @@ def test_fused_cross_entropy_never_reads_masked_rows_and_is_thread_invariant():
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
     assert not results[0][1][5].any()
+
+
+# ---- Masking and Embedding(mask_zero): lengths from the data ----------------------------
+
+def test_masking_sets_the_lengths_of_the_chain_and_zeroes_padding():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 2))
+    lengths = np.array([5, 2, 4])
+    for b, n in enumerate(lengths):
+        x[b, n:] = -1.0
+    mask = L.Masking(-1.0, batch_first=True)
+    np.testing.assert_array_equal(mask.compute_lengths(x), lengths)
+    y = mask.train().forward(x)
+    assert np.all(y[1, 2:] == 0) and np.array_equal(y[0], x[0])
+    dx = mask.backward(np.ones_like(x))
+    np.testing.assert_array_equal(dx[..., 0], (np.arange(5)[None] < lengths[:, None]))
+    gru = L.GRU(2, 3, batch_first=True, dtype=np.float64, seed=0)
+    chain = fastrnn.Sequential([L.Masking(-1.0), gru, L.LastStep()])
+    np.testing.assert_array_equal(chain.forward(x), fastrnn.Sequential(
+        [gru, L.LastStep()]).forward(y, lengths=lengths))
+    x[2, 1] = -1.0                                     # padding inside row 2
+    with pytest.raises(ValueError, match=r"layer 0 \(Masking\).*row 2 is not a valid prefix"):
+        chain.forward(x)
+    with pytest.raises(TypeError, match="mask_value"):
+        L.Masking("0")
+
+
+def test_embedding_mask_zero_sets_the_lengths_and_saves(tmp_path):
+    ids = np.array([[3, 1, 0, 0], [2, 2, 2, 5], [4, 0, 0, 0]])
+    emb = L.Embedding(6, 3, mask_zero=True, seed=0)
+    np.testing.assert_array_equal(emb.compute_lengths(ids, batch_first=True), [2, 4, 1])
+    with pytest.raises(ValueError, match="mask_zero=True"):
+        L.Embedding(6, 3).compute_lengths(ids)
+    model = fastrnn.Sequential([emb, L.LSTM(3, 2, batch_first=True, seed=1), L.LastStep()])
+    want = fastrnn.Sequential([L.LSTM(3, 2, batch_first=True, seed=1), L.LastStep()]).forward(
+        emb.forward(ids), lengths=[2, 4, 1])
+    np.testing.assert_array_equal(model.forward(ids), want)
+    fastrnn.save(model, tmp_path / "masked.fastrnn")
+    np.testing.assert_array_equal(fastrnn.load(tmp_path / "masked.fastrnn").forward(ids), want)
