@@ -13,6 +13,8 @@ from fastrnn.__main__ import main
 
 def _run(code, **env):
     full = dict(os.environ, **env)
+    for name in [k for k, v in env.items() if v is None]:      # None: unset in the child
+        del full[name]
     src = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
     full["PYTHONPATH"] = os.pathsep.join([src, full.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -49,19 +51,18 @@ def test_simd_override_and_bad_value():
 def test_blas_core_request_applies_to_scipy_blas_only():
     """FASTRNN_BLAS_CORE picks OpenBLAS's core for SciPy's BLAS (Sandybridge: AVX kernels,
     which every x86-64 CPU with AVX runs) and leaves no OPENBLAS_CORETYPE behind."""
-    if "OPENBLAS_CORETYPE" in os.environ:
-        pytest.skip("OPENBLAS_CORETYPE is set in this environment")
     if "avx" not in fastrnn.engine.cpu.cpu_flags():
         pytest.skip("needs an x86-64 CPU with AVX")
     code = ("import os, json, fastrnn; c = fastrnn.config(); "
             "print(json.dumps([c['blas_core'], c['blas_core_choice'], "
             "'OPENBLAS_CORETYPE' in os.environ]))")
-    res = _run(code, FASTRNN_BLAS_CORE="Sandybridge")
+    # some machines set OPENBLAS_CORETYPE globally: the child runs without it
+    res = _run(code, FASTRNN_BLAS_CORE="Sandybridge", OPENBLAS_CORETYPE=None)
     assert res.returncode == 0, res.stderr
     core, choice, leaked = json.loads(res.stdout)
     if core is None:
         pytest.skip("SciPy's BLAS is not OpenBLAS")
     assert core.lower() == "sandybridge"
     assert choice["requested"] == "Sandybridge" and not leaked
-    off = _run(code, FASTRNN_BLAS_CORE="off")
+    off = _run(code, FASTRNN_BLAS_CORE="off", OPENBLAS_CORETYPE=None)
     assert off.returncode == 0 and json.loads(off.stdout)[1]["requested"] is None

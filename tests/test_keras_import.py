@@ -16,10 +16,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")   # Keras'
 
 @pytest.fixture(autouse=True)
 def float64():
-    old = keras.config.floatx()
+    old, policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
+    # restoring floatx alone leaves Keras making float64 layers (its cached dtype policy)
     keras.config.set_floatx(old)
+    keras.config.set_dtype_policy(policy)
 
 
 MODELS = {
@@ -237,11 +240,12 @@ def test_keras_to_fastrnn_to_onnx_runtime(tmp_path):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     from fastrnn import onnx as fonnx
-    keras.config.set_floatx("float32")
     keras.utils.set_random_seed(9)
-    model = keras.Sequential([keras.Input((7, 3)), layers.Masking(),
-                              layers.LSTM(4, return_sequences=True),
-                              layers.Bidirectional(layers.GRU(3)), layers.Dense(2)])
+    f32 = dict(dtype="float32")
+    model = keras.Sequential([keras.Input((7, 3), dtype="float32"), layers.Masking(**f32),
+                              layers.LSTM(4, return_sequences=True, **f32),
+                              layers.Bidirectional(layers.GRU(3, **f32), **f32),
+                              layers.Dense(2, **f32)])
     x = _padded((4, 7, 3), LENGTHS, 9).astype(np.float32)
     want = keras.ops.convert_to_numpy(model(x))
     fonnx.export(fastrnn.from_keras(model), tmp_path / "k.onnx")

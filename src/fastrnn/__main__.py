@@ -154,6 +154,14 @@ def cmd_bench(args):
     if variants and (args.stream or args.word_lm or args.concurrency or args.memory):
         raise SystemExit(f"fastrnn bench: error: --cells {','.join(variants)} is for the "
                          f"table only (not --stream, --word-lm, --concurrency, --memory)")
+    plot = None
+    if args.plot is not None:
+        if args.stream or args.word_lm or args.concurrency or args.memory:
+            raise SystemExit("fastrnn bench: error: --plot charts the table (not --stream, "
+                             "--word-lm, --concurrency, --memory)")
+        plot = _plot_module("fastrnn bench")
+        if plot is None:
+            return 2
     if args.stream:
         if not quiet:
             threads = fastrnn.get_num_threads() if args.threads is None else args.threads
@@ -189,6 +197,13 @@ def cmd_bench(args):
                                 progress=None if quiet else sys.stderr,
                                 use_onnx=not args.no_onnx)
         result["table"] = table
+        if args.plot is not None:
+            plot.bench_chart(table["rows"], args.plot,
+                             title=f"peer time / fastrnn time (> 1: fastrnn is faster), "
+                                   f"float32, {_threads(table['threads'])}, "
+                                   f"{table['config']['kernel_level']}")
+            if not quiet:
+                print(f"chart saved to {args.plot}", file=sys.stderr)
         if not quiet:
             peaks = ", ".join(f"{k} {v:.0f}" for k, v in table["gemm_peaks"].items())
             print(f"\nGEMM rate (float32 2048^3, {_threads(table['threads'])}): "
@@ -229,7 +244,9 @@ def _print_result(r):
     if "saved" in r:
         print(f"  model saved to {r['saved']}")
     if "plot" in r:
-        print(f"  attention plot saved to {r['plot']}")
+        print(f"  training curves saved to {r['plot']}")
+    if "attention_plot" in r:
+        print(f"  attention weights saved to {r['attention_plot']}")
 
 
 def cmd_train(args):
@@ -243,15 +260,9 @@ def cmd_train(args):
     if args.task != "charlm" and args.text is not None:
         print("fastrnn train: --text is for the charlm task", file=sys.stderr)
         return 2
-    if args.plot is not None and args.task != "attention":
-        print("fastrnn train: --plot is for the attention task", file=sys.stderr)
-        return 2
     if args.plot is not None:
-        try:
-            from fastrnn import plot
-            plot._pyplot()                   # fail before training, not after
-        except ImportError as exc:
-            print(f"fastrnn train: {exc}", file=sys.stderr)
+        plot = _plot_module("fastrnn train")     # fail before training, not after
+        if plot is None:
             return 2
     if args.threads is not None:
         fastrnn.set_num_threads(args.threads)
@@ -268,7 +279,7 @@ def cmd_train(args):
     try:
         task = tasks.get_task(args.task, **options)
         verbose = 0 if args.quiet else (2 if args.json else 1)
-        result, _, _ = tasks.run(task, dtype=np.dtype(args.dtype), seed=args.seed,
+        result, _, history = tasks.run(task, dtype=np.dtype(args.dtype), seed=args.seed,
                                  verbose=verbose, save=args.save,
                                  stop_at_target=not args.keep_going,
                                  distributed=ctx is not None)
@@ -288,11 +299,20 @@ def cmd_train(args):
     if ctx is not None and ctx.rank != 0:
         return 0
     attention = result.pop("_attention", None)
-    if args.plot is not None and attention is not None:
-        plot.attention_map(*attention, path=args.plot,
-                           title=f"attention of {task.cell.upper()} + attention pooling on "
-                                 f"validation sequences (circles: the marked step)")
+    if args.plot is not None:
+        import os
+        verdict = "solved" if result["solved"] else "not solved"
+        plot.training_curves(history, args.plot, baseline=result["baseline"],
+                             target=result["target"], target_metric=task.target_metric,
+                             title=f"fastrnn train {args.task}: {task.cell.upper()} "
+                                   f"H={task.hidden}, {result['steps']} steps, {verdict}")
         result["plot"] = args.plot
+        if attention is not None:
+            stem, ext = os.path.splitext(args.plot)
+            result["attention_plot"] = f"{stem}-attention{ext or '.png'}"
+            plot.attention_map(*attention, path=result["attention_plot"],
+                               title=f"attention of {task.cell.upper()} + attention pooling "
+                                     f"on validation sequences (circles: the marked step)")
     if args.json:
         print(json.dumps(result, default=str))
     else:
@@ -368,8 +388,9 @@ def build_parser():
                    help="train for all --steps (default: stop once the target is reached)")
     t.add_argument("--save", default=None, metavar="PATH", help="save the trained model")
     t.add_argument("--plot", default=None, metavar="PATH",
-                   help="attention task: save the attention weights of a few validation "
-                        "sequences as a PNG (needs matplotlib: pip install fastrnn[plot])")
+                   help="save the run's training curves, with the task's baseline and "
+                        "target, as a PNG (the attention task also saves its attention "
+                        "weights as PATH-attention.png; needs pip install fastrnn[plot])")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel over the ranks of an MPI job: mpiexec -n 2 fastrnn "
                         "train --distributed (the batch is split over the ranks; needs pip "
@@ -447,8 +468,52 @@ def build_parser():
                         "default 8,50,32,64) instead")
     b.add_argument("--json", action="store_true",
                    help="print the results as one JSON object (and nothing else)")
+    b.add_argument("--plot", default=None, metavar="PATH",
+                   help="the table (not --stream etc.) as a chart of torch's and ONNX "
+                        "Runtime's time over fastrnn's, saved as a PNG (needs pip install "
+                        "fastrnn[plot])")
     b.set_defaults(func=cmd_bench)
+
+    pl = sub.add_parser("plot", help="plot a CSVLogger file's training curves as a PNG",
+                        description="Plot the per-epoch loss and metrics a "
+                                    "fastrnn.callbacks.CSVLogger wrote (training and "
+                                    "validation on the same axes).")
+    pl.add_argument("log", help="the CSV file")
+    pl.add_argument("-o", "--output", default=None, metavar="PATH",
+                    help="the PNG to write (default: the log's name with .png)")
+    pl.add_argument("--metrics", default=None,
+                    help="comma-separated names to plot (default: all logged)")
+    pl.add_argument("--title", default=None)
+    pl.set_defaults(func=cmd_plot)
     return parser
+
+
+def _plot_module(where):
+    """fastrnn.plot with matplotlib importable, or None after saying how to install it."""
+    try:
+        from fastrnn import plot
+        plot._pyplot()
+        return plot
+    except ImportError as exc:
+        print(f"{where}: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_plot(args):
+    import os
+    plot = _plot_module("fastrnn plot")
+    if plot is None:
+        return 2
+    out = args.output or os.path.splitext(args.log)[0] + ".png"
+    try:
+        history = plot.read_log(args.log)
+        plot.training_curves(history, out, args.metrics.split(",") if args.metrics else None,
+                             title=args.title or f"training curves: {os.path.basename(args.log)}")
+    except (OSError, ValueError) as exc:
+        print(f"fastrnn plot: {exc}", file=sys.stderr)
+        return 2
+    print(f"curves of {len(history.epoch)} epochs saved to {out}")
+    return 0
 
 
 def main(argv=None):

@@ -6,7 +6,7 @@ backend unless a backend was chosen already; every function returns the figure a
 """
 import numpy as np
 
-__all__ = ["attention_map"]
+__all__ = ["training_curves", "read_log", "bench_chart", "attention_map"]
 
 
 def _pyplot():
@@ -46,4 +46,143 @@ def attention_map(weights, marked=None, path=None, *, title="attention weights")
     ax.set_yticks(np.arange(w.shape[0]))
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="weight")
+    return _finish(fig, path)
+
+
+# ---- training curves --------------------------------------------------------------------
+
+def read_log(path):
+    """A ``CSVLogger`` file as a ``History`` (empty cells are NaN)."""
+    import csv
+
+    from fastrnn.training import History
+    with open(path, newline="") as f:
+        sample = f.read(4096)
+        f.seek(0)
+        try:
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        except csv.Error:
+            dialect = csv.excel
+        rows = list(csv.reader(f, dialect))
+    if not rows or not rows[0] or rows[0][0] != "epoch":
+        raise ValueError(f"{path}: not a CSVLogger file (its first column must be 'epoch')")
+    names, history = rows[0][1:], History()
+    for i, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            values = [float(v) if v != "" else float("nan") for v in row[1:]]
+            epoch = int(row[0])
+        except ValueError:
+            raise ValueError(f"{path}, line {i}: a value is not a number: {row}") from None
+        history.append(epoch, dict(zip(names, values)))
+    if not history.epoch:
+        raise ValueError(f"{path}: the log has no epochs")
+    return history
+
+
+def _best_epoch(history):
+    """(name, index) of the best epoch: the lowest val_loss, else the lowest loss."""
+    for name in ("val_loss", "loss"):
+        values = np.asarray(history.history.get(name, []), dtype=np.float64)
+        if values.size and np.isfinite(values).any():
+            return name, int(np.nanargmin(values))
+    return None, None
+
+
+def training_curves(history, path=None, metrics=None, *, baseline=None, target=None,
+                    target_metric=None, title=None):
+    """Loss and each metric per epoch (one panel each; training and validation on the same
+    axes; a log scale for the loss and perplexity when positive), the best epoch (lowest
+    val_loss, else loss) marked, and the stop reason in the title.  `baseline` / `target`
+    are drawn as horizontal lines on the panel of `target_metric` (e.g. "val_loss")."""
+    plt = _pyplot()
+    logged = history.history
+    names = [k for k in logged if not k.startswith("val_") and k != "lr"]
+    names += [k[4:] for k in logged if k.startswith("val_") and k[4:] not in names]
+    if metrics is not None:
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        unknown = [m for m in metrics if m not in names]
+        if unknown:
+            raise ValueError(f"metrics {unknown} were not logged; the history has {names}")
+        names = metrics
+    if not names or not history.epoch:
+        raise ValueError("the history has no epochs to plot")
+    epochs = np.asarray(history.epoch) + 1
+    best_name, best = _best_epoch(history)
+    from matplotlib.ticker import MaxNLocator
+    fig, axes = plt.subplots(1, len(names), figsize=(max(7.0, 4.6 * len(names)), 3.6),
+                             squeeze=False)
+    for ax, name in zip(axes[0], names):
+        positive = True
+        for key, label, style in ((name, "training", "-"), ("val_" + name, "validation",
+                                                              "--")):
+            if key in logged:
+                v = np.asarray(logged[key], dtype=np.float64)
+                ax.plot(epochs, v, style, marker="." if len(v) < 40 else None, label=label)
+                positive &= bool(np.all(v[np.isfinite(v)] > 0))
+        goal = target_metric[4:] if target_metric and target_metric.startswith("val_") \
+            else target_metric
+        if name == goal:
+            if baseline is not None:
+                ax.axhline(baseline, color="grey", linestyle=":",
+                           label=f"baseline {baseline:.3g}")
+                positive &= baseline > 0
+            if target is not None:
+                ax.axhline(target, color="green", linestyle="-.", label=f"target {target:.3g}")
+                positive &= target > 0
+        if best is not None:
+            ax.axvline(epochs[best], color="red", alpha=0.4, linewidth=1,
+                       label=f"best epoch {epochs[best]} ({best_name})")
+        if positive and (name == "loss" or "perplexity" in name):
+            ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    heading = title or "training curves"
+    if getattr(history, "stop_reason", None):
+        heading += f" (stopped: {history.stop_reason})"
+    fig.suptitle(heading)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+# ---- benchmark chart --------------------------------------------------------------------
+
+def bench_chart(rows, path=None, *, title="time of the peers / fastrnn's (> 1: fastrnn is "
+                                          "faster)"):
+    """The ``fastrnn bench`` table as bars: for each cell and shape, torch's and ONNX
+    Runtime's time over fastrnn's on a log axis with 1.0 marked, inference and training
+    side by side."""
+    plt = _pyplot()
+    rows = [r for r in rows if any(f"{p}_over_fastrnn" in r for p in ("torch", "onnxruntime"))]
+    if not rows:
+        raise ValueError("the table has no torch or ONNX Runtime timings to chart")
+    modes = [m for m in ("infer", "train") if any(r["mode"] == m for r in rows)]
+    peers = [("torch", "torch"), ("onnxruntime", "ONNX Runtime")]
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 0.9 + 0.42 * max(
+        sum(r["mode"] == m for r in rows) for m in modes) + 1), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        mine = [r for r in rows if r["mode"] == mode]
+        labels = [f"{r['cell']} ({r['B']}, {r['T']}, {r['I']}, {r['H']})" for r in mine]
+        y = np.arange(len(mine))
+        height = 0.8 / len(peers)
+        for k, (key, name) in enumerate(peers):
+            vals = np.array([r.get(f"{key}_over_fastrnn", np.nan) for r in mine])
+            if np.isfinite(vals).any():
+                ax.barh(y + (k - (len(peers) - 1) / 2) * height, vals, height, label=name)
+        ax.axvline(1.0, color="black", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels, fontsize="small")
+        ax.invert_yaxis()
+        ax.set_xlabel("peer time / fastrnn time (log)")
+        ax.set_title({"infer": "inference", "train": "training step"}[mode])
+        ax.grid(True, axis="x", which="both", alpha=0.3)
+        ax.legend(fontsize="small", loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
     return _finish(fig, path)

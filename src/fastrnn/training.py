@@ -70,6 +70,13 @@ class History:
                 return value, epoch
         return float("nan"), None
 
+    def plot(self, path=None, metrics=None, **kwargs):
+        """Loss and each metric per epoch, training and validation on the same axes, the
+        best epoch and the stop reason marked; returns the matplotlib figure and saves a PNG
+        when `path` is given (``fastrnn.plot.training_curves``; needs the ``plot`` extra)."""
+        from fastrnn import plot
+        return plot.training_curves(self, path, metrics, **kwargs)
+
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, steps={self.steps}, last={self.last()})"
 
