@@ -427,8 +427,11 @@ def test_keras_weights_without_bias_and_bad_lists():
         layer.from_keras_weights([w[0], w[1].T])
     with pytest.raises(TypeError, match="list of arrays"):
         layer.from_keras_weights(np.zeros(3))
-    with pytest.raises(ValueError, match=r"weights\[2\] must have shape \(2, 9\)"):
+    with pytest.raises(ValueError, match=r"weights\[2\] must have shape \(2, 9\), got \(9,\): "
+                                         r"a bias of Keras's GRU with reset_after=False"):
         L.GRU(2, 3).from_keras_weights([w[0], w[1], np.zeros(9)])
+    with pytest.raises(ValueError, match="reset_after=True, this layer has reset_after=False"):
+        L.GRU(2, 3, reset_after=False).from_keras_weights([w[0], w[1], np.zeros((2, 9))])
 
 
 # ----------------------------------------------------------------------------------------

@@ -297,3 +297,24 @@ def test_masks_are_refused_where_the_graph_cannot_follow():
     with pytest.raises(ValueError, match="without lengths=True"):
         fonnx.export(fastrnn.Sequential([L.Masking(), L.LSTM(3, 4, batch_first=True)]),
                      lengths=True)
+
+
+@pytest.mark.parametrize("first", ["masking", "mask_zero"])
+def test_masked_models_load_back(first, tmp_path):
+    rng = np.random.default_rng(6)
+    if first == "masking":
+        head, x = L.Masking(mask_value=0.5), rng.standard_normal((3, 6, 3)).astype(np.float32)
+        x[1, 2:], x[2, 5:] = 0.5, 0.5
+    else:
+        head, x = L.Embedding(9, 3, mask_zero=True, seed=0), rng.integers(1, 9, (3, 6))
+        x[1, 2:], x[2, 5:] = 0, 0
+    model = fastrnn.Sequential([head, L.LSTM(3, 4, batch_first=True, go_backwards=True,
+                                             go_backwards_order="full", seed=1),
+                                L.GRU(4, 2, batch_first=True, zero_output_for_mask=False,
+                                      seed=2)])
+    fonnx.export(model, tmp_path / "m.onnx")
+    back = fonnx.load(tmp_path / "m.onnx")
+    assert [type(a).__name__ for a in back.layers] == ["Masking" if first == "masking" else
+                                                       "Embedding", "LSTM", "GRU"]
+    assert back.get_config() == model.get_config()
+    np.testing.assert_array_equal(back.forward(x), model.forward(x))

@@ -25,8 +25,7 @@ included) / ``GRU`` (either ``reset_after``) with any ``num_layers``, ``bidirect
 ``Tanh``, ``ReLU``, ``Sigmoid``, ``Softmax`` (last axis), ``Dropout`` (the identity),
 ``LastStep``.  Refused with a ValueError naming the layer: what ONNX's operators cannot
 express (LayerNorm, zoneout, ``proj_size``, stateful layers) and the layers without an
-export yet (``Pool``, ``Attention``).  ``load`` reads back everything ``export`` writes but
-the mask layers (their lengths subgraph).
+export yet (``Pool``, ``Attention``).  ``load`` reads back everything ``export`` writes.
 """
 import numpy as np
 
@@ -387,6 +386,7 @@ def load(path):
     main, layout = inputs[0], "in"          # in: the input's own layout; t: transposed
     lengths_name = inputs[1] if len(inputs) > 1 else None
     specs = []                               # [kind, dict] in order
+    mask = None                              # a first layer's mask subgraph, when seen
     for n in graph.node:
         if main not in n.input:
             continue
@@ -394,6 +394,11 @@ def load(path):
         op = n.op_type
         if op in ("Shape", "Size"):
             continue                          # a side branch (e.g. torch's zero states)
+        if op == "Equal" and not specs and mask is None and n.input[0] == main and \
+                n.input[1] in consts and consts[n.input[1]].ndim == 0:
+            # the start of the lengths subgraph of a first Masking / Embedding(mask_zero)
+            mask = {"equal": n.output[0], "value": consts[n.input[1]].item()}
+            continue
         if op in ("RNN", "LSTM", "GRU"):
             if a.get("layout", 0) != 0:
                 refuse(n, "has layout=1")
@@ -405,8 +410,12 @@ def load(path):
                 if len(n.input) > k and n.input[k] and not is_zero(n.input[k]):
                     refuse(n, "starts from a state that is not zeros (a fastrnn model's "
                               "starts from zeros unless given one)")
-            if len(n.input) > 4 and n.input[4] and lengths_name is None:
-                refuse(n, "takes sequence_lens that are not a graph input")
+            if len(n.input) > 4 and n.input[4] and lengths_name is None and not (
+                    mask is not None and mask.get("layer") and producer_chain(
+                        n.input[4], 2) == ["Cast", "ReduceSum"]
+                    and depends_on(n.input[4], mask["equal"])):
+                refuse(n, "takes sequence_lens that are neither a graph input nor the "
+                          "lengths of a first Masking / Embedding(mask_zero) layer")
             if op == "LSTM" and a.get("input_forget", 0):
                 refuse(n, "uses input_forget")
             if "clip" in a:
@@ -477,7 +486,17 @@ def load(path):
             main = n.output[0]
         elif op == "Gather" and n.input[1] == main and n.input[0] in consts \
                 and a.get("axis", 0) == 0 and consts[n.input[0]].ndim == 2:
-            specs.append(["embedding", consts[n.input[0]]])
+            zero = mask is not None and mask["value"] == 0 and not specs
+            if zero:
+                mask["layer"] = "embedding"
+            specs.append(["embedding", {"weight": consts[n.input[0]], "mask_zero": zero}])
+            main = n.output[0]
+        elif op == "Mul" and mask is not None and not specs and n.input[0] == main and \
+                producer_chain(n.input[1], 8) == [
+                    "Unsqueeze", "Cast", "Cast", "Greater", "ReduceSum", "Cast", "Not",
+                    "Equal"] and depends_on(n.input[1], mask["equal"]):
+            mask["layer"] = "masking"
+            specs.append(["masking", float(mask["value"])])
             main = n.output[0]
         elif op == "MatMul" and n.input[0] == main and n.input[1] in consts:
             specs.append(["dense", {"W": consts[n.input[1]].T, "b": None}])
@@ -582,9 +601,12 @@ def _build(specs, layout):
     layers = []
     for kind, spec in specs:
         if kind == "embedding":
-            w = spec
-            layer = L.Embedding(w.shape[0], w.shape[1], dtype=_float(w))
+            w = spec["weight"]
+            layer = L.Embedding(w.shape[0], w.shape[1], dtype=_float(w),
+                                mask_zero=spec["mask_zero"])
             layer.load_state_dict({"weight": w})
+        elif kind == "masking":
+            layer = L.Masking(spec)
         elif kind == "dense":
             W, b = spec["W"], spec["b"]
             layer = L.Dense(W.shape[1], W.shape[0], bias=b is not None, dtype=_float(W))

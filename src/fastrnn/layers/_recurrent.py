@@ -790,7 +790,13 @@ class _Recurrent(Layer):
         expect = [(in_size, G * H), (H, G * H), self._keras_bias_shape()]
         for i, a in enumerate(arrays):
             if a.shape != expect[i]:
-                raise ValueError(f"weights[{k + i}] must have shape {expect[i]}, got {a.shape}")
+                hint = ""
+                if i == 2 and self._kind == "gru" and a.shape in ((2, G * H), (G * H,)):
+                    hint = (f": a bias of Keras's GRU with reset_after={len(a.shape) == 2}, "
+                            f"this layer has reset_after={self.reset_after} (fastrnn."
+                            f"from_keras reads the option from the Keras layer)")
+                raise ValueError(f"weights[{k + i}] must have shape {expect[i]}, got "
+                                 f"{a.shape}{hint}")
             if a.dtype.kind not in "fiu":
                 raise TypeError(f"weights[{k + i}] must hold numbers, got dtype {a.dtype}")
         out = [self._from_keras_gates(arrays[0]).T, self._from_keras_gates(arrays[1]).T]
