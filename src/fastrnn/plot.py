@@ -158,6 +158,7 @@ def bench_chart(rows, path=None, *, title="time of the peers / fastrnn's (> 1: f
     Runtime's time over fastrnn's on a log axis with 1.0 marked, inference and training
     side by side."""
     plt = _pyplot()
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
     rows = [r for r in rows if any(f"{p}_over_fastrnn" in r for p in ("torch", "onnxruntime"))]
     if not rows:
         raise ValueError("the table has no torch or ONNX Runtime timings to chart")
@@ -173,16 +174,28 @@ def bench_chart(rows, path=None, *, title="time of the peers / fastrnn's (> 1: f
         for k, (key, name) in enumerate(peers):
             vals = np.array([r.get(f"{key}_over_fastrnn", np.nan) for r in mine])
             if np.isfinite(vals).any():
-                ax.barh(y + (k - (len(peers) - 1) / 2) * height, vals, height, label=name)
+                pos = y + (k - (len(peers) - 1) / 2) * height
+                ax.barh(pos, vals, height, label=name)
+                for p, v in zip(pos, vals):
+                    if np.isfinite(v):
+                        ax.text(v * 1.03, p, f"{v:.2f}", va="center", fontsize="x-small")
         ax.axvline(1.0, color="black", linewidth=1)
         ax.set_xscale("log")
+        finite = [v for r in mine for v in (r.get(f"{k}_over_fastrnn") for k, _ in peers)
+                  if v is not None and np.isfinite(v) and v > 0]
+        lo, hi = min(finite + [1.0]) / 1.3, max(finite + [1.0]) * 1.3
+        ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128) if lo <= t <= hi]
+        ax.set_xlim(lo, hi)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(y)
         ax.set_yticklabels(labels, fontsize="small")
         ax.invert_yaxis()
         ax.set_xlabel("peer time / fastrnn time (log)")
         ax.set_title({"infer": "inference", "train": "training step"}[mode])
         ax.grid(True, axis="x", which="both", alpha=0.3)
-        ax.legend(fontsize="small", loc="lower right")
+        ax.legend(fontsize="small", loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     return _finish(fig, path)
