@@ -155,6 +155,31 @@ def test_bench_chart(tmp_path):
         plot.bench_chart([{"cell": "lstm", "mode": "infer"}])
 
 
+def test_plot_command_charts_the_median_of_bench_runs(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    import json
+    from fastrnn.__main__ import main
+    paths = []
+    for k, scale in enumerate((1.0, 2.0, 4.0)):
+        rows = _bench_rows()
+        for r in rows:
+            r["torch_over_fastrnn"] *= scale
+        paths.append(str(tmp_path / f"run{k}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump({"table": {"rows": rows}}, f)
+    rows = plot.read_bench(paths)
+    assert all(r["runs"] == 3 for r in rows)
+    np.testing.assert_allclose([r["torch_over_fastrnn"] for r in rows],
+                               [2 * r["torch_over_fastrnn"] for r in _bench_rows()])
+    out = tmp_path / "chart.png"
+    assert main(["plot", *paths, "-o", str(out)]) == 0
+    assert "chart of 4 configurations saved" in capsys.readouterr().out
+    assert _png_stats(out)[1] > 1e-3
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["plot", str(tmp_path / "bad.json")]) == 2
+    assert "not a fastrnn bench --json file" in capsys.readouterr().err
+
+
 def test_bench_plot_command(tmp_path):
     pytest.importorskip("matplotlib")
     if not any(__import__("importlib").util.find_spec(m) for m in ("torch", "onnxruntime")):

@@ -474,13 +474,16 @@ def build_parser():
                         "fastrnn[plot])")
     b.set_defaults(func=cmd_bench)
 
-    pl = sub.add_parser("plot", help="plot a CSVLogger file's training curves as a PNG",
+    pl = sub.add_parser("plot", help="plot a CSVLogger file's training curves, or fastrnn "
+                                     "bench --json results, as a PNG",
                         description="Plot the per-epoch loss and metrics a "
                                     "fastrnn.callbacks.CSVLogger wrote (training and "
-                                    "validation on the same axes).")
-    pl.add_argument("log", help="the CSV file")
+                                    "validation on the same axes), or the table of one or "
+                                    "more fastrnn bench --json files (several: the median "
+                                    "ratio of the runs).")
+    pl.add_argument("log", nargs="+", help="the CSV file, or the bench JSON file(s)")
     pl.add_argument("-o", "--output", default=None, metavar="PATH",
-                    help="the PNG to write (default: the log's name with .png)")
+                    help="the PNG to write (default: the first file's name with .png)")
     pl.add_argument("--metrics", default=None,
                     help="comma-separated names to plot (default: all logged)")
     pl.add_argument("--title", default=None)
@@ -504,15 +507,29 @@ def cmd_plot(args):
     plot = _plot_module("fastrnn plot")
     if plot is None:
         return 2
-    out = args.output or os.path.splitext(args.log)[0] + ".png"
+    out = args.output or os.path.splitext(args.log[0])[0] + ".png"
+    bench = all(path.endswith(".json") for path in args.log)
     try:
-        history = plot.read_log(args.log)
-        plot.training_curves(history, out, args.metrics.split(",") if args.metrics else None,
-                             title=args.title or f"training curves: {os.path.basename(args.log)}")
-    except (OSError, ValueError) as exc:
+        if bench:
+            rows = plot.read_bench(args.log)
+            runs = len(args.log)
+            plot.bench_chart(rows, out, title=args.title or (
+                "peer time / fastrnn time (> 1: fastrnn is faster)" +
+                (f", median of {runs} runs" if runs > 1 else "")))
+            what = f"chart of {len(rows)} configurations"
+        elif len(args.log) > 1:
+            raise ValueError("give one CSV log, or fastrnn bench --json files (.json)")
+        else:
+            history = plot.read_log(args.log[0])
+            plot.training_curves(history, out,
+                                 args.metrics.split(",") if args.metrics else None,
+                                 title=args.title or
+                                 f"training curves: {os.path.basename(args.log[0])}")
+            what = f"curves of {len(history.epoch)} epochs"
+    except (OSError, ValueError, KeyError) as exc:
         print(f"fastrnn plot: {exc}", file=sys.stderr)
         return 2
-    print(f"curves of {len(history.epoch)} epochs saved to {out}")
+    print(f"{what} saved to {out}")
     return 0
 
 

@@ -6,7 +6,7 @@ backend unless a backend was chosen already; every function returns the figure a
 """
 import numpy as np
 
-__all__ = ["training_curves", "read_log", "bench_chart", "attention_map"]
+__all__ = ["training_curves", "read_log", "bench_chart", "read_bench", "attention_map"]
 
 
 def _pyplot():
@@ -151,6 +151,38 @@ def training_curves(history, path=None, metrics=None, *, baseline=None, target=N
 
 
 # ---- benchmark chart --------------------------------------------------------------------
+
+def read_bench(paths):
+    """The table rows of one or more ``fastrnn bench --json`` files; with several runs, each
+    (cell, shape, mode) row holds the median of the runs' ratios (and ``runs``, their
+    number)."""
+    import json
+    tables = []
+    for path in paths:
+        with open(path) as f:
+            try:
+                data = json.load(f)
+            except ValueError as exc:
+                raise ValueError(f"{path}: not a fastrnn bench --json file ({exc})") from None
+        table = data.get("table") if isinstance(data, dict) else None
+        if not table or "rows" not in table:
+            raise ValueError(f"{path}: not a fastrnn bench --json file with a table")
+        tables.append(table["rows"])
+    merged = {}
+    for rows in tables:
+        for r in rows:
+            merged.setdefault((r["cell"], r["B"], r["T"], r["I"], r["H"], r["mode"]),
+                              []).append(r)
+    out = []
+    for key, runs in merged.items():
+        row = dict(zip(("cell", "B", "T", "I", "H", "mode"), key), runs=len(runs))
+        for name in ("torch_over_fastrnn", "onnxruntime_over_fastrnn", "fastrnn_ms"):
+            vals = [r[name] for r in runs if name in r]
+            if vals:
+                row[name] = float(np.median(vals))
+        out.append(row)
+    return out
+
 
 def bench_chart(rows, path=None, *, title="time of the peers / fastrnn's (> 1: fastrnn is "
                                           "faster)"):
