@@ -40,6 +40,7 @@ def _reads(tree):
             and isinstance(n.ctx, ast.Load)} - _assigns(tree)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")      # Keras's own, on NumPy 2
 @pytest.mark.skipif(not os.path.exists(README), reason="README.md is not shipped with installs")
 def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch):
     blocks = _blocks()

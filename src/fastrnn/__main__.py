@@ -520,7 +520,8 @@ def cmd_plot(args):
         elif len(args.log) > 1:
             raise ValueError("give one CSV log, or fastrnn bench --json files (.json)")
         else:
-            history = plot.read_log(args.log[0])
+            from fastrnn.training import History
+            history = History.from_csv(args.log[0])
             plot.training_curves(history, out,
                                  args.metrics.split(",") if args.metrics else None,
                                  title=args.title or

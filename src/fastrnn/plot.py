@@ -6,7 +6,7 @@ backend unless a backend was chosen already; every function returns the figure a
 """
 import numpy as np
 
-__all__ = ["training_curves", "read_log", "bench_chart", "read_bench", "attention_map"]
+__all__ = ["training_curves", "bench_chart", "read_bench", "attention_map"]
 
 
 def _pyplot():
@@ -50,36 +50,6 @@ def attention_map(weights, marked=None, path=None, *, title="attention weights")
 
 
 # ---- training curves --------------------------------------------------------------------
-
-def read_log(path):
-    """A ``CSVLogger`` file as a ``History`` (empty cells are NaN)."""
-    import csv
-
-    from fastrnn.training import History
-    with open(path, newline="") as f:
-        sample = f.read(4096)
-        f.seek(0)
-        try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        rows = list(csv.reader(f, dialect))
-    if not rows or not rows[0] or rows[0][0] != "epoch":
-        raise ValueError(f"{path}: not a CSVLogger file (its first column must be 'epoch')")
-    names, history = rows[0][1:], History()
-    for i, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        try:
-            values = [float(v) if v != "" else float("nan") for v in row[1:]]
-            epoch = int(row[0])
-        except ValueError:
-            raise ValueError(f"{path}, line {i}: a value is not a number: {row}") from None
-        history.append(epoch, dict(zip(names, values)))
-    if not history.epoch:
-        raise ValueError(f"{path}: the log has no epochs")
-    return history
-
 
 def _best_epoch(history):
     """(name, index) of the best epoch: the lowest val_loss, else the lowest loss."""

@@ -70,6 +70,36 @@ class History:
                 return value, epoch
         return float("nan"), None
 
+    @classmethod
+    def from_csv(cls, path):
+        """The History a ``CSVLogger`` file records (its epochs and logged values; empty
+        cells are NaN), e.g. to plot it after the fact."""
+        import csv
+        with open(path, newline="") as f:
+            sample = f.read(4096)
+            f.seek(0)
+            try:
+                dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+            except csv.Error:
+                dialect = csv.excel
+            rows = list(csv.reader(f, dialect))
+        if not rows or not rows[0] or rows[0][0] != "epoch":
+            raise ValueError(f"{path}: not a CSVLogger file (its first column must be "
+                             f"'epoch')")
+        names, history = rows[0][1:], cls()
+        for i, row in enumerate(rows[1:], start=2):
+            if not row:
+                continue
+            try:
+                values = [float(v) if v != "" else float("nan") for v in row[1:]]
+                epoch = int(row[0])
+            except ValueError:
+                raise ValueError(f"{path}, line {i}: a value is not a number: {row}") from None
+            history.append(epoch, dict(zip(names, values)))
+        if not history.epoch:
+            raise ValueError(f"{path}: the log has no epochs")
+        return history
+
     def plot(self, path=None, metrics=None, **kwargs):
         """Loss and each metric per epoch, training and validation on the same axes, the
         best epoch and the stop reason marked; returns the matplotlib figure and saves a PNG
