@@ -3,15 +3,15 @@ import numpy as np
 
 from fastrnn import init as _init
 from fastrnn.functional import _prepare_lengths
-from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, float_input,
-                                  no_cache_error, refuse_sequence_list)
+from fastrnn.layers._base import (ChainLayout, Layer, check_bool, check_dtype, check_int,
+                                  float_input, no_cache_error, refuse_sequence_list)
 
 __all__ = ["Attention"]
 
 SCORES = ("dot", "general", "additive")
 
 
-class Attention(Layer):
+class Attention(ChainLayout, Layer):
     """Attention over a sequence of keys/values (an RNN's outputs): for each query, weights
     ``a = softmax(score(q, k_t))`` over the valid steps t and the context ``sum_t a_t k_t``.
 
@@ -59,9 +59,7 @@ class Attention(Layer):
         if self.scale and score == "additive":
             raise ValueError("scale=True is for the dot and general scores")
         self.learned_query = check_bool("learned_query", learned_query)
-        self.batch_first = None if batch_first is None else check_bool("batch_first",
-                                                                       batch_first)
-        self._inherited_batch_first = False
+        self._init_layout(batch_first)
         self.dtype = check_dtype(dtype)
         H, Q, A = self.key_size, self.query_size, self.attention_size
         if self.learned_query:
@@ -82,11 +80,6 @@ class Attention(Layer):
         for name, arr in self._params.items():
             fan = arr.shape[-1]
             arr[...] = _init.pytorch_uniform(arr.shape, rng, self.dtype, fan=fan)
-
-    @property
-    def layout_batch_first(self):
-        """The layout in use: ``batch_first``, or the one inherited from a Sequential."""
-        return self._inherited_batch_first if self.batch_first is None else self.batch_first
 
     # -- forward ---------------------------------------------------------------------------
     def _sequence(self, name, value, size):

@@ -342,6 +342,21 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+class ChainLayout:
+    """Mixin of the layers whose layout a Sequential may set: ``batch_first=None`` takes the
+    chain's (time-major on its own), True/False fix it."""
+
+    def _init_layout(self, batch_first):
+        self.batch_first = None if batch_first is None else check_bool("batch_first",
+                                                                       batch_first)
+        self._inherited_batch_first = False
+
+    @property
+    def layout_batch_first(self):
+        """The layout in use: ``batch_first``, or the one inherited from a Sequential."""
+        return self._inherited_batch_first if self.batch_first is None else self.batch_first
+
+
 def no_cache_error(layer):
     return RuntimeError(f"{type(layer).__name__}.backward needs a forward call in training "
                         f"mode first (each forward serves one backward)")

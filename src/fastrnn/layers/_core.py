@@ -5,8 +5,9 @@ from fastrnn import init as _init
 from fastrnn.engine.blas import matmul
 from fastrnn.engine.threads import engine_threads
 from fastrnn.functional import _as_array, _c_array, _prepare_lengths
-from fastrnn.layers._base import (Layer, check_bool, check_dtype, check_int, check_prob,
-                                  float_input, no_cache_error, refuse_sequence_list)
+from fastrnn.layers._base import (ChainLayout, Layer, check_bool, check_dtype, check_int,
+                                  check_prob, float_input, no_cache_error,
+                                  refuse_sequence_list)
 from fastrnn.layers._recurrent import lengths_from_mask
 
 __all__ = ["Dense", "Embedding", "Masking", "Dropout", "Tanh", "ReLU", "Sigmoid", "Softmax",
@@ -336,7 +337,7 @@ class Embedding(Layer):
 # ----------------------------------------------------------------------------------------
 # Masking
 
-class Masking(Layer):
+class Masking(ChainLayout, Layer):
     """Keras's ``Masking``: a step whose features all equal `mask_value` is padding.
 
     In a Sequential the layer sets the lengths the layers after it use (as Keras's mask;
@@ -350,15 +351,8 @@ class Masking(Layer):
         if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.number)):
             raise TypeError(f"mask_value must be a number, got {mask_value!r}")
         self.mask_value = float(mask_value)
-        self.batch_first = None if batch_first is None else check_bool("batch_first",
-                                                                       batch_first)
-        self._inherited_batch_first = False
+        self._init_layout(batch_first)
         self._cache = None
-
-    @property
-    def layout_batch_first(self):
-        """The layout in use: ``batch_first``, or the one inherited from a Sequential."""
-        return self._inherited_batch_first if self.batch_first is None else self.batch_first
 
     def _input(self, x):
         bf = self.layout_batch_first
@@ -447,7 +441,7 @@ class Dropout(Layer):
 # ----------------------------------------------------------------------------------------
 # sequence reductions
 
-class _SequenceReduce(Layer):
+class _SequenceReduce(ChainLayout, Layer):
     """Base of LastStep and Pool.  ``batch_first=None`` (the default) takes the layout from
     the recurrent layer before it in a Sequential (time-major on its own); True/False fix it
     (a Sequential refuses a fixed layout that differs from its recurrent layers')."""
@@ -456,15 +450,8 @@ class _SequenceReduce(Layer):
 
     def __init__(self, batch_first=None):
         super().__init__()
-        self.batch_first = None if batch_first is None else check_bool("batch_first",
-                                                                       batch_first)
-        self._inherited_batch_first = False
+        self._init_layout(batch_first)
         self._cache = None
-
-    @property
-    def layout_batch_first(self):
-        """The layout in use: ``batch_first``, or the one inherited from a Sequential."""
-        return self._inherited_batch_first if self.batch_first is None else self.batch_first
 
     def _input(self, x, lengths):
         bf = self.layout_batch_first
