@@ -318,3 +318,12 @@ def test_masked_models_load_back(first, tmp_path):
                                                        "Embedding", "LSTM", "GRU"]
     assert back.get_config() == model.get_config()
     np.testing.assert_array_equal(back.forward(x), model.forward(x))
+
+
+def test_load_refuses_a_masking_whose_lengths_the_recurrence_ignores(tmp_path):
+    model = fastrnn.Sequential([L.Masking(), L.GRU(3, 4, batch_first=True, seed=0)])
+    proto = fonnx.export(model)
+    (node,) = [n for n in proto.graph.node if n.op_type == "GRU"]
+    node.input[4] = ""                         # the operator no longer takes the lengths
+    with pytest.raises(ValueError, match="does not take the lengths of the Masking"):
+        fonnx.load(proto)

@@ -410,10 +410,15 @@ def load(path):
                 if len(n.input) > k and n.input[k] and not is_zero(n.input[k]):
                     refuse(n, "starts from a state that is not zeros (a fastrnn model's "
                               "starts from zeros unless given one)")
-            if len(n.input) > 4 and n.input[4] and lengths_name is None and not (
-                    mask is not None and mask.get("layer") and producer_chain(
-                        n.input[4], 2) == ["Cast", "ReduceSum"]
-                    and depends_on(n.input[4], mask["equal"])):
+            masked = mask is not None and mask.get("layer") and len(n.input) > 4 and \
+                n.input[4] and producer_chain(n.input[4], 2) == ["Cast", "ReduceSum"] and \
+                depends_on(n.input[4], mask["equal"])
+            if masked and mask["layer"] == "embedding":
+                mask["spec"]["mask_zero"] = True     # its lengths are the ids != 0
+            if mask is not None and mask.get("layer") == "masking" and not masked:
+                refuse(n, "does not take the lengths of the Masking before it, as fastrnn's "
+                          "layers after a Masking do")
+            if len(n.input) > 4 and n.input[4] and lengths_name is None and not masked:
                 refuse(n, "takes sequence_lens that are neither a graph input nor the "
                           "lengths of a first Masking / Embedding(mask_zero) layer")
             if op == "LSTM" and a.get("input_forget", 0):
@@ -486,10 +491,10 @@ def load(path):
             main = n.output[0]
         elif op == "Gather" and n.input[1] == main and n.input[0] in consts \
                 and a.get("axis", 0) == 0 and consts[n.input[0]].ndim == 2:
-            zero = mask is not None and mask["value"] == 0 and not specs
-            if zero:
-                mask["layer"] = "embedding"
-            specs.append(["embedding", {"weight": consts[n.input[0]], "mask_zero": zero}])
+            spec = {"weight": consts[n.input[0]], "mask_zero": False}
+            if mask is not None and mask["value"] == 0 and not specs:
+                mask.update(layer="embedding", spec=spec)     # mask_zero if the lengths of
+            specs.append(["embedding", spec])                 # a recurrent operator use it
             main = n.output[0]
         elif op == "Mul" and mask is not None and not specs and n.input[0] == main and \
                 producer_chain(n.input[1], 8) == [
