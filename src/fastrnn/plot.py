@@ -70,6 +70,7 @@ def training_curves(history, path=None, metrics=None, *, baseline=None, target=N
     logged = history.history
     names = [k for k in logged if not k.startswith("val_") and k != "lr"]
     names += [k[4:] for k in logged if k.startswith("val_") and k[4:] not in names]
+    names.sort(key=lambda k: k != "loss")          # the loss first, then the metrics
     if metrics is not None:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
         unknown = [m for m in metrics if m not in names]
@@ -80,7 +81,7 @@ def training_curves(history, path=None, metrics=None, *, baseline=None, target=N
         raise ValueError("the history has no epochs to plot")
     epochs = np.asarray(history.epoch) + 1
     best_name, best = _best_epoch(history)
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
     fig, axes = plt.subplots(1, len(names), figsize=(max(7.0, 4.6 * len(names)), 3.6),
                              squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -106,6 +107,11 @@ def training_curves(history, path=None, metrics=None, *, baseline=None, target=N
                        label=f"best epoch {epochs[best]} ({best_name})")
         if positive and (name == "loss" or "perplexity" in name):
             ax.set_yscale("log")
+            plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+            lo, hi = ax.get_ylim()
+            ax.yaxis.set_major_formatter(plain)
+            if hi < 10 * lo:                       # less than a decade: label the minor ticks
+                ax.yaxis.set_minor_formatter(plain)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
