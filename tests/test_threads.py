@@ -320,7 +320,7 @@ def test_results_do_not_depend_on_thread_count_or_scheme(cell, dtype, restore_nu
     dy = rng.standard_normal(shape[:2] + (shape[3],)).astype(dtype)
     results = {}
     plans = [(1, "units"), (1, "rows"), (2, "units"), (3, "units"), (2, "rows"), (3, "rows")]
-    if cell == "lstm":      # and with the input projection inside the steps, or not
+    if cell in ("lstm", "gru"):     # and with the input projection inside the steps, or not
         plans = [plan + (fused,) for plan in plans for fused in (False, True)]
     for plan in plans:
         n, scheme = plan[:2]
@@ -343,7 +343,7 @@ def test_results_do_not_depend_on_thread_count_or_scheme(cell, dtype, restore_nu
         # the projection inside the steps sums in another order than BLAS: its results are
         # compared with one thread's that also have it
         assert_identical(results[plan], results[plans[int(fused)]], f"{plan} vs one thread")
-    if cell == "lstm":
+    if cell in ("lstm", "gru"):
         for a, b in zip(results[plans[1]], results[plans[0]]):
             np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == np.float32 else 1e-12,
                                        atol=1e-5 if dtype == np.float32 else 1e-13)

@@ -33,15 +33,20 @@ cdef void gru_forward_a(
         bint reset_after, const floating* panels, const Py_ssize_t* col0, const int* width,
         const floating* b_hn, const int64_t* lengths, floating* g, floating* hh,
         const floating* h_prev, floating* h_cur, floating* aux_t, floating* y_t,
-        bint keep) noexcept nogil:
+        bint keep, Py_ssize_t I, const floating* x_t, const floating* panels_x,
+        const floating* bias) noexcept nogil:
     """Units u0 .. u0+nu-1 of rows b0 .. b1-1.  reset_after: the whole step (hh = h_prev @ W_hh.T for
     the unit block's three gates, then the update).  Otherwise the first half: r and z
-    (their recurrent terms accumulate into g) and aux = r * h_prev."""
+    (their recurrent terms accumulate into g) and aux = r * h_prev.  With panels_x (packed
+    W_ih for this unit block's three gates, reset_after only) the input projection is made
+    here too: g = x_t @ W_ih.T + bias first."""
     cdef Py_ssize_t GH = 3 * H
     cdef Py_ssize_t b, j, k
     cdef floating* g_row
     cdef floating* hh_row
     cdef floating* hn_row
+    if panels_x != NULL:
+        step_input(b1 - b0, I, x_t + b0 * I, panels_x, 3, col0, width, bias, g + b0 * GH, GH)
     if reset_after:
         gemm_panels(b1 - b0, H, h_prev + b0 * H, H, panels, 3, col0, width, hh + b0 * GH, GH,
                     False)
@@ -119,6 +124,7 @@ cdef void gru_forward_kernel(
         Py_ssize_t nub, int nthreads, bint by_rows,
         floating* panels_a,         # WORK (G_a * nub, H, NR) packed W_hh.T
         floating* panels_n,         # WORK (nub, H, NR) packed W_hn.T (not reset_after)
+        floating* panels_x,         # WORK (3 * nub, I, NR) packed W_ih.T, or NULL (below)
         floating* gates,            # OUT (chunk, B, 3H): post-activation r|z|n when keep
         floating* hs,               # OUT (T+1 | 2, B, H) hidden-state slots
         floating* aux,              # OUT (T | 1, B, H): W_hn h + b_hn (reset_after) or r*h
@@ -126,23 +132,34 @@ cdef void gru_forward_kernel(
         floating* y,                # OUT (T, B, H)
         floating* hT                # OUT (B, H)
         ) noexcept nogil:
+    # The input projection: as BLAS products over `chunk` steps at a time, or, when the
+    # caller packs W_ih (panels_x != NULL, reset_after only; see fastrnn.functional.
+    # _fuse_input), step by step inside the recurrence: then chunk is T, and gates is
+    # (1, B, 3H) unless keep.
     cdef Py_ssize_t GH = 3 * H, BH = B * H
     cdef Py_ssize_t G_a = 3 if reset_after else 2
     cdef Py_ssize_t NR = panel_cols(gates)
     cdef Py_ssize_t s, s0, n, t, t_lo, ub, grp, part, b0, b1
+    cdef Py_ssize_t gstep = B * GH if (panels_x == NULL or keep) else 0
     cdef floating* g
     cdef Py_ssize_t gs = GROUP if by_rows else group_size(nub, nthreads)
 
     s = t = 0
     g = NULL
     pack_panels(w_hh, H, True, H, G_a * nub, col0_a, width_a, panels_a)
+    if panels_x != NULL:
+        pack_panels(w_ih, I, True, I, 3 * nub, col0_a, width_a, panels_x)
     if not reset_after:
         pack_panels(w_hh + 2 * H * H, H, True, H, nub, col0_n, width_n, panels_n)
     copy_or_zero(hs + (T if (reverse and keep) else 0) * BH, h0, BH)
     s0 = 0
     while s0 < T:
         n = min(chunk, T - s0)
-        t_lo = chunk_projection(s0, n, T, reverse, B, I, GH, x, w_ih, bias, gates, nthreads)
+        if panels_x == NULL:
+            t_lo = chunk_projection(s0, n, T, reverse, B, I, GH, x, w_ih, bias, gates,
+                                    nthreads)
+        else:
+            t_lo = 0
         if by_rows:
             # each thread: its rows through every step of the chunk, no barrier
             with parallel(num_threads=nthreads):
@@ -151,14 +168,16 @@ cdef void gru_forward_kernel(
                     b1 = B * (part + 1) // nthreads
                     for s in range(s0, s0 + n):
                         t = step_time(s, T, reverse)
-                        g = gates + (t - t_lo) * B * GH
+                        g = gates + (t - t_lo) * gstep
                         for ub in range(nub):
                             gru_forward_a(col0_n[ub], width_n[ub], t, b0, b1, H, reset_after,
                                           panels_a + G_a * ub * H * NR, col0_a + G_a * ub,
                                           width_a + G_a * ub, b_hn, lengths, g, hh,
                                           hs + prev_slot(s, t, reverse, keep) * BH,
                                           hs + cur_slot(s, t, reverse, keep) * BH,
-                                          aux + (t * BH if keep else 0), y + t * BH, keep)
+                                          aux + (t * BH if keep else 0), y + t * BH, keep,
+                                          I, x + t * B * I, panels_x + 3 * ub * I * NR
+                                          if panels_x != NULL else NULL, bias)
                         if not reset_after:
                             for grp in range(n_groups(nub, gs)):
                                 gru_forward_b(col0_n[grp * gs],
@@ -175,14 +194,16 @@ cdef void gru_forward_kernel(
         with parallel(num_threads=nthreads):
             for s in range(s0, s0 + n):
                 t = step_time(s, T, reverse)
-                g = gates + (t - t_lo) * B * GH
+                g = gates + (t - t_lo) * gstep
                 for ub in prange(nub, schedule="static"):
                     gru_forward_a(col0_n[ub], width_n[ub], t, 0, B, H, reset_after,
                                   panels_a + G_a * ub * H * NR, col0_a + G_a * ub,
                                   width_a + G_a * ub, b_hn, lengths, g, hh,
                                   hs + prev_slot(s, t, reverse, keep) * BH,
                                   hs + cur_slot(s, t, reverse, keep) * BH,
-                                  aux + (t * BH if keep else 0), y + t * BH, keep)
+                                  aux + (t * BH if keep else 0), y + t * BH, keep,
+                                  I, x + t * B * I, panels_x + 3 * ub * I * NR
+                                  if panels_x != NULL else NULL, bias)
                 if not reset_after:
                     for grp in prange(n_groups(nub, gs), schedule="static"):
                         gru_forward_b(col0_n[grp * gs],
@@ -390,25 +411,28 @@ cdef void gru_backward_kernel(
 
 
 def forward(x, w_ih, w_hh, bias, b_hn, h0, lengths, bint reverse, bint training,
-            bint reset_after, int nthreads=1, bint by_rows=False):
+            bint reset_after, int nthreads=1, bint by_rows=False, bint fused=False):
     """y (T,B,H), hT (B,H), saved: (gates, hs, aux) when training else None.
 
     bias (3H,) is everything added on the input side: b_ih + [b_hr, b_hz, b_hn], except that
-    with reset_after the b_hn block is left out and passed as b_hn (H,) instead."""
+    with reset_after the b_hn block is left out and passed as b_hn (H,) instead.  fused
+    (reset_after only; ignored otherwise): the input projection is made step by step with
+    packed W_ih."""
+    fused = fused and reset_after
     if x.dtype == np.float32:
         return _forward(<float*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, b_hn, h0, lengths,
-                        reverse, training, reset_after, nthreads, by_rows)
+                        reverse, training, reset_after, nthreads, by_rows, fused)
     _check_double(x)
     return _forward(<double*>cnp.PyArray_DATA(x), x, w_ih, w_hh, bias, b_hn, h0, lengths,
-                    reverse, training, reset_after, nthreads, by_rows)
+                    reverse, training, reset_after, nthreads, by_rows, fused)
 
 
 cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint reverse,
-              bint training, bint reset_after, int nthreads, bint by_rows):
+              bint training, bint reset_after, int nthreads, bint by_rows, bint fused):
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef Py_ssize_t chunk = T if training else max(1, min(T, INFER_ROWS // B))
+    cdef Py_ssize_t chunk = T if (training or fused) else max(1, min(T, INFER_ROWS // B))
     dtype = x.dtype
-    gates = ws_empty((chunk, B, 3 * H), dtype)
+    gates = ws_empty((T if training else (1 if fused else chunk), B, 3 * H), dtype)
     hs = ws_empty((T + 1 if training else 2, B, H), dtype)
     aux = ws_empty((T if training else 1, B, H), dtype)
     hh = np.empty((B, 3 * H), dtype) if reset_after else None
@@ -419,12 +443,14 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint r
     cdef Py_ssize_t nub = nub_obj
     panels_a = ws_empty(((3 if reset_after else 2) * nub, H, panel_cols(xp)), dtype)
     panels_n = None if reset_after else ws_empty((nub, H, panel_cols(xp)), dtype)
+    panels_x = ws_empty((3 * nub, I, panel_cols(xp)), dtype) if fused else None
     cdef const Py_ssize_t* col0_a_p = <Py_ssize_t*>data_or_null(col0_a)
     cdef const int* width_a_p = <int*>data_or_null(width_a)
     cdef const Py_ssize_t* col0_n_p = <Py_ssize_t*>data_or_null(col0_n)
     cdef const int* width_n_p = <int*>data_or_null(width_n)
     cdef floating* panels_a_p = <floating*>data_or_null(panels_a)
     cdef floating* panels_n_p = <floating*>data_or_null(panels_n)
+    cdef floating* panels_x_p = <floating*>data_or_null(panels_x)
     nthreads = max(1, min(nthreads, B if by_rows else nub))
     cdef const floating* w_ih_p = <floating*>data_or_null(w_ih)
     cdef const floating* w_hh_p = <floating*>data_or_null(w_hh)
@@ -441,9 +467,9 @@ cdef _forward(const floating* xp, x, w_ih, w_hh, bias, b_hn, h0, lengths, bint r
     with nogil:
         gru_forward_kernel(T, B, I, H, reset_after, xp, w_ih_p, w_hh_p, bias_p, b_hn_p, h0_p,
                            len_p, reverse, training, chunk, col0_a_p, width_a_p, col0_n_p,
-                           width_n_p, nub, nthreads, by_rows, panels_a_p, panels_n_p, gates_p, hs_p,
-                           aux_p, hh_p, y_p, hT_p)
-    ws_release((panels_a, panels_n), extra_refs=1)
+                           width_n_p, nub, nthreads, by_rows, panels_a_p, panels_n_p,
+                           panels_x_p, gates_p, hs_p, aux_p, hh_p, y_p, hT_p)
+    ws_release((panels_a, panels_n, panels_x), extra_refs=1)
     if training:
         return y, hT, (gates, hs, aux)
     ws_release((gates, hs, aux), extra_refs=1)
@@ -566,7 +592,7 @@ cdef _step(const floating* xp, x, h, prepared, bias, b_hn, bint reset_after, int
                        g_p, GH)
             gru_forward_a(cn[ub], wn_w[ub], 0, 0, B, H, reset_after, wa_p + G_a * ub * H * NR,
                           ca + G_a * ub, wa_w + G_a * ub, b_hn_p, NULL, g_p, hh_p, h_p, hn_p,
-                          aux_p, NULL, False)
+                          aux_p, NULL, False, I, NULL, NULL, NULL)
         if not reset_after:
             for grp in prange(n_groups(nub, gs), schedule="static"):
                 gru_forward_b(cn[grp * gs], group_units(grp, nub, cn, wn_w, gs), 0, 0, B,
