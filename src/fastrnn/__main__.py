@@ -151,12 +151,13 @@ def cmd_bench(args):
     out = None if quiet else sys.stdout
     result = {}
     variants = [c for c in args.cells if c in bench.VARIANTS]
-    if variants and (args.stream or args.word_lm or args.concurrency or args.memory):
+    not_table = args.stream or args.word_lm or args.concurrency or args.memory
+    if variants and not_table:
         raise SystemExit(f"fastrnn bench: error: --cells {','.join(variants)} is for the "
                          f"table only (not --stream, --word-lm, --concurrency, --memory)")
     plot = None
     if args.plot is not None:
-        if args.stream or args.word_lm or args.concurrency or args.memory:
+        if not_table:
             raise SystemExit("fastrnn bench: error: --plot charts the table (not --stream, "
                              "--word-lm, --concurrency, --memory)")
         plot = _plot_module("fastrnn bench")

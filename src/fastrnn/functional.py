@@ -633,8 +633,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True, lengths=None
             nthreads, by_rows = _plan(x, w_hh, nthreads)
             y, hT, saved = _gru.forward(x, w_ih, w_hh, _sum_bias(b_ih, b_hh), b_hn, h0,
                                         lengths, reverse, training, reset_after, nthreads,
-                                        by_rows, reset_after and _fuse_input(
-                                            w_ih, w_hh, x.shape[1], small=False))
+                                        by_rows, _fuse_input(w_ih, w_hh, x.shape[1],
+                                                             small=False))
         y, hT = _cast(out_dtype, y, hT)
     cache = Cache("gru", reset_after, x, w_ih, w_hh, lengths, reverse, saved,
                   b_ih is not None, b_hh is not None, out_dtype) if training else None

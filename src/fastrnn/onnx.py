@@ -131,7 +131,8 @@ def _recurrent(g, index, layer, x, seq_lens, time_major):
                                        g.const("axes", [0], np.int64),
                                        g.const("steps", [-1], np.int64)])
                 else:
-                    x = g.op("ReverseSequence", [x, g.op("Cast", [seq_lens], to=TensorProto.INT64)],
+                    x = g.op("ReverseSequence",
+                             [x, g.op("Cast", [seq_lens], to=TensorProto.INT64)],
                              time_axis=0, batch_axis=1)
             if seq_lens is not None and not layer.zero_output_for_mask and not (
                     layer.go_backwards and layer.go_backwards_order == "full"):
@@ -240,34 +241,34 @@ def export(model, path=None, *, lengths=False, opset=17):
     t_axis = 1 if batch_first else 0
     for i, layer in enumerate(layers):
         name = type(layer).__name__
-        masks = isinstance(layer, L.Masking) or getattr(layer, "mask_zero", False)
-        if masks and (lengths or i):
-            _refuse(i, layer, "sets the lengths from x: export it as the first layer, without "
-                              "lengths=True" if i == 0 else "sets the lengths from x, so it "
-                              "must be the model's first layer")
-        if isinstance(layer, L.Masking):
-            # steps whose features all equal mask_value are padding: zeroed, and counted out
-            # of each row's length (the graph counts them: a padded step before a valid one,
-            # which fastrnn refuses, is not detected)
-            valid = g.op("Not", [g.op("Equal", [x, g.const("mask_value", layer.mask_value,
-                                                           g.dtype)])])
-            count = g.op("ReduceSum", [g.op("Cast", [valid], to=elem),
-                                       g.const("axes", [-1], np.int64)], keepdims=0)
-            keep = g.op("Cast", [g.op("Greater", [count, g.const("zero", 0, g.dtype)])],
-                        to=TensorProto.INT64)                          # (B, T) / (T, B)
-            x = g.op("Mul", [x, g.op("Unsqueeze", [g.op("Cast", [keep], to=elem),
-                                                    g.const("axes", [-1], np.int64)])])
-        elif isinstance(layer, L.Embedding):
-            if layer.mask_zero:
-                keep = g.op("Cast", [g.op("Not", [g.op("Equal", [x, g.const(
-                    "zero_id", 0, np.int64)])])], to=TensorProto.INT64)
-            x = g.op("Gather", [g.const("embedding", layer.parameters()["weight"]), x], axis=0)
-        if masks:
-            len_name = g.op("ReduceSum", [keep, g.const("axes", [t_axis], np.int64)],
-                            keepdims=0)
-            seq_lens = g.op("Cast", [len_name], to=TensorProto.INT32)
         if isinstance(layer, (L.Masking, L.Embedding)):
-            pass                                  # done above
+            keep = None                           # (B, T) / (T, B) 0/1 of the valid steps
+            if isinstance(layer, L.Masking):
+                # steps whose features all equal mask_value are padding: zeroed, and counted
+                # out of each row's length (the graph counts them: a padded step before a
+                # valid one, which fastrnn refuses, is not detected)
+                valid = g.op("Not", [g.op("Equal", [x, g.const("mask_value", layer.mask_value,
+                                                               g.dtype)])])
+                count = g.op("ReduceSum", [g.op("Cast", [valid], to=elem),
+                                           g.const("axes", [-1], np.int64)], keepdims=0)
+                keep = g.op("Cast", [g.op("Greater", [count, g.const("zero", 0, g.dtype)])],
+                            to=TensorProto.INT64)
+                x = g.op("Mul", [x, g.op("Unsqueeze", [g.op("Cast", [keep], to=elem),
+                                                        g.const("axes", [-1], np.int64)])])
+            else:
+                if layer.mask_zero:
+                    keep = g.op("Cast", [g.op("Not", [g.op("Equal", [x, g.const(
+                        "zero_id", 0, np.int64)])])], to=TensorProto.INT64)
+                x = g.op("Gather", [g.const("embedding", layer.parameters()["weight"]), x],
+                         axis=0)
+            if keep is not None:
+                if lengths or i:
+                    _refuse(i, layer, "sets the lengths from x: export it as the first layer, "
+                                      "without lengths=True" if i == 0 else "sets the lengths "
+                                      "from x, so it must be the model's first layer")
+                len_name = g.op("ReduceSum", [keep, g.const("axes", [t_axis], np.int64)],
+                                keepdims=0)
+                seq_lens = g.op("Cast", [len_name], to=TensorProto.INT32)
         elif isinstance(layer, (L.RNN, L.LSTM, L.GRU)):
             if layer.batch_first != batch_first:
                 _refuse(i, layer, "has another batch_first than the model's first recurrent "
@@ -357,6 +358,15 @@ def load(path):
         if n.op_type == "Concat":
             return all(is_zero(i, depth + 1) for i in n.input)
         return False
+
+    def axes_of(n, a):
+        """A Squeeze or Reduce node's axes (an input since opset 13 / 18, an attribute
+        before), or None."""
+        return consts.get(n.input[1]) if len(n.input) > 1 and n.input[1] else a.get("axes")
+
+    def time_axis(layout, batch_first):
+        """The time axis of a sequence in `layout` ("in": the input's, "t": transposed)."""
+        return 1 if (layout == "in") == batch_first else 0
 
     def consumers(name):
         """The nodes that read tensor `name` (the graph's outputs count as readers)."""
@@ -463,7 +473,7 @@ def load(path):
                 refuse(n, f"transposes with perm {perm} where fastrnn's layout cannot")
             main = n.output[0]
         elif op in ("ReduceSum", "ReduceMean", "ReduceProd") and layout in ("y4t", "yh"):
-            axes = consts.get(n.input[1]) if len(n.input) > 1 and n.input[1] else a.get("axes")
+            axes = axes_of(n, a)
             want = 2 if layout == "y4t" else 0
             if axes is None or list(np.atleast_1d(axes)) != [want] or a.get("keepdims", 1):
                 refuse(n, "reduces other than the directions' axis")
@@ -476,7 +486,7 @@ def load(path):
             layout, main = "yht", n.output[0]                  # (B, D, H)
         elif (op == "Squeeze" and layout == "yh") or (op == "Reshape" and layout == "yht"):
             if op == "Squeeze":
-                axes = consts.get(n.input[1]) if len(n.input) > 1 else a.get("axes")
+                axes = axes_of(n, a)
                 if axes is None or list(np.atleast_1d(axes)) != [0]:
                     refuse(n, "squeezes an axis other than the direction's")
             layout, main = "flat", n.output[0]
@@ -484,7 +494,7 @@ def load(path):
             if layout == "y4" and op == "Reshape":
                 refuse(n, "mixes the directions' outputs")
             if op == "Squeeze" and layout == "y4":
-                axes = consts.get(n.input[1]) if len(n.input) > 1 else a.get("axes")
+                axes = axes_of(n, a)
                 if axes is None or list(np.atleast_1d(axes)) != [1]:
                     refuse(n, "squeezes an axis other than the direction's")
             layout = "t" if specs[-1][1]["batch_first"] else "in"
@@ -532,7 +542,7 @@ def load(path):
             # axis: Slice with step -1; over each row's valid steps: ReverseSequence), or the
             # last output repeated over the padding (GatherElements of min(t, len - 1))
             stack = specs[-1][1]
-            t_axis = 0 if (layout == "in") != stack["batch_first"] else 1
+            t_axis = time_axis(layout, stack["batch_first"])
             if op == "GatherElements":
                 if a.get("axis", 0) != t_axis or stack["layers"][0]["D"] != 1:
                     refuse(n, "gathers other than a layer's last output over its padding")
@@ -558,7 +568,7 @@ def load(path):
             stack = next((sp for sp in reversed(specs) if sp[0] == "rnn_stack"), None)
             if stack is None:
                 refuse(n, "picks a step of a sequence no recurrent operator made")
-            t_axis = 1 if (layout == "in") == stack[1]["batch_first"] else 0
+            t_axis = time_axis(layout, stack[1]["batch_first"])
             if a.get("axis", 0) != t_axis:
                 refuse(n, "gathers along an axis other than time")
             if op == "Gather":
@@ -573,7 +583,7 @@ def load(path):
             specs.append(["laststep", None])
             main = n.output[0]
         elif op == "Squeeze" and layout == "picked":
-            axes = consts.get(n.input[1]) if len(n.input) > 1 else a.get("axes")
+            axes = axes_of(n, a)
             if axes is None or list(np.atleast_1d(axes)) != [1]:
                 refuse(n, "squeezes an axis other than the picked step's")
             layout = "flat"

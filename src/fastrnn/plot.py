@@ -133,7 +133,8 @@ def read_bench(paths):
     (cell, shape, mode) row holds the median of the runs' ratios (and ``runs``, their
     number)."""
     import json
-    tables = []
+    keys = ("cell", "B", "T", "I", "H", "mode")
+    merged = {}
     for path in paths:
         with open(path) as f:
             try:
@@ -143,15 +144,11 @@ def read_bench(paths):
         table = data.get("table") if isinstance(data, dict) else None
         if not table or "rows" not in table:
             raise ValueError(f"{path}: not a fastrnn bench --json file with a table")
-        tables.append(table["rows"])
-    merged = {}
-    for rows in tables:
-        for r in rows:
-            merged.setdefault((r["cell"], r["B"], r["T"], r["I"], r["H"], r["mode"]),
-                              []).append(r)
+        for r in table["rows"]:
+            merged.setdefault(tuple(r[k] for k in keys), []).append(r)
     out = []
     for key, runs in merged.items():
-        row = dict(zip(("cell", "B", "T", "I", "H", "mode"), key), runs=len(runs))
+        row = dict(zip(keys, key), runs=len(runs))
         for name in ("torch_over_fastrnn", "onnxruntime_over_fastrnn", "fastrnn_ms"):
             vals = [r[name] for r in runs if name in r]
             if vals:
@@ -179,6 +176,7 @@ def bench_chart(rows, path=None, *, title="time of the peers / fastrnn's (> 1: f
         labels = [f"{r['cell']} ({r['B']}, {r['T']}, {r['I']}, {r['H']})" for r in mine]
         y = np.arange(len(mine))
         height = 0.8 / len(peers)
+        drawn = [1.0]                              # the range always shows 1x
         for k, (key, name) in enumerate(peers):
             vals = np.array([r.get(f"{key}_over_fastrnn", np.nan) for r in mine])
             if np.isfinite(vals).any():
@@ -187,11 +185,10 @@ def bench_chart(rows, path=None, *, title="time of the peers / fastrnn's (> 1: f
                 for p, v in zip(pos, vals):
                     if np.isfinite(v):
                         ax.text(v * 1.03, p, f"{v:.2f}", va="center", fontsize="x-small")
+                drawn += [v for v in vals if np.isfinite(v) and v > 0]
         ax.axvline(1.0, color="black", linewidth=1)
         ax.set_xscale("log")
-        finite = [v for r in mine for v in (r.get(f"{k}_over_fastrnn") for k, _ in peers)
-                  if v is not None and np.isfinite(v) and v > 0]
-        lo, hi = min(finite + [1.0]) / 1.3, max(finite + [1.0]) * 1.3
+        lo, hi = min(drawn) / 1.3, max(drawn) * 1.3
         ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128) if lo <= t <= hi]
         ax.set_xlim(lo, hi)
         ax.xaxis.set_major_locator(FixedLocator(ticks))
