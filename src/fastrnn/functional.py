@@ -1067,10 +1067,10 @@ def _fuse_input(w_ih, w_hh, B=None, small=True):
     stay in a core's cache together (a quarter of its L2; with `small`), which dominates
     short calls on small layers, or, given the batch B, when a step has enough rows to reuse
     every weight it streams in (B * itemsize >= 256: 64 rows in float32).  Measured on 2
-    cores of a Zen 5 (float32, interleaved A/B, 1 and 2 threads): at B = 64-256 fused is
-    4-19% faster for the LSTM and 3-35% for the GRU, at B = 1 and B = 16 (H = 1024) 3-30%
-    slower; small GRU layers gain nothing (-8% to +3% at (50, 8, 32, 64)), so the GRU fuses
-    by the batch rule only.  Depends on the shapes only, never on the thread count (the two
+    cores of a Zen 5 (float32, interleaved A/B, 2 threads, quiet machine): at B = 64-256
+    fused takes 0.89-0.99 of the time for the LSTM and 0.67-0.97 for the GRU, at B = 1 and
+    B = 16 (H = 1024) up to 1.19; small GRU layers gain nothing (-8% to +3% at (50, 8, 32,
+    64)), so the GRU fuses by the batch rule only.  Depends on the shapes only, never on the thread count (the two
     ways round differently)."""
     if _force_fused is not None:
         return _force_fused
